@@ -1,0 +1,57 @@
+# musicark — build, test and demo on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := sqlite3 ffmpeg libchromaprint1 libchromaprint-tools aria2 opentracker \
+	qbittorrent-nox mktorrent chromium wrk zstd
+STAMP_DEB := $(VENV)/.debian-stamp
+STAMP_PY := $(VENV)/.python-stamp
+DEMO_DIR ?= demo-archive
+
+.PHONY: all setup demo test test-all bench lint typecheck clean
+
+all: test
+
+$(STAMP_DEB):
+	@mkdir -p $(VENV)
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMP_PY): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP_DEB) $(STAMP_PY)
+
+demo: setup
+	$(BIN)/python -m musicark.demo --dir $(DEMO_DIR)
+
+test: setup
+	$(BIN)/ruff check musicark tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+test-all: setup
+	$(BIN)/ruff check musicark tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q -m ''
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check musicark tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

@@ -1,0 +1,82 @@
+"""Catalogue connections, numbered migrations and the secondary indexes."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+from musicark.errors import CatalogError
+
+# Secondary indexes, dropped for bulk loads and rebuilt after; `ensure_indexes`
+# restores any an interrupted load left missing.
+INDEXES: dict[str, str] = {
+    "tracks_source_external": "tracks(source_id, external_id)",
+    "tracks_isrc": "tracks(isrc) WHERE isrc IS NOT NULL",
+    "tracks_album": "tracks(album_id)",
+    "track_artists_artist": "track_artists(artist_id)",
+    "albums_upc": "albums(upc) WHERE upc IS NOT NULL",
+}
+
+
+def _migrations() -> list[tuple[int, str]]:
+    out = []
+    for entry in resources.files("musicark.catalog").joinpath("migrations").iterdir():
+        m = re.match(r"^(\d{4})_.*\.sql$", entry.name)
+        if m:
+            out.append((int(m.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations the database lacks, each in its own transaction."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, sql in _migrations():
+        if number <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        current = number
+    return int(current)
+
+
+def ensure_indexes(conn: sqlite3.Connection) -> None:
+    for name, spec in INDEXES.items():
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}")
+
+
+def drop_indexes(conn: sqlite3.Connection) -> None:
+    for name in INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the catalogue (creating and migrating it unless `readonly`)."""
+    try:
+        if readonly:
+            if not path.exists():
+                raise CatalogError(f"no catalogue at {path}")
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-262144")  # 256 MiB
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA threads=2")
+        if not readonly:
+            migrate(conn)
+            ensure_indexes(conn)
+    except sqlite3.DatabaseError as exc:
+        raise CatalogError(f"{path}: not a usable catalogue ({exc})") from None
+    return conn

@@ -1,0 +1,73 @@
+"""What every command shares: the --archive option, JSON output, the progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from musicark.archive import ENV_VAR, Archive, open_archive
+from musicark.progress import Progress as Snapshot
+from musicark.progress import ProgressCallback
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True)
+
+
+def archive_option(func: F) -> F:
+    return click.option(
+        "--archive",
+        "archive_path",
+        envvar=ENV_VAR,
+        type=click.Path(file_okay=False, path_type=str),
+        default=None,
+        help=f"Archive folder (default: ${ENV_VAR}, else the current folder).",
+    )(func)
+
+
+def get_archive(archive_path: str | None) -> Archive:
+    return open_archive(archive_path)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+@contextmanager
+def progress_bar(*, enabled: bool = True) -> Iterator[ProgressCallback | None]:
+    """A callback for the library that draws one rich bar per stage on stderr."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def callback(p: Snapshot) -> bool:
+            if p.stage not in tasks:
+                tasks[p.stage] = bar.add_task(p.stage, total=p.total, unit=p.unit)
+            bar.update(tasks[p.stage], completed=p.done, total=p.total)
+            return True
+
+        yield callback
