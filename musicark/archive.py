@@ -65,6 +65,11 @@ class Archive:
 
         return connect(self.catalog_path, readonly=readonly)
 
+    def connect_state(self, *, readonly: bool = False) -> sqlite3.Connection:
+        from musicark.state import connect_state
+
+        return connect_state(self.state_path, readonly=readonly)
+
 
 def is_archive(path: Path) -> bool:
     return (path / CONFIG_NAME).is_file()
