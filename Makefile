@@ -47,6 +47,7 @@ test-all: setup
 	$(BIN)/pytest -q -m ''
 
 bench: setup
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: setup

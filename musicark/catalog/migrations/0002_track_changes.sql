@@ -1,0 +1,6 @@
+-- Tracks inserted or changed by each import, in order, so that derived data (the search
+-- index) catches up incrementally: a consumer remembers the last seq it has seen.
+CREATE TABLE track_changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    track_id    INTEGER NOT NULL
+);
