@@ -47,5 +47,9 @@ class SearchError(MusicarkError):
     """The search index cannot answer or be built."""
 
 
+class QueryError(SearchError, UsageError):
+    """A search query, page size or offset that cannot be answered as given."""
+
+
 class Cancelled(MusicarkError):
     """A long job stopped because its progress callback asked it to."""

@@ -1,0 +1,432 @@
+"""The track search index (tantivy): full builds, incremental updates, and its layout.
+
+Layout under `ARCHIVE/index/tracks/`::
+
+    current.json     {"generation": "g000002", "seq": 1234, ...}: the live index and the last
+                     `track_changes.seq` it includes, replaced atomically
+    g000002/         the tantivy index of that generation
+    .lock            held (flock) by whoever writes: one writer per index
+
+A full build writes a new generation beside the live one and switches `current.json`
+when it is committed, so searches never see half an index and a crash leaves the old
+one in place. An update applies the catalogue's `track_changes` after `seq` in batches,
+each committed before `seq` moves on: a crash repeats at most one batch, and applying
+a change twice gives the same index (delete by id, then add).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import tantivy
+
+from musicark.archive import Archive
+from musicark.errors import Cancelled, MusicarkError, SearchError
+from musicark.progress import Progress, ProgressCallback, report
+from musicark.search.analysis import ANALYZER, normalize_key, register_analyzer
+
+SCHEMA_VERSION = 1
+WRITER_HEAP = 256_000_000
+CHANGE_BATCH = 20_000
+# An update with more pending changes than this (or a quarter of the index) rebuilds.
+REBUILD_THRESHOLD = 200_000
+
+# (id, title, artists, album_id, album, popularity, isrc, duration_ms, keys)
+Row = tuple[int, str, str, int | None, str, int, str | None, int | None, list[str]]
+
+
+def build_schema() -> tantivy.Schema:
+    sb = tantivy.SchemaBuilder()
+    sb.add_integer_field("id", stored=True, indexed=True, fast=True)
+    sb.add_text_field("title", stored=True, tokenizer_name=ANALYZER, index_option="freq")
+    sb.add_text_field("artists", stored=True, tokenizer_name=ANALYZER, index_option="freq")
+    sb.add_text_field("album", stored=True, tokenizer_name=ANALYZER, index_option="freq")
+    # title + artists + album: every query word must match here
+    sb.add_text_field("all", stored=False, tokenizer_name=ANALYZER, index_option="freq")
+    sb.add_text_field("keys", stored=False, tokenizer_name="raw", index_option="basic")
+    sb.add_integer_field("album_id", stored=True)
+    sb.add_integer_field("popularity", stored=True, fast=True)
+    sb.add_text_field("isrc", stored=True, tokenizer_name="raw", index_option="basic")
+    sb.add_integer_field("duration_ms", stored=True)
+    return sb.build()
+
+
+def index_root(archive: Archive) -> Path:
+    return archive.index_dir / "tracks"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexState:
+    generation: str
+    seq: int
+    built: str
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "seq": self.seq,
+            "built": self.built,
+            "schema": self.schema,
+        }
+
+
+def read_state(root: Path) -> IndexState | None:
+    """The live generation, or None when no index was ever completed."""
+    try:
+        data = orjson.loads((root / "current.json").read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise SearchError(
+            f"{root / 'current.json'} is unreadable ({exc}); run `musicark index rebuild`"
+        ) from None
+    try:
+        state = IndexState(
+            generation=str(data["generation"]),
+            seq=int(data["seq"]),
+            built=str(data.get("built", "")),
+            schema=int(data.get("schema", 0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise SearchError(
+            f"{root / 'current.json'} is damaged; run `musicark index rebuild`"
+        ) from None
+    if not state.generation.startswith("g") or not state.generation[1:].isdigit():
+        raise SearchError(
+            f"{root / 'current.json'} names no generation; run `musicark index rebuild`"
+        )
+    if state.schema != SCHEMA_VERSION:
+        return None  # an index from another version of musicark: rebuild it
+    return state
+
+
+def _write_state(root: Path, state: IndexState) -> None:
+    tmp = root / "current.json.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(orjson.dumps(state.to_dict(), option=orjson.OPT_INDENT_2))
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(root / "current.json")
+    dir_fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def _writer_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SearchError(
+                f"another process is updating the search index at {root}; try again when it ends"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_index(root: Path, generation: str) -> tantivy.Index:
+    path = root / generation
+    if not path.is_dir():
+        raise SearchError(f"search index {path} is missing; run `musicark index rebuild`")
+    try:
+        index = tantivy.Index.open(str(path))
+    except (OSError, ValueError) as exc:
+        raise SearchError(
+            f"search index {path} cannot be opened ({exc}); run `musicark index rebuild`"
+        ) from None
+    register_analyzer(index)
+    return index
+
+
+# ---------------------------------------------------------------- catalogue rows
+
+_ROW_SQL = """
+SELECT t.id, t.title, t.popularity, t.isrc, t.duration_ms, t.external_id, t.external_ids,
+       t.album_id, al.title, al.upc,
+       (SELECT group_concat(name, ', ') FROM
+          (SELECT ar.name AS name FROM track_artists ta JOIN artists ar ON ar.id = ta.artist_id
+           WHERE ta.track_id = t.id ORDER BY ta.position))
+FROM tracks t LEFT JOIN albums al ON al.id = t.album_id
+"""
+
+
+def _row(r: tuple[Any, ...]) -> Row:
+    tid, title, pop, isrc, duration, ext_id, ext_ids, album_id, album, upc, artists = r
+    keys: list[str] = []
+    if isrc:
+        keys.append(normalize_key(isrc))
+        keys.append("isrc:" + normalize_key(isrc))
+    if upc:
+        keys.append(normalize_key(upc))
+        keys.append("upc:" + normalize_key(upc))
+    if ext_id:
+        keys.append(normalize_key(ext_id))
+    if ext_ids:
+        try:
+            parsed = orjson.loads(ext_ids)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            for kind, value in parsed.items():
+                if isinstance(value, str | int) and str(value).strip():
+                    v = normalize_key(str(value))
+                    keys.append(v)
+                    keys.append(f"{str(kind).lower()}:{v}")
+    return (
+        int(tid),
+        title or "",
+        artists or "",
+        album_id,
+        album or "",
+        int(pop or 0),
+        isrc,
+        duration,
+        keys,
+    )
+
+
+def catalog_rows(conn: sqlite3.Connection, *, batch: int = 5000) -> Iterator[list[Row]]:
+    """Every catalogue track as index rows, in batches."""
+    cur = conn.execute(_ROW_SQL + " ORDER BY t.id")
+    while True:
+        chunk = cur.fetchmany(batch)
+        if not chunk:
+            return
+        yield [_row(r) for r in chunk]
+
+
+def catalog_rows_for(conn: sqlite3.Connection, ids: list[int]) -> list[Row]:
+    out: list[Row] = []
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        out.extend(_row(r) for r in conn.execute(_ROW_SQL + f" WHERE t.id IN ({marks})", part))
+    return out
+
+
+def make_document(row: Row) -> tantivy.Document:
+    tid, title, artists, album_id, album, pop, isrc, duration, keys = row
+    fields: dict[str, Any] = {
+        "id": tid,
+        "title": title,
+        "artists": artists,
+        "album": album,
+        "all": f"{title}\n{artists}\n{album}",
+        "popularity": pop,
+    }
+    if keys:
+        fields["keys"] = keys
+    if album_id is not None:
+        fields["album_id"] = album_id
+    if isrc:
+        fields["isrc"] = isrc
+    if duration is not None:
+        fields["duration_ms"] = duration
+    return tantivy.Document(**fields)
+
+
+# ---------------------------------------------------------------- building
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSummary:
+    action: str  # "rebuilt" | "updated" | "unchanged"
+    documents: int  # documents written
+    seq: int
+    seconds: float
+
+    def describe(self) -> str:
+        if self.action == "unchanged":
+            return "search index already up to date"
+        return (
+            f"search index {self.action}: {self.documents} tracks written"
+            f" in {self.seconds:.1f} s (changes up to #{self.seq})"
+        )
+
+
+def write_index(
+    path: Path,
+    batches: Iterable[list[Row]],
+    *,
+    total: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> int:
+    """Create a fresh tantivy index at `path` from row batches; returns the rows written."""
+    path.mkdir(parents=True, exist_ok=False)
+    index = tantivy.Index(build_schema(), path=str(path), reuse=False)
+    register_analyzer(index)
+    writer = index.writer(heap_size=WRITER_HEAP)
+    done = 0
+    try:
+        report(progress, Progress("index", 0, total, "tracks"))
+        for rows in batches:
+            for row in rows:
+                writer.add_document(make_document(row))
+            done += len(rows)
+            report(progress, Progress("index", done, total, "tracks"))
+        writer.commit()
+        writer.wait_merging_threads()
+    except BaseException:
+        writer.rollback()
+        raise
+    return done
+
+
+def rebuild_index(archive: Archive, *, progress: ProgressCallback | None = None) -> IndexSummary:
+    """Build the whole index again from the catalogue and make it the live one."""
+    root = index_root(archive)
+    with _writer_lock(root):
+        return _rebuild_locked(archive, root, progress)
+
+
+def _next_generation(root: Path) -> str:
+    numbers = [int(p.name[1:]) for p in root.glob("g*") if p.name[1:].isdigit()]
+    return f"g{max(numbers, default=0) + 1:06d}"
+
+
+def _rebuild_locked(
+    archive: Archive, root: Path, progress: ProgressCallback | None
+) -> IndexSummary:
+    started = time.monotonic()
+    generation = _next_generation(root)
+    path = root / generation
+    conn = archive.connect_catalog(readonly=True)
+    try:
+        conn.execute("BEGIN")  # one snapshot: the seq recorded matches the tracks read
+        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM track_changes").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
+        try:
+            written = write_index(path, catalog_rows(conn), total=total, progress=progress)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise SearchError(f"cannot read the catalogue to index it ({exc})") from None
+    finally:
+        conn.close()
+    built = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _write_state(root, IndexState(generation=generation, seq=int(seq), built=built))
+    for old in root.glob("g*"):
+        if old.name != generation and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return IndexSummary("rebuilt", written, int(seq), time.monotonic() - started)
+
+
+def update_index(archive: Archive, *, progress: ProgressCallback | None = None) -> IndexSummary:
+    """Bring the index up to date with the catalogue's `track_changes`.
+
+    Builds the index when there is none, and rebuilds it when more tracks changed than
+    an update handles faster. Safe to interrupt and to run again.
+    """
+    root = index_root(archive)
+    with _writer_lock(root):
+        state = read_state(root)
+        if state is None or not (root / state.generation).is_dir():
+            return _rebuild_locked(archive, root, progress)
+        conn = archive.connect_catalog(readonly=True)
+        try:
+            pending = conn.execute(
+                "SELECT count(*) FROM track_changes WHERE seq > ?",
+                (state.seq,),
+            ).fetchone()[0]
+            if pending == 0:
+                return IndexSummary("unchanged", 0, state.seq, 0.0)
+            index = open_index(root, state.generation)
+            docs = index.searcher().num_docs
+            if pending > max(REBUILD_THRESHOLD, docs // 4):
+                conn.close()
+                return _rebuild_locked(archive, root, progress)
+            return _apply_changes(conn, root, index, state, int(pending), progress)
+        except sqlite3.DatabaseError as exc:
+            raise SearchError(f"cannot read the catalogue's changes ({exc})") from None
+        finally:
+            conn.close()
+
+
+def _apply_changes(
+    conn: sqlite3.Connection,
+    root: Path,
+    index: tantivy.Index,
+    state: IndexState,
+    pending: int,
+    progress: ProgressCallback | None,
+) -> IndexSummary:
+    started = time.monotonic()
+    try:
+        writer = index.writer(heap_size=WRITER_HEAP // 4, num_threads=1)
+    except ValueError as exc:
+        raise SearchError(f"the search index is locked by another writer ({exc})") from None
+    seq, seen, written = state.seq, 0, 0
+    report(progress, Progress("index update", 0, pending, "changes"))
+    try:
+        while True:
+            changes = conn.execute(
+                "SELECT seq, track_id FROM track_changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, CHANGE_BATCH),
+            ).fetchall()
+            if not changes:
+                break
+            ids = sorted({int(t) for _, t in changes})
+            rows = catalog_rows_for(conn, ids)
+            for tid in ids:  # deleted tracks just go; changed ones come back below
+                writer.delete_documents_by_term("id", tid)
+            for row in rows:
+                writer.add_document(make_document(row))
+            writer.commit()
+            seq = int(changes[-1][0])
+            written += len(rows)
+            seen += len(changes)
+            state = IndexState(state.generation, seq, state.built)
+            _write_state(root, state)
+            report(progress, Progress("index update", seen, pending, "changes"))
+    except Cancelled:
+        writer.rollback()
+        raise
+    finally:
+        writer.wait_merging_threads()
+    return IndexSummary("updated", written, seq, time.monotonic() - started)
+
+
+def index_status(archive: Archive) -> dict[str, Any]:
+    """What the index holds and how far behind the catalogue it is."""
+    root = index_root(archive)
+    state = read_state(root)
+    out: dict[str, Any] = {"path": str(root), "exists": False}
+    if state is None or not (root / state.generation).is_dir():
+        return out
+    index = open_index(root, state.generation)
+    out.update(state.to_dict())
+    out["exists"] = True
+    out["documents"] = index.searcher().num_docs
+    try:
+        conn = archive.connect_catalog(readonly=True)
+    except MusicarkError:
+        return out
+    try:
+        out["pending_changes"] = conn.execute(
+            "SELECT count(*) FROM track_changes WHERE seq > ?", (state.seq,)
+        ).fetchone()[0]
+    except sqlite3.DatabaseError:
+        pass
+    finally:
+        conn.close()
+    return out
