@@ -1,0 +1,144 @@
+"""`verify_torrent` against real data folders and torrents made by libtorrent (v1, v2, hybrid)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import libtorrent as lt
+import pytest
+
+from musicark.errors import SwarmError
+from musicark.swarm.verify import verify_torrent
+from musicark.torrent.metainfo import Torrent, load_torrent
+
+FLAGS = {"v1": 64, "v2": 32, "hybrid": 0}
+PIECE = 32 * 1024
+
+
+def make_release(root: Path, *, seed: int = 1, sizes: tuple[int, ...] = ()) -> Path:
+    """A folder of files with awkward sizes (smaller than, equal to, larger than a piece)."""
+    rng = random.Random(seed)
+    sizes = sizes or (100_003, 5_000, PIECE, 70_001, 1, 250_000)
+    for i, size in enumerate(sizes):
+        path = root / f"disc{i % 2}" / f"{i:02d} track.ogg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(size))
+    return root
+
+
+def lt_torrent(root: Path, version: str, piece: int = PIECE) -> Torrent:
+    fs = lt.file_storage()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        fs.add_file(path.relative_to(root.parent).as_posix(), path.stat().st_size)
+    ct = lt.create_torrent(fs, piece, FLAGS[version])
+    lt.set_piece_hashes(ct, str(root.parent))
+    return load_torrent(bytes(lt.bencode(ct.generate())))
+
+
+@pytest.fixture(params=["v1", "v2", "hybrid"])
+def release(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Torrent, Path]:
+    root = make_release(tmp_path / "data" / "Demo Release")
+    return lt_torrent(root, request.param), root
+
+
+def test_intact_data_passes_at_every_level(release: tuple[Torrent, Path]) -> None:
+    torrent, root = release
+    for level in ("presence", "size", "full"):
+        for data in (root, root.parent):  # its own folder, or the folder holding it
+            rep = verify_torrent(torrent, data, level=level)
+            assert rep.ok, rep.problems()
+            assert len(rep.files) == 6
+            assert rep.data == str(root)
+    full = verify_torrent(torrent, root, level="full", jobs=2)
+    assert full.pieces_checked == torrent.num_pieces - (0 if torrent.pieces else 0)
+    assert full.pieces_failed == 0
+    assert full.bytes_hashed >= torrent.total_size
+
+
+def test_flipped_byte_names_exactly_that_file_and_piece(release: tuple[Torrent, Path]) -> None:
+    torrent, root = release
+    target = next(f for f in torrent.files if f.length == 250_000)
+    offset_in_file = 3 * PIECE + 123  # well inside the file
+    path = root.joinpath(*target.path)
+    data = bytearray(path.read_bytes())
+    data[offset_in_file] ^= 0x01
+    path.write_bytes(bytes(data))
+    rep = verify_torrent(torrent, root, level="full")
+    assert not rep.ok
+    problems = rep.problems()
+    assert [p.path for p in problems] == [target.path_str]
+    assert problems[0].status == "corrupt"
+    assert problems[0].bad_pieces == ((target.offset + offset_in_file) // PIECE,)
+    assert rep.pieces_failed == 1
+    # size-level checking does not read the data, so it passes
+    assert verify_torrent(torrent, root, level="size").ok
+
+
+def test_missing_extra_and_wrong_size_files(release: tuple[Torrent, Path]) -> None:
+    torrent, root = release
+    missing, short = torrent.files[0], torrent.files[3]
+    root.joinpath(*missing.path).unlink()
+    with root.joinpath(*short.path).open("r+b") as fh:
+        fh.truncate(short.length - 10)
+    (root / "disc0" / "cover.jpg").write_bytes(b"x" * 10)
+    (root / ".pad").mkdir()
+    (root / ".pad" / "100").write_bytes(bytes(100))  # BEP 47 padding: not unexpected
+    rep = verify_torrent(torrent, root, level="full")
+    by_path = {f.path: f for f in rep.files}
+    assert by_path[missing.path_str].status == "missing"
+    assert by_path[short.path_str].status == "corrupt"
+    assert "expected" in by_path[short.path_str].reason
+    assert by_path["disc0/cover.jpg"].status == "unexpected"
+    assert ".pad/100" not in by_path
+    assert not rep.ok
+    counts = rep.counts()
+    assert counts["missing"] == 1 and counts["unexpected"] == 1
+    # files that share no piece with a damaged one are reported ok: a partial download
+    assert counts["ok"] + counts["unverified"] == 4
+    if torrent.info_hash_v2:  # piece-aligned files: every other file is fully checkable
+        assert counts["ok"] == 4
+    presence = verify_torrent(torrent, root, level="presence")
+    assert {f.path for f in presence.problems()} == {missing.path_str, "disc0/cover.jpg"}
+
+
+def test_manifest_sha256_decides_shared_pieces(tmp_path: Path) -> None:
+    root = make_release(tmp_path / "Rel", sizes=(10_000, 10_000, 10_000))
+    torrent = lt_torrent(root, "v1")  # all three files share the first piece
+    manifest = {
+        f.path_str: hashlib.sha256(root.joinpath(*f.path).read_bytes()).hexdigest()
+        for f in torrent.files
+    }
+    victim = root.joinpath(*torrent.files[1].path)
+    raw = bytearray(victim.read_bytes())
+    raw[5] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    without = verify_torrent(torrent, root)
+    assert {p.path for p in without.problems()} == {f.path_str for f in torrent.files}
+    rep = verify_torrent(torrent, root, manifest=manifest)
+    assert [(p.path, p.status) for p in rep.problems()] == [(torrent.files[1].path_str, "corrupt")]
+    assert "sha256" in rep.problems()[0].reason
+
+
+def test_single_file_torrent(tmp_path: Path) -> None:
+    path = tmp_path / "one.flac"
+    path.write_bytes(random.Random(3).randbytes(90_000))
+    fs = lt.file_storage()
+    fs.add_file("one.flac", 90_000)
+    ct = lt.create_torrent(fs, PIECE, 64)
+    lt.set_piece_hashes(ct, str(tmp_path))
+    torrent = load_torrent(bytes(lt.bencode(ct.generate())))
+    assert verify_torrent(torrent, tmp_path).ok
+    assert verify_torrent(torrent, path).ok
+    path.write_bytes(b"\0" * 90_000)
+    rep = verify_torrent(torrent, path)
+    assert rep.problems()[0].path == "one.flac" and rep.problems()[0].bad_pieces == (0, 1, 2)
+
+
+def test_missing_data_folder_is_a_clear_error(release: tuple[Torrent, Path]) -> None:
+    torrent, root = release
+    with pytest.raises(SwarmError, match="does not exist"):
+        verify_torrent(torrent, root / "nope")
+    with pytest.raises(SwarmError, match="unknown level"):
+        verify_torrent(torrent, root, level="quick")
