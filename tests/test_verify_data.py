@@ -11,6 +11,7 @@ import pytest
 
 from musicark.errors import SwarmError
 from musicark.swarm.verify import verify_torrent
+from musicark.torrent.create import create_torrent
 from musicark.torrent.metainfo import Torrent, load_torrent
 
 FLAGS = {"v1": 64, "v2": 32, "hybrid": 0}
@@ -28,7 +29,11 @@ def make_release(root: Path, *, seed: int = 1, sizes: tuple[int, ...] = ()) -> P
     return root
 
 
-def lt_torrent(root: Path, version: str, piece: int = PIECE) -> Torrent:
+def make_torrent(
+    root: Path, version: str, creator: str = "musicark", piece: int = PIECE
+) -> Torrent:
+    if creator == "musicark":
+        return load_torrent(create_torrent(root, format=version, piece_size=piece).data)
     fs = lt.file_storage()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         fs.add_file(path.relative_to(root.parent).as_posix(), path.stat().st_size)
@@ -37,10 +42,13 @@ def lt_torrent(root: Path, version: str, piece: int = PIECE) -> Torrent:
     return load_torrent(bytes(lt.bencode(ct.generate())))
 
 
-@pytest.fixture(params=["v1", "v2", "hybrid"])
+@pytest.fixture(
+    params=[(v, c) for v in ("v1", "v2", "hybrid") for c in ("musicark", "libtorrent")],
+    ids=lambda p: "-".join(p),
+)
 def release(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Torrent, Path]:
     root = make_release(tmp_path / "data" / "Demo Release")
-    return lt_torrent(root, request.param), root
+    return make_torrent(root, *request.param), root
 
 
 def test_intact_data_passes_at_every_level(release: tuple[Torrent, Path]) -> None:
@@ -105,7 +113,7 @@ def test_missing_extra_and_wrong_size_files(release: tuple[Torrent, Path]) -> No
 
 def test_manifest_sha256_decides_shared_pieces(tmp_path: Path) -> None:
     root = make_release(tmp_path / "Rel", sizes=(10_000, 10_000, 10_000))
-    torrent = lt_torrent(root, "v1")  # all three files share the first piece
+    torrent = make_torrent(root, "v1")  # all three files share the first piece
     manifest = {
         f.path_str: hashlib.sha256(root.joinpath(*f.path).read_bytes()).hexdigest()
         for f in torrent.files
@@ -124,11 +132,7 @@ def test_manifest_sha256_decides_shared_pieces(tmp_path: Path) -> None:
 def test_single_file_torrent(tmp_path: Path) -> None:
     path = tmp_path / "one.flac"
     path.write_bytes(random.Random(3).randbytes(90_000))
-    fs = lt.file_storage()
-    fs.add_file("one.flac", 90_000)
-    ct = lt.create_torrent(fs, PIECE, 64)
-    lt.set_piece_hashes(ct, str(tmp_path))
-    torrent = load_torrent(bytes(lt.bencode(ct.generate())))
+    torrent = load_torrent(create_torrent(path, piece_size=PIECE).data)
     assert verify_torrent(torrent, tmp_path).ok
     assert verify_torrent(torrent, path).ok
     path.write_bytes(b"\0" * 90_000)

@@ -26,6 +26,7 @@ from typing import Any
 
 from musicark.errors import SwarmError
 from musicark.progress import Progress, ProgressCallback, report
+from musicark.torrent.hashing import merkle_root, next_pow2
 from musicark.torrent.metainfo import BLOCK_SIZE, Torrent, TorrentFile
 
 LEVELS = ("presence", "size", "full")
@@ -265,9 +266,9 @@ class _Hasher:
         ]
         assert f.pieces_root is not None
         if f.length <= t.piece_length:
-            return _merkle(leaves, _pow2(len(leaves))) == f.pieces_root
+            return merkle_root(leaves, next_pow2(len(leaves))) == f.pieces_root
         expected = t.piece_layers[f.pieces_root][k * 32 : (k + 1) * 32]
-        return _merkle(leaves, self.leaves_per_piece) == expected
+        return merkle_root(leaves, self.leaves_per_piece) == expected
 
     def _owner_keys(self) -> list[int]:
         keys: list[int] | None = getattr(self, "_keys", None)
@@ -289,21 +290,6 @@ class _Hasher:
             h.update(view[:got])
             pos += got
         return h.hexdigest()
-
-
-def _pow2(n: int) -> int:
-    width = 1
-    while width < n:
-        width *= 2
-    return width
-
-
-def _merkle(leaves: list[bytes], width: int) -> bytes:
-    """Root over `leaves` padded with zero hashes to `width` (a power of two) leaves."""
-    layer = leaves + [bytes(32)] * (width - len(leaves))
-    while len(layer) > 1:
-        layer = [hashlib.sha256(layer[i] + layer[i + 1]).digest() for i in range(0, len(layer), 2)]
-    return layer[0]
 
 
 def _piece_runs(checkable_pieces: list[bool], per_unit: int) -> Iterator[tuple[int, int]]:
