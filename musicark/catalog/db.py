@@ -17,6 +17,7 @@ INDEXES: dict[str, str] = {
     "tracks_album": "tracks(album_id)",
     "track_artists_artist": "track_artists(artist_id)",
     "albums_upc": "albums(upc) WHERE upc IS NOT NULL",
+    "external_ids_value": "external_ids(kind, value)",
 }
 
 
@@ -67,8 +68,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
                 raise CatalogError(f"no catalogue at {path}")
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         else:
+            # A rollback journal, not WAL: bulk imports append new pages, which a
+            # rollback journal need not copy, where WAL would write them twice.
             conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA journal_mode=TRUNCATE")
             conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-262144")  # 256 MiB

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from musicark.archive import init_archive
+from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
+from musicark.units import parse_bitrate
 
 
 @click.command("init")
@@ -20,6 +22,102 @@ def init_command(directory: Path) -> None:
 @click.group("catalog")
 def catalog_group() -> None:
     """Import, summarise and export the catalogue of tracks, albums and artists."""
+
+
+@catalog_group.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv", "parquet", "musicbrainz"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto recognises each file from its content.",
+)
+@click.option("--source", help="Source name for records that carry none (default: local).")
+@click.option("--rights", "default_rights", help="Rights of records that carry none.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@archive_option
+def import_command(
+    files: tuple[Path, ...],
+    fmt: str,
+    source: str | None,
+    default_rights: str | None,
+    as_json: bool,
+    archive_path: str | None,
+) -> None:
+    """Import catalogue FILES (musicark JSONL/CSV/Parquet, MusicBrainz dump; zst/gz/xz)."""
+    from musicark.catalog.importer import import_catalog
+
+    archive = get_archive(archive_path)
+    with progress_bar() as progress:
+        summary = import_catalog(
+            archive,
+            list(files),
+            format=fmt,
+            source=source,
+            default_rights=default_rights,
+            progress=progress,
+        )
+    _update_search_index(archive)
+    if as_json:
+        echo_json(summary.as_dict())
+        return
+    for f in summary.files:
+        click.echo(
+            f"{f.path} ({f.format}): {f.imported} imported, {f.updated} updated, "
+            f"{f.unchanged} unchanged, {f.rejected} rejected"
+        )
+        if f.rejects_file:
+            click.echo(f"  rejected rows, with line and reason: {f.rejects_file}")
+    if len(summary.files) > 1:
+        click.echo(f"total: {summary.describe()}")
+
+
+def _update_search_index(archive: object) -> None:
+    """Keep an existing search index in step with the catalogue."""
+    try:
+        from musicark.search import update_index
+    except ImportError:
+        return
+    update_index(archive)  # type: ignore[arg-type]
+
+
+@catalog_group.command("stats")
+@click.option(
+    "--bitrate", default="160k", show_default=True, help="Bit rate for the audio size estimate."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@archive_option
+def stats_command(bitrate: str, as_json: bool, archive_path: str | None) -> None:
+    """Tracks, artists, albums, ISRCs, popularity, rights, sources and estimated audio size."""
+    from musicark.catalog.stats import catalog_stats, format_stats
+
+    stats = catalog_stats(get_archive(archive_path), bitrate=parse_bitrate(bitrate))
+    if as_json:
+        echo_json(stats)
+    else:
+        click.echo(format_stats(stats))
+
+
+@catalog_group.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["sqlite", "parquet", "jsonl"]),
+    default=None,
+    help="Output format (default: from OUT's name: .sqlite, .parquet, .jsonl, each optionally .zst).",
+)
+@archive_option
+def export_command(out: Path, fmt: str | None, archive_path: str | None) -> None:
+    """Write the catalogue to OUT as SQLite, Parquet or interchange JSONL (.zst compresses)."""
+    from musicark.catalog.export import export_catalog
+
+    archive = get_archive(archive_path)
+    with progress_bar() as progress:
+        n = export_catalog(archive, out, format=fmt, progress=progress)
+    click.echo(f"exported {n} tracks to {out}")
 
 
 def register(cli: click.Group) -> None:

@@ -1,5 +1,7 @@
 -- The catalogue: every track the archive knows about, held or not.
 -- Ids are 63-bit hashes of (source, kind, external id): see musicark/catalog/ids.py.
+-- Rows are stored in arrival order (rowid) with a unique index on the hashed id: bulk
+-- imports append instead of scattering writes over the whole table.
 
 CREATE TABLE sources (
     id      INTEGER PRIMARY KEY,          -- hash of the name
@@ -7,7 +9,7 @@ CREATE TABLE sources (
 );
 
 CREATE TABLE artists (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER NOT NULL,
     source_id   INTEGER NOT NULL,
     external_id TEXT NOT NULL,
     name        TEXT NOT NULL,
@@ -17,7 +19,7 @@ CREATE TABLE artists (
 );
 
 CREATE TABLE albums (
-    id                      INTEGER PRIMARY KEY,
+    id                      INTEGER NOT NULL,
     source_id               INTEGER NOT NULL,
     external_id             TEXT NOT NULL,
     title                   TEXT,
@@ -32,7 +34,7 @@ CREATE TABLE albums (
 );
 
 CREATE TABLE tracks (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER NOT NULL,
     source_id       INTEGER NOT NULL,
     external_id     TEXT NOT NULL,
     title           TEXT NOT NULL,
@@ -56,9 +58,8 @@ CREATE TABLE track_artists (
     track_id    INTEGER NOT NULL,
     position    INTEGER NOT NULL,
     artist_id   INTEGER NOT NULL,
-    role        TEXT NOT NULL DEFAULT 'main',
-    PRIMARY KEY (track_id, position)
-) WITHOUT ROWID;
+    role        TEXT NOT NULL DEFAULT 'main'
+);
 
 -- Lookup of any external id (MusicBrainz, Discogs, ...) and ISRC/UPC to an entity.
 CREATE TABLE external_ids (
@@ -66,14 +67,14 @@ CREATE TABLE external_ids (
     value       TEXT NOT NULL,
     entity      TEXT NOT NULL,            -- track | album | artist
     entity_id   INTEGER NOT NULL,
-    PRIMARY KEY (kind, value, entity, entity_id)
+    PRIMARY KEY (entity, entity_id, kind, value)
 ) WITHOUT ROWID;
 
 -- One row per imported file and batch, so an interrupted import resumes.
 CREATE TABLE imports (
     file_key    TEXT NOT NULL,            -- sha256 of the file's first and last MiB + size
     path        TEXT NOT NULL,
-    batches     INTEGER NOT NULL,         -- batches committed so far
+    done_line   INTEGER NOT NULL,         -- last line (or row) committed so far
     finished    INTEGER NOT NULL DEFAULT 0,
     imported    INTEGER NOT NULL DEFAULT 0,
     updated     INTEGER NOT NULL DEFAULT 0,
@@ -81,3 +82,8 @@ CREATE TABLE imports (
     rejected    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (file_key)
 );
+
+CREATE UNIQUE INDEX tracks_id ON tracks(id);
+CREATE UNIQUE INDEX artists_id ON artists(id);
+CREATE UNIQUE INDEX albums_id ON albums(id);
+CREATE UNIQUE INDEX track_artists_track ON track_artists(track_id, position);

@@ -1,0 +1,336 @@
+"""`catalog import`: read, normalise, stage, merge — one transaction per batch.
+
+Each batch is normalised in Arrow, written by the ADBC SQLite driver into a staging
+database (no Python per row), then merged into the catalogue with SQL upserts inside
+one transaction that also records how far the file has been read. A crash loses at
+most the batch in flight; the next run skips what was committed and goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from musicark.archive import Archive
+from musicark.catalog.db import drop_indexes, ensure_indexes
+from musicark.catalog.formats import FORMATS, detect_format, read_batches
+from musicark.catalog.formats.interchange import LINE
+from musicark.catalog.formats.readers import Reject
+from musicark.catalog.normalize import Normalized, normalize
+from musicark.catalog.rights import normalize_rights
+from musicark.errors import CatalogError, FormatError, UsageError
+from musicark.progress import Progress, ProgressCallback, report
+
+TRACK_COLUMNS = (
+    "id, source_id, external_id, title, album_id, isrc, duration_ms, popularity, play_count, "
+    "track_number, disc_number, explicit, rights, license_url, genres, external_ids, extra, row_hash"
+)
+ALBUM_COLUMNS = (
+    "id, source_id, external_id, title, album_type, upc, label, release_date, "
+    "release_date_precision, popularity, total_tracks, row_hash"
+)
+ARTIST_COLUMNS = "id, source_id, external_id, name, popularity, followers, row_hash"
+BULK_MIN_ROWS = 500_000  # below this, keeping indexes up to date beats rebuilding them
+
+
+@dataclass
+class FileSummary:
+    path: str
+    format: str
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    rejects_file: str | None = None
+
+
+@dataclass
+class ImportSummary:
+    files: list[FileSummary] = field(default_factory=list)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.files)
+
+    @property
+    def imported(self) -> int:
+        return self.total("imported")
+
+    @property
+    def updated(self) -> int:
+        return self.total("updated")
+
+    @property
+    def unchanged(self) -> int:
+        return self.total("unchanged")
+
+    @property
+    def rejected(self) -> int:
+        return self.total("rejected")
+
+    def describe(self) -> str:
+        return (
+            f"{self.imported} imported, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.rejected} rejected"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "files": [vars(f) for f in self.files],
+        }
+
+
+def file_key(path: Path) -> str:
+    """Identity of an input file: its size and its first and last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+        h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def _estimate_rows(path: Path, fmt: str) -> int:
+    if fmt == "parquet":
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return path.stat().st_size // 150
+
+
+class _Stager:
+    """Writes a batch's tables into the staging database through ADBC."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, norm: Normalized) -> None:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        with adbc.connect(str(self.path)) as conn:
+            cur = conn.cursor()
+            for name, table in (
+                ("tracks", norm.tracks.replace_schema_metadata(None)),
+                ("artists", norm.artists),
+                ("albums", norm.albums),
+                ("links", norm.links),
+                ("xids", norm.external_ids),
+            ):
+                cur.adbc_ingest(name, table, mode="replace")
+            cur.close()
+            conn.commit()
+
+
+def _merge(conn: object, sources: Sequence[str]) -> tuple[int, int, int]:
+    """Upsert the staged batch; returns (inserted, updated, unchanged) tracks."""
+    import sqlite3
+
+    assert isinstance(conn, sqlite3.Connection)
+    x = conn.execute
+    for name in sources:
+        from musicark.catalog.ids import source_id
+
+        x("INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)", (source_id(name), name))
+    x("DROP TABLE IF EXISTS temp.changed")
+    x(
+        "CREATE TEMP TABLE changed AS SELECT s.id AS id, t.id IS NULL AS new "
+        "FROM stage.tracks s LEFT JOIN tracks t ON t.id = s.id "
+        "WHERE t.id IS NULL OR t.row_hash != s.row_hash ORDER BY s.id"
+    )
+    total = x("SELECT count(*) FROM stage.tracks").fetchone()[0]
+    inserted, changed = x("SELECT coalesce(sum(new), 0), count(*) FROM temp.changed").fetchone()
+    if changed:
+        for table, columns in (("artists", ARTIST_COLUMNS), ("albums", ALBUM_COLUMNS)):
+            sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(",")[1:])
+            x(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM stage.{table} WHERE true "
+                f"ORDER BY id ON CONFLICT(id) DO UPDATE SET {sets} "
+                f"WHERE {table}.row_hash != excluded.row_hash"
+            )
+        sets = ", ".join(
+            f"{c.strip()} = excluded.{c.strip()}" for c in TRACK_COLUMNS.split(",")[1:]
+        )
+        x(
+            f"INSERT INTO tracks ({TRACK_COLUMNS}) SELECT {TRACK_COLUMNS} FROM stage.tracks s "
+            f"WHERE s.id IN (SELECT id FROM temp.changed) ORDER BY s.id "
+            f"ON CONFLICT(id) DO UPDATE SET {sets}"
+        )
+        if inserted != changed:
+            x(
+                "DELETE FROM track_artists WHERE track_id IN (SELECT id FROM temp.changed WHERE NOT new)"
+            )
+            x(
+                "DELETE FROM external_ids WHERE entity = 'track' "
+                "AND entity_id IN (SELECT id FROM temp.changed WHERE NOT new)"
+            )
+        x(
+            "INSERT INTO track_artists (track_id, position, artist_id, role) "
+            "SELECT track_id, position, artist_id, role FROM stage.links "
+            "WHERE track_id IN (SELECT id FROM temp.changed)"
+        )
+        x(
+            "INSERT OR IGNORE INTO external_ids (kind, value, entity, entity_id) "
+            "SELECT kind, value, entity, entity_id FROM stage.xids "
+            "WHERE entity_id IN (SELECT id FROM temp.changed)"
+        )
+        x("INSERT INTO track_changes (track_id) SELECT id FROM temp.changed")
+    return inserted, changed - inserted, total - changed
+
+
+def _write_rejects(handle: object, path: Path, rejects: list[Reject], rejected: pa.Table) -> int:
+    from io import BufferedWriter
+
+    assert isinstance(handle, BufferedWriter)
+    for r in rejects:
+        handle.write(
+            orjson.dumps({"file": str(path), "line": r.line, "reason": r.reason, "row": r.raw})
+            + b"\n"
+        )
+    if rejected.num_rows:
+        rows = rejected.drop_columns([LINE, "_reason"]).to_pylist()
+        for line, reason, row in zip(
+            rejected[LINE].to_pylist(), rejected["_reason"].to_pylist(), rows, strict=True
+        ):
+            handle.write(
+                orjson.dumps(
+                    {"file": str(path), "line": line, "reason": reason, "row": row}, default=str
+                )
+                + b"\n"
+            )
+    return len(rejects) + rejected.num_rows
+
+
+def import_file(
+    archive: Archive,
+    path: Path,
+    *,
+    format: str = "auto",
+    source: str | None = None,
+    default_rights: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> FileSummary:
+    """Import one file into the archive's catalogue (see `import_catalog`)."""
+    if format not in FORMATS:
+        raise UsageError(f"unknown format {format!r} (one of: {', '.join(FORMATS)})")
+    path = Path(path)
+    fmt = detect_format(path) if format == "auto" else format
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    rights = normalize_rights(default_rights or archive.config.catalog.default_rights)
+    src = source or ("musicbrainz" if fmt == "musicbrainz" else "local")
+    key = file_key(path)
+    summary = FileSummary(path=str(path), format=fmt)
+    conn = archive.connect_catalog()
+    stage_path = archive.staging_dir / f"import-{key[:16]}.sqlite"
+    rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
+    try:
+        row = conn.execute(
+            "SELECT done_line, finished FROM imports WHERE file_key = ?", (key,)
+        ).fetchone()
+        resume_after = row[0] if row and not row[1] else 0
+        conn.execute(
+            "INSERT INTO imports (file_key, path, done_line) VALUES (?, ?, 0) "
+            "ON CONFLICT(file_key) DO UPDATE SET path = excluded.path, "
+            "done_line = CASE WHEN imports.finished THEN 0 ELSE imports.done_line END, "
+            "finished = 0",
+            (key, str(path)),
+        )
+        existing = conn.execute("SELECT max(rowid) FROM tracks").fetchone()[0] or 0
+        estimate = _estimate_rows(path, fmt)
+        if estimate >= max(BULK_MIN_ROWS, existing):
+            drop_indexes(conn)  # rebuilt once at the end: far faster than row by row
+        conn.execute("PRAGMA cache_size=-1048576")
+        stager = _Stager(stage_path)
+        done_rows = 0
+        with rejects_path.open("ab" if resume_after else "wb") as rejects_out:
+            for chunk in read_batches(path, fmt, batch_rows=archive.config.catalog.batch_rows):
+                if chunk.last_line <= resume_after:
+                    continue
+                norm = normalize(chunk.table, source=src, default_rights=rights)
+                summary.rejected += _write_rejects(rejects_out, path, chunk.rejects, norm.rejected)
+                summary.duplicates += norm.duplicates
+                summary.unchanged += norm.duplicates
+                stager.write(norm)
+                sources = (norm.tracks.schema.metadata or {}).get(b"sources", b"").decode()
+                conn.execute(f"ATTACH DATABASE '{stage_path}' AS stage")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        ins, upd, same = _merge(conn, [s for s in sources.split("\x1f") if s])
+                        conn.execute(
+                            "UPDATE imports SET done_line = ?, imported = imported + ?, "
+                            "updated = updated + ?, unchanged = unchanged + ?, rejected = rejected + ? "
+                            "WHERE file_key = ?",
+                            (chunk.last_line, ins, upd, same, summary.rejected, key),
+                        )
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    conn.execute("DETACH DATABASE stage")
+                rejects_out.flush()
+                summary.imported += ins
+                summary.updated += upd
+                summary.unchanged += same
+                done_rows += chunk.table.num_rows + len(chunk.rejects)
+                report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
+        report(progress, Progress("indexes", 0, None, "indexes"))
+        ensure_indexes(conn)
+        conn.execute("UPDATE imports SET finished = 1 WHERE file_key = ?", (key,))
+        conn.execute("PRAGMA optimize")
+    except OSError as exc:
+        raise CatalogError(f"{path}: {exc.strerror or exc}") from None
+    finally:
+        conn.close()
+        stage_path.unlink(missing_ok=True)
+    if summary.rejected:
+        summary.rejects_file = str(rejects_path)
+    else:
+        rejects_path.unlink(missing_ok=True)
+    return summary
+
+
+def import_catalog(
+    archive: Archive,
+    paths: Sequence[Path | str],
+    *,
+    format: str = "auto",
+    source: str | None = None,
+    default_rights: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Import catalogue files; upserts by (source, external id), so re-importing changes nothing.
+
+    Every file is checked for its format before any is imported, so that a wrong file in
+    the list fails the command before it changes the catalogue.
+    """
+    if not paths:
+        raise UsageError("no files to import")
+    if default_rights is not None:
+        normalize_rights(default_rights)
+    formats = [detect_format(Path(p)) if format == "auto" else format for p in paths]
+    summary = ImportSummary()
+    for p, fmt in zip(paths, formats, strict=True):
+        summary.files.append(
+            import_file(
+                archive,
+                Path(p),
+                format=fmt,
+                source=source,
+                default_rights=default_rights,
+                progress=progress,
+            )
+        )
+    return summary
