@@ -1,0 +1,188 @@
+"""`musicark ingest`, `musicark dupes` and `musicark audit`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
+
+
+def _summary_lines(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for p in data["problems"]:
+        lines.append(f"  {p['status']}: {p['path']}: {p['reason']}")
+    if data["more_problems"]:
+        lines.append(f"  ... and {data['more_problems']} more (see the ledger)")
+    counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items()) or "nothing new"
+    rate = f", {data['files_per_second']} files/s" if data["files_per_second"] else ""
+    head = f"ingested {data['files']} files in {data['seconds']:.1f} s{rate}: {counts}"
+    extra = []
+    if data["unchanged"]:
+        extra.append(f"{data['unchanged']} unchanged since the last run")
+    if data["repeated"]:
+        extra.append(f"{data['repeated']} paths given more than once")
+    if extra:
+        head += f" ({'; '.join(extra)})"
+    return [head, *lines]
+
+
+@click.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--mode",
+    type=click.Choice(["copy", "hardlink", "move"]),
+    default="copy",
+    show_default=True,
+    help="copy the files, hard-link them (same filesystem), or move them (deleted after verification).",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Worker processes (default: [ingest] jobs, else one per core).",
+)
+@click.option(
+    "--no-fingerprint",
+    is_flag=True,
+    help="Skip Chromaprint fingerprints (no acoustic dedupe for these files).",
+)
+@click.option(
+    "--source",
+    default=None,
+    help="Name of where the files come from, kept with each provenance record.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@archive_option
+def ingest_command(
+    paths: tuple[str, ...],
+    mode: str,
+    jobs: int | None,
+    no_fingerprint: bool,
+    source: str | None,
+    as_json: bool,
+    archive_path: str | None,
+) -> None:
+    """Store audio files and folders (PATHS) by sha256, probe, tag, fingerprint and match them."""
+    from musicark.store.ingest import ingest
+
+    archive = get_archive(archive_path)
+    with progress_bar(enabled=not as_json) as callback:
+        summary = ingest(
+            archive,
+            list(paths),
+            mode=mode,
+            jobs=jobs,
+            fingerprint=not no_fingerprint,
+            source=source,
+            progress=callback,
+        )
+    data = summary.as_dict()
+    if as_json:
+        echo_json(data)
+    else:
+        for line in _summary_lines(data):
+            click.echo(line)
+
+
+@click.command("dupes")
+@click.option(
+    "--acoustic", is_flag=True, help="Also find near-duplicates by Chromaprint fingerprint."
+)
+@click.option(
+    "--prefer",
+    "prefer_sha",
+    default=None,
+    metavar="SHA256",
+    help="Make this blob the preferred rendition of its track.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@archive_option
+def dupes_command(
+    acoustic: bool, prefer_sha: str | None, as_json: bool, archive_path: str | None
+) -> None:
+    """Exact duplicates, renditions of one recording (and which is preferred), acoustic near-duplicates."""
+    from musicark.store.dupes import find_dupes, prefer
+
+    archive = get_archive(archive_path)
+    if prefer_sha:
+        result = prefer(archive, prefer_sha)
+        if as_json:
+            echo_json(result)
+        else:
+            click.echo(f"preferred {result['sha256']} for track {result['track_id']}")
+        return
+    data = find_dupes(archive, acoustic=acoustic)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"{data['blobs']} blobs; {len(data['exact'])} with several source paths")
+    for item in data["exact"]:
+        click.echo(f"exact {item['sha256']}: {item['copies']} paths")
+        for path in item["paths"]:
+            click.echo(f"    {path}")
+    click.echo(f"{len(data['same_recording'])} tracks with several renditions")
+    for group in data["same_recording"]:
+        click.echo(f"track {group['track_id']}:")
+        for r in group["renditions"]:
+            mark = "*" if r["preferred"] else " "
+            kbps = f" {round(r['bitrate'] / 1000)} kbit/s" if r["bitrate"] else ""
+            why = f"  ({r['preferred_reason']})" if r["preferred"] else ""
+            click.echo(f"  {mark} {r['sha256']} {r['codec']}{kbps}{why}")
+    if acoustic:
+        click.echo(f"{len(data['acoustic'])} acoustic near-duplicate pairs")
+        for d in data["acoustic"]:
+            click.echo(
+                f"  {d['a']} ~ {d['b']}: {d['ber']:.1%} bits differ, offset {d['offset_s']} s,"
+                f" overlap {d['overlap_s']} s"
+            )
+
+
+@click.command("audit")
+@click.option(
+    "--level",
+    type=click.Choice(["presence", "size", "full"]),
+    default="full",
+    show_default=True,
+    help="presence: files exist; size: and have their size; full: and re-hash to their name.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    help="Hashing threads for --level full (default: one per core).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@archive_option
+def audit_command(level: str, jobs: int | None, as_json: bool, archive_path: str | None) -> None:
+    """Check the store's fixity: changed, missing and untracked blobs (exit status 1 if any)."""
+    from musicark.store.audit import audit
+
+    archive = get_archive(archive_path)
+    with progress_bar(enabled=not as_json) as callback:
+        result = audit(archive, level=level, jobs=jobs, progress=callback)
+    data = result.as_dict()
+    if as_json:
+        echo_json(data)
+    else:
+        for item in data["changed"]:
+            click.echo(f"changed {item['sha256']}: {item['problem']}")
+        for sha in data["missing"]:
+            click.echo(f"missing {sha}")
+        for rel in data["untracked"]:
+            click.echo(f"untracked store/{rel}")
+        c = data["counts"]
+        verdict = "ok" if data["ok"] else "PROBLEMS"
+        click.echo(
+            f"audit ({level}) {verdict}: {data['checked']} blobs checked, {c['changed']} changed,"
+            f" {c['missing']} missing, {c['untracked']} untracked in {data['seconds']:.1f} s"
+        )
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(ingest_command)
+    cli.add_command(dupes_command)
+    cli.add_command(audit_command)

@@ -1,0 +1,236 @@
+"""Fixity audits: are the blobs the ledger holds present, of the right size, unchanged?
+
+Levels (as bagit): `presence` (the file exists), `size` (and has its size), `full` (and
+re-hashes to its name, on all cores). The store and the `blobs` table are both read in
+sha256 order and merged, so memory stays flat whatever the number of blobs: a blob in
+the table but not on disk is *missing*, a file on disk not in the table (or not named
+like a blob) is *untracked*, a blob whose size or hash differs is *changed*.
+Each audit's result is stored in the `audits` table of state.sqlite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musicark.archive import Archive
+from musicark.errors import UsageError
+from musicark.progress import Progress, ProgressCallback, report
+from musicark.store import schema
+from musicark.store.blobs import hash_file, is_sha256
+
+LEVELS = ("presence", "size", "full")
+MAX_LISTED = 1000
+
+
+@dataclass
+class AuditResult:
+    level: str
+    checked: int = 0
+    bytes: int = 0
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    untracked: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"changed": 0, "missing": 0, "untracked": 0}
+    )
+    seconds: float = 0.0
+    id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "level": self.level,
+            "ok": self.ok,
+            "checked": self.checked,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "counts": self.counts,
+            "changed": self.changed,
+            "missing": self.missing,
+            "untracked": self.untracked,
+        }
+
+    def _add(self, kind: str, item: Any) -> None:
+        self.counts[kind] += 1
+        target: list[Any] = getattr(self, kind)
+        if len(target) < MAX_LISTED:
+            target.append(item)
+
+
+def _store_files(root: Path) -> Iterator[tuple[str, str, int]]:
+    """(name, relative path, size) of every file under the store, in sorted order."""
+
+    # depth-first over sorted names gives sha256 order for a well-formed store
+    def walk(folder: Path) -> Iterator[tuple[str, str, int]]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                yield from walk(Path(e.path))
+            else:
+                try:
+                    size = e.stat(follow_symlinks=False).st_size
+                except OSError:
+                    size = -1
+                yield e.name, os.path.relpath(e.path, root), size
+
+    yield from walk(root)
+
+
+def _expected_rel(sha: str, fanout: int) -> str:
+    return os.path.join(*[sha[2 * i : 2 * i + 2] for i in range(fanout)], sha)
+
+
+def audit(
+    archive: Archive,
+    *,
+    level: str = "full",
+    jobs: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> AuditResult:
+    """Check every blob at `level`; record and return the result."""
+    if level not in LEVELS:
+        raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
+    jobs = jobs or os.cpu_count() or 1
+    started_at = schema.now()
+    t0 = time.perf_counter()
+    conn = schema.connect(archive)
+    result = AuditResult(level=level)
+    fanout = archive.config.store.fanout
+    store = archive.store_dir
+    total = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
+    rows = conn.execute("SELECT sha256, size FROM blobs ORDER BY sha256")
+    on_disk: dict[str, tuple[str, int]] = {}  # out-of-order files (a misplaced blob)
+    to_hash: list[tuple[str, int]] = []
+    pool = ThreadPoolExecutor(jobs) if level == "full" else None
+
+    def flush() -> None:
+        if pool is None or not to_hash:
+            return
+        for (sha, size), actual in zip(
+            to_hash,
+            pool.map(_hash_or_none, [str(store / _expected_rel(s, fanout)) for s, _ in to_hash]),
+            strict=True,
+        ):
+            if actual is None:
+                result._add("missing", sha)
+            elif actual != sha:
+                result._add("changed", {"sha256": sha, "problem": f"hashes to {actual}"})
+            result.bytes += size
+        to_hash.clear()
+        report(progress, Progress("audit", result.checked, total, "blobs"))
+
+    files = _placed_files(_store_files(store), fanout, on_disk, result)
+    current = next(files, None)
+    for sha, size in _iter(rows):
+        result.checked += 1
+        # every file sorting before this sha is untracked (or misplaced)
+        while current is not None and current[0] < sha:
+            result._add("untracked", current[1])
+            current = next(files, None)
+        found: tuple[str, int] | None = None
+        if current is not None and current[0] == sha:
+            found = (current[1], current[2])
+            current = next(files, None)
+        elif sha in on_disk:
+            found = on_disk.pop(sha)
+        if found is None or found[0] != _expected_rel(sha, fanout):
+            result._add("missing", sha)
+            if found is not None:
+                result._add("untracked", found[0])
+            continue
+        if level in ("size", "full") and found[1] != size:
+            result._add("changed", {"sha256": sha, "problem": f"size {found[1]}, expected {size}"})
+            continue
+        if level == "full":
+            to_hash.append((sha, size))
+            if len(to_hash) >= 256:
+                flush()
+        elif result.checked % 1000 == 0:
+            report(progress, Progress("audit", result.checked, total, "blobs"))
+    flush()
+    while current is not None:
+        result._add("untracked", current[1])
+        current = next(files, None)
+    for rel, _size in on_disk.values():
+        result._add("untracked", rel)
+    if pool is not None:
+        pool.shutdown()
+    result.seconds = time.perf_counter() - t0
+    cur = conn.execute(
+        "INSERT INTO audits (started, finished, level, ok, checked, bytes, changed, missing,"
+        " untracked, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            started_at,
+            schema.now(),
+            level,
+            int(result.ok),
+            result.checked,
+            result.bytes,
+            result.counts["changed"],
+            result.counts["missing"],
+            result.counts["untracked"],
+            "{}",
+        ),
+    )
+    result.id = cur.lastrowid
+    conn.execute(
+        "UPDATE audits SET result = ? WHERE id = ?", (json.dumps(result.as_dict()), result.id)
+    )
+    conn.close()
+    return result
+
+
+def _iter(cursor: sqlite3.Cursor) -> Iterator[tuple[str, int]]:
+    while True:
+        rows = cursor.fetchmany(10_000)
+        if not rows:
+            return
+        yield from rows
+
+
+def _placed_files(
+    files: Iterator[tuple[str, str, int]],
+    fanout: int,
+    on_disk: dict[str, tuple[str, int]],
+    result: AuditResult,
+) -> Iterator[tuple[str, str, int]]:
+    """Well-placed blob files, in order; anything else is set aside or reported untracked."""
+    for name, rel, size in files:
+        if is_sha256(name) and rel == _expected_rel(name, fanout):
+            yield name, rel, size
+        elif is_sha256(name) and len(on_disk) < 100_000:
+            on_disk[name] = (rel, size)  # misplaced: reported with its row (or at the end)
+        else:
+            result._add("untracked", rel)
+
+
+def _hash_or_none(path: str) -> str | None:
+    try:
+        return hash_file(path)[0]
+    except OSError:
+        return None
+
+
+def last_audit(archive: Archive) -> dict[str, Any] | None:
+    """The most recent audit's result, as `musicark audit --json` printed it."""
+    conn = schema.connect(archive)
+    try:
+        row = conn.execute("SELECT result FROM audits ORDER BY id DESC LIMIT 1").fetchone()
+        return json.loads(row[0]) if row else None
+    finally:
+        conn.close()

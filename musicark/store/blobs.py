@@ -1,0 +1,119 @@
+"""Content-addressed blobs: a file named by its full sha256 in hex, fanned out in sub-folders.
+
+`store/ab/cd/abcd...` with the default fan-out of 2. A blob is only ever created by
+renaming a complete, synced temporary file from `staging/`, so the store never holds a
+partial blob; a crash leaves at most a stray temporary file in `staging/`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+from musicark.archive import Archive
+from musicark.errors import IntegrityError, StoreError
+
+CHUNK = 4 * 1024 * 1024
+SMALL_FILE = 64 * 1024 * 1024  # read in one go below this size
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_sha256(text: str) -> bool:
+    return len(text) == 64 and set(text) <= _HEX
+
+
+def relative_blob_path(sha256: str, fanout: int = 2) -> Path:
+    if not is_sha256(sha256):
+        raise StoreError(f"{sha256!r} is not a sha256 in lowercase hex")
+    parts = [sha256[2 * i : 2 * i + 2] for i in range(fanout)]
+    return Path(*parts, sha256)
+
+
+def blob_path(archive: Archive, sha256: str) -> Path:
+    """Where the blob with this sha256 lives (whether or not it is there)."""
+    return archive.store_dir / relative_blob_path(sha256, archive.config.store.fanout)
+
+
+def blob_path_in(store_dir: Path, sha256: str, fanout: int) -> Path:
+    return store_dir / relative_blob_path(sha256, fanout)
+
+
+def hash_file(path: Path | str, *, chunk: int = CHUNK) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, read in `chunk`-byte blocks (hashlib drops the GIL)."""
+    h = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with memoryview(bytearray(chunk)) as buf:
+            while True:
+                n = os.readv(fd, [buf])
+                if not n:
+                    break
+                h.update(buf[:n])
+                size += n
+    finally:
+        os.close(fd)
+    return h.hexdigest(), size
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every written byte and rename of the filesystem holding `path` (syncfs(2)).
+
+    One call per batch costs far less than an fsync per file; falls back to os.sync().
+    """
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        syncfs = getattr(_libc, "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class DirCache:
+    """Creates fan-out folders once per process."""
+
+    def __init__(self) -> None:
+        self._made: set[Path] = set()
+
+    def ensure(self, folder: Path) -> None:
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+
+
+def write_new(tmp: Path, data: bytes | memoryview) -> None:
+    """Write `data` to a new temporary file (O_EXCL); on any failure no file is left."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
+def verify_blob(path: Path, sha256: str) -> None:
+    """Re-hash a blob; raise IntegrityError when its bytes do not hash to `sha256`."""
+    actual, _ = hash_file(path)
+    if actual != sha256:
+        raise IntegrityError(f"{path}: hashes to {actual}, expected {sha256}")
+
+
+def is_disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -1,0 +1,199 @@
+"""Probing with real codecs (PyAV): container, codec, duration, bit rate, rate, channels.
+
+`analyse` opens a file once and, when asked, decodes up to two minutes of it into a
+Chromaprint fingerprint. It also checks that the audio reaches the end its header
+declares (a seek to the last seconds; the decode itself when fingerprinting) and, for
+Ogg, that the stream ends with an end-of-stream page: truncated or partly corrupt
+audio is kept, with the damage described.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicark.store.fingerprint import MAX_SECONDS, Fingerprinter
+from musicark.store.ledger import Rejected
+
+LOSSLESS_CODECS = frozenset(
+    {"flac", "alac", "wavpack", "ape", "tta", "mlp", "truehd", "shorten", "tak", "wmalossless"}
+)
+# Leading bytes of audio formats: a file that starts like audio but cannot be opened is
+# corrupt, anything else is not audio at all.
+_MAGIC = (b"ID3", b"fLaC", b"OggS", b"RIFF", b"FORM", b"MAC ", b"wvpk", b"TTA1", b"#!AMR")
+# Shortfall between declared and present audio we accept as rounding (frame padding).
+_TOLERANCE_S = 0.5
+
+
+@dataclass
+class Analysis:
+    container: str
+    codec: str
+    duration_ms: int | None
+    bitrate: int | None
+    sample_rate: int | None
+    channels: int | None
+    lossless: bool
+    damaged: str | None = None
+    fingerprint: np.ndarray | None = None
+    fingerprint_ms: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    if head.startswith(_MAGIC):
+        return True
+    if len(head) >= 8 and head[4:8] == b"ftyp":
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG sync
+
+
+def _ogg_ends_cleanly(path: Path, size: int) -> bool:
+    """True when the last Ogg page is complete and flagged end-of-stream."""
+    with open(path, "rb") as f:
+        start = max(0, size - 65536 - 282)
+        f.seek(start)
+        tail = f.read()
+    i = tail.rfind(b"OggS")
+    while i >= 0:
+        if len(tail) - i >= 27:
+            header_type = tail[i + 5]
+            nseg = tail[i + 26]
+            if len(tail) - i >= 27 + nseg:
+                body = sum(tail[i + 27 : i + 27 + nseg])
+                if i + 27 + nseg + body == len(tail):
+                    return bool(header_type & 0x04)
+                if i + 27 + nseg + body < len(tail):
+                    return False  # trailing garbage after the last page
+        i = tail.rfind(b"OggS", 0, i)
+    return False
+
+
+def analyse(path: Path, *, fingerprint: bool = True) -> Analysis:
+    """Probe (and optionally fingerprint) one file; raise `Rejected` if it is not usable audio."""
+    import av
+
+    size = os.stat(path).st_size
+    if size == 0:
+        raise Rejected("error_empty", "zero-byte file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        if _looks_like_audio(head):
+            raise Rejected(
+                "error_corrupt", f"starts like audio but cannot be read: {exc}"
+            ) from None
+        raise Rejected("error_not_audio", "not an audio file (no known audio format)") from None
+    try:
+        return _analyse_open(container, path, size, fingerprint=fingerprint)
+    finally:
+        container.close()
+
+
+def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -> Analysis:
+    if not container.streams.audio:
+        if container.streams.video:
+            raise Rejected("error_not_audio", "video without an audio stream")
+        raise Rejected("error_not_audio", f"no audio stream in {container.format.name} data")
+    stream = container.streams.audio[0]
+    ctx = stream.codec_context
+    codec = ctx.name
+    if codec in {"mjpeg", "png"} or container.format.name in {"image2", "tty", "txt"}:
+        raise Rejected("error_not_audio", "not an audio file")
+    declared = None
+    if container.duration is not None and container.duration > 0:
+        declared = container.duration / 1_000_000
+    elif stream.duration is not None and stream.time_base is not None:
+        declared = float(stream.duration * stream.time_base)
+    bitrate = stream.bit_rate or container.bit_rate or None
+    sample_rate = ctx.sample_rate or None
+    channels = getattr(ctx, "channels", None) or (ctx.layout.nb_channels if ctx.layout else None)
+    out = Analysis(
+        container=container.format.name,
+        codec=codec,
+        duration_ms=round(declared * 1000) if declared else None,
+        bitrate=int(bitrate) if bitrate else None,
+        sample_rate=sample_rate,
+        channels=channels,
+        lossless=codec in LOSSLESS_CODECS or codec.startswith("pcm_"),
+    )
+    problems: list[str] = []
+    reached = 0.0
+    if fingerprint and sample_rate:
+        reached, errors, values = _decode(container, stream, sample_rate)
+        out.fingerprint = values
+        out.fingerprint_ms = round(min(reached, MAX_SECONDS) * 1000)
+        if errors:
+            problems.append(f"{errors} undecodable packet{'s' if errors > 1 else ''}")
+        if reached == 0:
+            raise Rejected("error_corrupt", f"{codec} stream holds no decodable audio")
+    if declared:
+        # decoding already ran to the end; otherwise seek near the declared end
+        end = reached if fingerprint and sample_rate else _tail_end(container, stream, declared)
+        if end is None or end < declared - _TOLERANCE_S:
+            have = 0.0 if end is None else end
+            problems.append(f"truncated: audio ends at {have:.1f} s of {declared:.1f} s declared")
+            out.extra["present_ms"] = round(have * 1000)
+    if container.format.name == "ogg" and not _ogg_ends_cleanly(path, size):
+        problems.append("truncated: the Ogg stream has no end-of-stream page")
+    if problems:
+        out.damaged = "; ".join(problems)
+    return out
+
+
+def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, np.ndarray | None]:
+    """Decode up to MAX_SECONDS into a fingerprint: (seconds decoded, errors, values)."""
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="stereo", rate=sample_rate)
+    fp = Fingerprinter(sample_rate, 2)
+    limit = MAX_SECONDS * sample_rate
+    samples = 0
+    errors = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            errors += 1
+            continue
+        for frame in frames:
+            for out in resampler.resample(frame):
+                pcm = out.to_ndarray()
+                if samples < limit:
+                    fp.feed(pcm[:, : (limit - samples) * 2].tobytes())
+                samples += out.samples
+        if samples >= limit:
+            # keep demuxing (cheaply) to find where the audio ends
+            end = _demux_end(container, stream)
+            seconds = max(samples / sample_rate, end or 0.0)
+            return seconds, errors, fp.finish()
+    values = fp.finish() if samples else None
+    return samples / sample_rate, errors, values
+
+
+def _demux_end(container: Any, stream: Any) -> float | None:
+    end = None
+    tb = stream.time_base
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            e = float((packet.pts + (packet.duration or 0)) * tb)
+            end = e if end is None or e > end else end
+    return end
+
+
+def _tail_end(container: Any, stream: Any, declared: float) -> float | None:
+    """Where the audio really ends: seek near the declared end and demux to the last packet."""
+    import av
+
+    tb = stream.time_base
+    try:
+        container.seek(int(max(0.0, declared - 2.0) / tb), stream=stream, backward=True)
+        return _demux_end(container, stream)
+    except (av.error.FFmpegError, OverflowError, ZeroDivisionError):
+        return None

@@ -1,0 +1,98 @@
+"""Tags with mutagen: title, artists, album, ISRC, MusicBrainz ids, track number, ...
+
+Every format is read through mutagen's "easy" interface, so ID3, Vorbis comments and MP4
+atoms come back under one set of lowercase keys. Values are lists of strings, each cut
+to `MAX_VALUE` characters (a 10 MB tag does not end up in the database).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MAX_VALUE = 1000
+MAX_VALUES = 20
+KEYS = (
+    "title",
+    "artist",
+    "artists",
+    "albumartist",
+    "album",
+    "isrc",
+    "musicbrainz_trackid",
+    "musicbrainz_releasetrackid",
+    "musicbrainz_albumid",
+    "musicbrainz_artistid",
+    "tracknumber",
+    "discnumber",
+    "date",
+    "genre",
+    "acoustid_id",
+    "barcode",
+    "label",
+    "organization",
+)
+_registered = False
+
+
+def _register_mp4_keys() -> None:
+    global _registered
+    from mutagen.easymp4 import EasyMP4Tags
+
+    for key, name in (("isrc", "ISRC"), ("barcode", "BARCODE"), ("label", "LABEL")):
+        if key not in EasyMP4Tags.Get:
+            EasyMP4Tags.RegisterFreeformKey(key, name)
+    _registered = True
+
+
+def read_tags(path: Path) -> tuple[dict[str, list[str]], str | None]:
+    """(tags, problem): the known tags of `path`; problem says why none could be read."""
+    import mutagen
+
+    if not _registered:
+        _register_mp4_keys()
+    try:
+        f = mutagen.File(str(path), easy=True)
+    except mutagen.MutagenError as exc:
+        return {}, f"tags unreadable: {exc}"
+    except (ValueError, KeyError, IndexError, OverflowError, EOFError, UnicodeError) as exc:
+        return {}, f"tags unreadable: {type(exc).__name__}"
+    if f is None or f.tags is None:
+        return {}, None
+    out: dict[str, list[str]] = {}
+    for key in KEYS:
+        try:
+            values = f.tags.get(key)
+        except (ValueError, KeyError, UnicodeError):
+            continue
+        if not values:
+            continue
+        if isinstance(values, str):
+            values = [values]
+        clean = [str(v)[:MAX_VALUE] for v in list(values)[:MAX_VALUES] if str(v).strip()]
+        if clean:
+            out[key] = clean
+    return out, None
+
+
+def first(tags: dict[str, list[str]], key: str) -> str | None:
+    values = tags.get(key)
+    return values[0].strip() if values else None
+
+
+def artists(tags: dict[str, list[str]]) -> list[str]:
+    """Artist names from `artists` (multi-valued) or `artist` (maybe joined with ; or /)."""
+    names = list(tags.get("artists") or tags.get("artist") or [])
+    out: list[str] = []
+    for name in names:
+        for part in name.replace(" / ", ";").split(";"):
+            if part.strip():
+                out.append(part.strip())
+    return out
+
+
+def track_number(tags: dict[str, list[str]]) -> int | None:
+    value = first(tags, "tracknumber")
+    if not value:
+        return None
+    head = value.split("/")[0].strip()
+    return int(head) if head.isdigit() else None
