@@ -1,0 +1,492 @@
+"""`musicark seed`, `verify`, `seedlist` and `torrents`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from musicark.archive import Archive
+from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
+from musicark.errors import ArchiveError, SwarmError, UsageError
+from musicark.units import format_size, parse_size
+
+LEVEL_CHOICE = click.Choice(["presence", "size", "full"])
+
+
+# ---------------------------------------------------------------- verify
+
+
+def _manifest_for(archive: Archive, torrent_name: str) -> dict[str, str]:
+    """path -> sha256 from the release part's `release_files` table, when there is one."""
+    import sqlite3
+
+    try:
+        conn = archive.connect_state(readonly=True)
+    except ArchiveError:
+        return {}
+    try:
+        rows = conn.execute(
+            "SELECT path, sha256 FROM release_files WHERE torrent = ? AND sha256 IS NOT NULL",
+            (torrent_name,),
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return {}
+    finally:
+        conn.close()
+    out = {}
+    prefix = f"{torrent_name}/"
+    for path, sha in rows:
+        out[path[len(prefix) :] if path.startswith(prefix) else path] = sha
+    return out
+
+
+def _print_report(rep: Any, *, verbose: bool) -> None:
+    counts = ", ".join(f"{n} {status}" for status, n in rep.counts().items() if n)
+    figures = ""
+    if rep.level == "full":
+        rate = rep.bytes_hashed / rep.seconds if rep.seconds > 0 else 0
+        figures = (
+            f"; {rep.pieces_checked} pieces checked, {rep.pieces_failed} failed,"
+            f" {format_size(rep.bytes_hashed)} in {rep.seconds:.2f} s ({format_size(rate)}/s)"
+        )
+    verdict = "OK" if rep.ok else "PROBLEMS"
+    click.echo(f"{verdict} {rep.torrent} [{rep.level}] {rep.data}: {counts}{figures}")
+    for f in rep.files if verbose else rep.problems():
+        detail = []
+        if f.bad_pieces:
+            shown = ", ".join(str(p) for p in f.bad_pieces[:20])
+            more = f" (+{len(f.bad_pieces) - 20} more)" if len(f.bad_pieces) > 20 else ""
+            detail.append(f"pieces {shown}{more}")
+        if f.reason:
+            detail.append(f.reason)
+        tail = f"  ({'; '.join(detail)})" if detail else ""
+        click.echo(f"  {f.status:<10} {f.path}{tail}")
+
+
+@click.command("verify")
+@click.argument("torrent", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(path_type=Path),
+    help="Data folder: the torrent's own folder as a client saves it, or the folder holding it.",
+)
+@click.option(
+    "--release",
+    "releases",
+    multiple=True,
+    help="Verify this release (or torrent) of the archive from its data folders; repeatable.",
+)
+@click.option(
+    "--metadata",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A downloaded metadata release: verify each of its torrents found under --data.",
+)
+@click.option(
+    "--level", type=LEVEL_CHOICE, default="full", show_default=True, help="How deep to check."
+)
+@click.option("--jobs", type=int, default=0, help="Hashing threads (0: one per core).")
+@click.option("--verbose", "-v", is_flag=True, help="List every file, not only the problems.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@archive_option
+def verify_command(
+    torrent: Path | None,
+    data: Path | None,
+    releases: tuple[str, ...],
+    metadata: Path | None,
+    level: str,
+    jobs: int,
+    verbose: bool,
+    as_json: bool,
+    archive_path: str | None,
+) -> None:
+    """Check data against torrents: presence, size, or full piece hashes (v1 and v2).
+
+    Give TORRENT with --data DIR, or --release NAME, or --metadata DIR with --data DIR;
+    with none of these, every torrent of the archive's releases is verified. Each file
+    is reported ok, missing, corrupt (with its failing pieces) or unexpected; the exit
+    status is 1 when anything is wrong.
+    """
+    from musicark.swarm.sources import archive_torrents, torrent_files
+    from musicark.swarm.verify import verify_torrent
+    from musicark.torrent.metainfo import load_torrent
+
+    jobs_list: list[tuple[Any, Path, dict[str, str] | None]] = []
+    skipped: list[str] = []
+    if sum(x is not None and x != () for x in (torrent, releases, metadata)) > 1:
+        raise UsageError("give one of TORRENT, --release or --metadata")
+    if torrent is not None or metadata is not None:
+        if data is None:
+            raise UsageError("--data DIR is needed to say where the downloaded data is")
+        paths = [torrent] if torrent is not None else torrent_files([metadata])  # type: ignore[list-item]
+        if not paths:
+            raise SwarmError(f"no .torrent files in {metadata}")
+        for path in paths:
+            t = load_torrent(path)
+            if metadata is not None and not _present(t, data):
+                skipped.append(t.name)
+                continue
+            jobs_list.append((t, data, None))
+    else:
+        archive = get_archive(archive_path)
+        items = archive_torrents(archive, releases)
+        if not items:
+            raise SwarmError("the archive has no release torrents to verify")
+        for item in items:
+            assert item.torrent_path is not None
+            t = load_torrent(item.torrent_path)
+            where = data or item.data_path
+            if where is None:
+                raise SwarmError(f"{item.name}: the release tables name no data folder")
+            jobs_list.append((t, where, _manifest_for(archive, t.name) or None))
+
+    reports = []
+    with progress_bar(enabled=not as_json) as progress:
+        for t, where, manifest in jobs_list:
+            reports.append(
+                verify_torrent(
+                    t, where, level=level, manifest=manifest, jobs=jobs, progress=progress
+                )
+            )
+    ok = all(r.ok for r in reports)
+    if as_json:
+        echo_json({"ok": ok, "torrents": [r.to_dict() for r in reports], "absent": skipped})
+    else:
+        for rep in reports:
+            _print_report(rep, verbose=verbose)
+        if skipped:
+            click.echo(f"{len(skipped)} torrent(s) have no data under {data}: not checked")
+    if not reports:
+        raise SwarmError(f"none of the torrents in {metadata} has data under {data}")
+    if not ok:
+        sys.exit(1)
+
+
+def _present(torrent: Any, data: Path) -> bool:
+    """Whether any of `torrent`'s data is under `data` (for --metadata)."""
+    from musicark.swarm.verify import data_root
+
+    root = data_root(torrent, data)
+    return root.exists()
+
+
+# ---------------------------------------------------------------- seed
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _status_line(status: Any) -> str:
+    states: dict[str, int] = {}
+    for ts in status.torrents:
+        states[ts.state] = states.get(ts.state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    return (
+        f"[{status.elapsed:6.0f} s] {len(status.torrents)} torrents ({summary}),"
+        f" {status.peers} peers, up {format_size(status.upload_rate)}/s,"
+        f" uploaded {format_size(status.uploaded)}"
+    )
+
+
+@click.command("seed")
+@click.argument("releases", nargs=-1)
+@click.option(
+    "--listen",
+    help="Address to listen on, HOST:PORT (default: [seed] listen in musicark.toml).",
+)
+@click.option(
+    "--tracker", "trackers", multiple=True, help="Also announce to this tracker; repeatable."
+)
+@click.option("--seconds", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option(
+    "--torrent",
+    "torrent_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Seed this .torrent instead of releases (with --data).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    help="With --torrent: the torrent's data folder, or the folder holding it.",
+)
+@click.option("--dht", is_flag=True, help="Use the DHT (off by default).")
+@click.option("--lsd", is_flag=True, help="Use local service discovery (off by default).")
+@click.option("--upnp", is_flag=True, help="Map the port with UPnP and NAT-PMP (off by default).")
+@click.option("--upload-limit", help="Upload rate limit in bytes/s, e.g. 5MB (default: none).")
+@click.option(
+    "--interval", type=float, default=1.0, show_default=True, help="Seconds between status updates."
+)
+@archive_option
+def seed_command(
+    releases: tuple[str, ...],
+    listen: str | None,
+    trackers: tuple[str, ...],
+    seconds: float | None,
+    torrent_file: Path | None,
+    data: Path | None,
+    dht: bool,
+    lsd: bool,
+    upnp: bool,
+    upload_limit: str | None,
+    interval: float,
+    archive_path: str | None,
+) -> None:
+    """Seed the torrents of RELEASES (all by default) from their data folders.
+
+    One libtorrent session listens where told; DHT, LSD, UPnP and NAT-PMP stay off unless
+    asked for. Resume data is kept in state.sqlite so a restart does not check everything
+    again. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    from musicark.swarm.history import SqliteResumeStore
+    from musicark.swarm.seed import SeedItem, seed
+    from musicark.swarm.session import SessionOptions, parse_listen
+    from musicark.swarm.sources import archive_torrents
+    from musicark.swarm.verify import data_root
+    from musicark.torrent.metainfo import load_torrent
+
+    archive: Archive | None
+    try:
+        archive = get_archive(archive_path)
+    except ArchiveError:
+        if torrent_file is None:
+            raise
+        archive = None  # a lone torrent can be seeded without an archive (no resume data)
+    items: list[SeedItem] = []
+    if torrent_file is not None:
+        if releases:
+            raise UsageError("give either RELEASE names or --torrent, not both")
+        if data is None:
+            raise UsageError("--torrent needs --data DIR")
+        t = load_torrent(torrent_file)
+        root = data_root(t, data)
+        items.append(SeedItem(t.name, torrent_file.read_bytes(), root.parent))
+    else:
+        assert archive is not None
+        for item in archive_torrents(archive, releases):
+            assert item.torrent_path is not None
+            if item.data_path is None:
+                raise SwarmError(f"{item.name}: the release tables name no data folder")
+            t = load_torrent(item.torrent_path)
+            root = data_root(t, item.data_path)
+            items.append(SeedItem(item.name, item.torrent_path.read_bytes(), root.parent))
+        if not items:
+            raise SwarmError("the archive has no release torrents to seed")
+    listen = listen or (archive.config.seed.listen if archive else "127.0.0.1:6881")
+    parse_listen(listen)
+    limit = parse_size(upload_limit, what="upload limit") if upload_limit else 0
+    options = SessionOptions(
+        listen=listen, dht=dht, lsd=lsd, upnp=upnp, natpmp=upnp, upload_limit=limit
+    )
+    conn = archive.connect_state() if archive else None
+    resume = SqliteResumeStore(conn) if conn else None
+    tty = sys.stderr.isatty()
+    last_text, last_at = [""], [0.0]
+
+    def on_status(status: Any) -> None:
+        text = _status_line(status)
+        now = time.monotonic()
+        if tty:
+            click.echo("\r" + text.ljust(100), nl=False, err=True)
+        elif text.split("]", 1)[1] != last_text[0] or now - last_at[0] >= 30:
+            click.echo(text, err=True)
+            for ts in status.torrents:
+                if ts.state != "seeding":
+                    click.echo(f"  {ts.name}: {ts.state} {ts.progress:.0%} {ts.error}", err=True)
+            last_text[0], last_at[0] = text.split("]", 1)[1], now
+
+    click.echo(f"seeding {len(items)} torrent(s), listening on {listen}", err=True)
+    try:
+        with _stop_on_signals() as stop:
+            final = seed(
+                items,
+                options=options,
+                resume=resume,
+                trackers=trackers,
+                seconds=seconds,
+                stop=stop,
+                on_status=on_status,
+            )
+    finally:
+        if conn is not None:
+            conn.close()
+    if tty:
+        click.echo("", err=True)
+    click.echo(
+        f"stopped after {final.elapsed:.0f} s: {len(final.torrents)} torrents,"
+        f" {final.count('seeding')} seeding, uploaded {format_size(final.uploaded)}"
+    )
+    for state in final.torrents:
+        if state.state == "error":
+            click.echo(f"  {state.name}: error: {state.error}")
+
+
+# ---------------------------------------------------------------- seedlist / torrents
+
+
+def _torrents(archive: Archive, paths: Sequence[Path]) -> list[Any]:
+    from musicark.swarm.sources import archive_torrents, load_files
+
+    items = archive_torrents(archive)
+    known = {t.infohash for t in items}
+    items += [
+        t
+        for t in load_files(paths, extra_trackers=archive.config.release.trackers)
+        if t.infohash not in known
+    ]
+    if not items:
+        raise SwarmError("no torrents: the archive has no releases and no --torrent was given")
+    return items
+
+
+def _figure(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+@click.command("seedlist")
+@click.option("--max-size", required=True, help="Space you can give, e.g. 2TB or 500GiB.")
+@click.option(
+    "--torrent",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Also consider these .torrent files (or folders of them); repeatable.",
+)
+@click.option(
+    "--no-scrape", is_flag=True, help="Use the recorded figures; do not ask the trackers."
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for each tracker.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
+@click.option("--magnets", is_flag=True, help="Print only the chosen torrents' magnet links.")
+@archive_option
+def seedlist_command(
+    max_size: str,
+    paths: tuple[Path, ...],
+    no_scrape: bool,
+    timeout: float,
+    as_json: bool,
+    magnets: bool,
+    archive_path: str | None,
+) -> None:
+    """Propose which torrents to seed to help most within --max-size of space.
+
+    Scrapes the release trackers (HTTP scrape) for seeders and leechers, records them in
+    the archive's swarm history, and takes torrents least-seeded first while they fit.
+    """
+    from musicark.swarm.seedlist import seedlist
+
+    if as_json and magnets:
+        raise UsageError("give --json or --magnets, not both")
+    limit = parse_size(max_size, what="--max-size")
+    archive = get_archive(archive_path)
+    torrents = _torrents(archive, paths)
+    conn = archive.connect_state()
+    try:
+        with progress_bar(enabled=not (as_json or magnets)) as progress:
+            result = seedlist(
+                conn,
+                torrents,
+                max_size=limit,
+                scrape_first=not no_scrape,
+                timeout=timeout,
+                progress=progress,
+            )
+    finally:
+        conn.close()
+    for error in result.errors:
+        click.echo(f"musicark: warning: {error}", err=True)
+    if as_json:
+        echo_json(
+            {
+                "max_size": result.max_size,
+                "total_size": result.total_size,
+                "chosen": [c.to_dict() for c in result.chosen],
+                "passed_over": [c.to_dict() for c in result.passed_over],
+                "errors": list(result.errors),
+            }
+        )
+        return
+    if magnets:
+        for c in result.chosen:
+            click.echo(c.torrent.magnet)
+        return
+    click.echo(
+        f"{len(result.chosen)} torrent(s), {format_size(result.total_size)}"
+        f" of {format_size(result.max_size)}:"
+    )
+    for c in result.chosen:
+        click.echo(
+            f"  {_figure(c.seeders):>4} seeders {_figure(c.leechers):>4} leechers"
+            f"  {format_size(c.torrent.size):>9}  {c.torrent.name}"
+        )
+    if result.passed_over:
+        click.echo(f"{len(result.passed_over)} more do not fit")
+
+
+@click.command("torrents")
+@click.option(
+    "--torrent",
+    "paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Also list these .torrent files (or folders of them); repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@archive_option
+def torrents_command(paths: tuple[Path, ...], as_json: bool, archive_path: str | None) -> None:
+    """List the archive's torrents with their latest recorded swarm figures."""
+    from musicark.swarm.seedlist import listing
+
+    archive = get_archive(archive_path)
+    torrents = _torrents(archive, paths)
+    conn = archive.connect_state()
+    try:
+        rows = listing(conn, torrents)
+    finally:
+        conn.close()
+    if as_json:
+        echo_json([c.to_dict() for c in rows])
+        return
+    for c in rows:
+        when = c.figures.scraped_at if c.figures else "never scraped"
+        click.echo(
+            f"{c.torrent.infohash[:12]}  {format_size(c.torrent.size):>9}"
+            f"  {_figure(c.seeders):>4} S {_figure(c.leechers):>4} L  {when}  {c.torrent.name}"
+        )
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(seed_command)
+    cli.add_command(verify_command)
+    cli.add_command(seedlist_command)
+    cli.add_command(torrents_command)

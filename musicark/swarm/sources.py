@@ -1,0 +1,140 @@
+"""The torrents the swarm commands act on: an archive's releases, or .torrent files."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from musicark.archive import Archive
+from musicark.errors import SwarmError
+from musicark.torrent.metainfo import Torrent, load_torrent
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmTorrent:
+    name: str
+    infohash: str  # hex v1 infohash; the v2 one for a v2-only torrent
+    infohash_v2: str | None
+    size: int
+    trackers: tuple[str, ...]
+    magnet: str
+    torrent_path: Path | None = None
+    data_path: Path | None = None
+    release: str | None = None
+
+
+def magnet_link(torrent: Torrent) -> str:
+    """A magnet URI with every infohash, the name and the trackers (BEP 9, BEP 52)."""
+    parts = []
+    if torrent.info_hash_v1:
+        parts.append(f"xt=urn:btih:{torrent.info_hash_v1}")
+    if torrent.info_hash_v2:
+        parts.append(f"xt=urn:btmh:1220{torrent.info_hash_v2}")
+    parts.append(f"dn={quote(torrent.name, safe='')}")
+    parts.extend(f"tr={quote(url, safe='')}" for tier in torrent.trackers for url in tier)
+    return "magnet:?" + "&".join(parts)
+
+
+def from_torrent(
+    torrent: Torrent,
+    *,
+    torrent_path: Path | None = None,
+    data_path: Path | None = None,
+    release: str | None = None,
+    extra_trackers: Sequence[str] = (),
+) -> SwarmTorrent:
+    trackers = [url for tier in torrent.trackers for url in tier]
+    trackers += [u for u in extra_trackers if u not in trackers]
+    return SwarmTorrent(
+        name=torrent.name,
+        infohash=torrent.info_hash_v1 or torrent.info_hash_v2 or "",
+        infohash_v2=torrent.info_hash_v2,
+        size=torrent.total_size,
+        trackers=tuple(trackers),
+        magnet=magnet_link(torrent),
+        torrent_path=torrent_path,
+        data_path=data_path,
+        release=release,
+    )
+
+
+def torrent_files(paths: Iterable[Path]) -> list[Path]:
+    """`.torrent` files given directly or found (recursively) in the given folders."""
+    out: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            out.extend(sorted(path.rglob("*.torrent")))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise SwarmError(f"{path}: no such file or folder")
+    return out
+
+
+def load_files(paths: Iterable[Path], *, extra_trackers: Sequence[str] = ()) -> list[SwarmTorrent]:
+    return [
+        from_torrent(load_torrent(p), torrent_path=p, extra_trackers=extra_trackers)
+        for p in torrent_files(paths)
+    ]
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def archive_torrents(
+    archive: Archive, releases: Sequence[str] = (), *, include_obsolete: bool = False
+) -> list[SwarmTorrent]:
+    """The archive's release torrents (from the release tables in state.sqlite)."""
+    if not archive.state_path.exists():
+        return []
+    conn = archive.connect_state(readonly=True)
+    try:
+        cols = _columns(conn, "torrents")
+        if not {"name", "torrent_path"} <= cols:
+            return []
+        release_col = next((c for c in ("release", "release_name") if c in cols), None)
+        select = ["name", "torrent_path", "data_path" if "data_path" in cols else "NULL"]
+        select.append(f'"{release_col}"' if release_col else "NULL")
+        where = []
+        if "obsolete" in cols and not include_obsolete:
+            where.append("COALESCE(obsolete, 0) = 0")
+        sql = f"SELECT {', '.join(select)} FROM torrents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = conn.execute(sql + " ORDER BY name").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise SwarmError(f"cannot read the release tables: {exc}") from None
+    finally:
+        conn.close()
+    wanted = set(releases)
+    out: list[SwarmTorrent] = []
+    found: set[str] = set()
+    for name, torrent_path, data_path, release in rows:
+        if wanted and release not in wanted and name not in wanted:
+            continue
+        found.update(x for x in (release, name) if x in wanted)
+        tpath = _in_archive(archive, torrent_path)
+        dpath = _in_archive(archive, data_path) if data_path else None
+        out.append(
+            from_torrent(
+                load_torrent(tpath),
+                torrent_path=tpath,
+                data_path=dpath,
+                release=release,
+                extra_trackers=archive.config.release.trackers,
+            )
+        )
+    missing = wanted - found
+    if missing:
+        raise SwarmError(f"no release or torrent named {', '.join(sorted(missing))} in the archive")
+    return out
+
+
+def _in_archive(archive: Archive, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else archive.root / p
