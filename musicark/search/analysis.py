@@ -65,6 +65,10 @@ def parse_query(text: str) -> ParsedQuery:
         raise QueryError("the query must be text")
     if "\x00" in text:
         raise QueryError("the query contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError("the query is not valid text") from None
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(
             f"the query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}"
@@ -85,7 +89,7 @@ def parse_query(text: str) -> ParsedQuery:
         keys.append(f"{kind}:{value}")
         if kind in ("isrc", "upc"):
             keys.append(value)
-    if " " not in stripped and len(stripped) <= 128:
+    if " " not in stripped and len(stripped) <= 128 and any(c.isalnum() for c in stripped):
         key = normalize_key(stripped)
         if key not in keys:
             keys.append(key)

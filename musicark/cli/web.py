@@ -1,0 +1,51 @@
+"""`musicark serve`."""
+
+from __future__ import annotations
+
+import click
+
+from musicark.cli.common import archive_option, get_archive
+from musicark.errors import UsageError
+
+
+@click.command("serve")
+@click.option(
+    "--host", default=None, help="Address to listen on (default: [serve] host, 127.0.0.1)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port (default: [serve] port, 8000).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info"]),
+    default="info",
+    show_default=True,
+    help="uvicorn log level.",
+)
+@archive_option
+def serve_command(
+    host: str | None, port: int | None, log_level: str, archive_path: str | None
+) -> None:
+    """Serve the read-only web UI and JSON API (/api/, described at /api/openapi.json)."""
+    import uvicorn
+
+    from musicark.web import create_app
+
+    archive = get_archive(archive_path)
+    host = host or archive.config.serve.host
+    port = archive.config.serve.port if port is None else port
+    app = create_app(archive)
+    click.echo(f"serving {archive.root} read-only at http://{host}:{port}/", err=True)
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, access_log=False, server_header=False
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve_command)

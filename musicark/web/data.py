@@ -1,0 +1,494 @@
+"""What the web pages and the JSON API show, read from the archive without changing it.
+
+Every database is opened read-only (`mode=ro`), one connection per thread. Tables owned by
+other parts of the pipeline (store, release, swarm, plan) may not exist yet: a missing
+database, table or column reads as "nothing yet" (an empty list or None), never an error.
+Identifiers are returned as strings: track ids are 63-bit and JavaScript numbers are not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from musicark.archive import Archive
+
+MAX_LIST = 200  # rows on any one page of a list (tracks of an album, an artist, ...)
+
+
+def sid(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def safe_magnet(value: Any) -> str | None:
+    """A magnet link fit to put in a page (a `magnet:?` URI of sane length), else None."""
+    if isinstance(value, str) and value.startswith("magnet:?") and len(value) <= 8192:
+        return value
+    return None
+
+
+def _json(text: Any, default: Any) -> Any:
+    if not isinstance(text, str | bytes) or not text:
+        return default
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return default
+
+
+class ArchiveReader:
+    """Read-only access to catalog.sqlite and state.sqlite, safe to share across threads."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self._local = threading.local()
+
+    # ------------------------------------------------------------ connections
+
+    def _connect(self, path: Path) -> sqlite3.Connection | None:
+        cache: dict[Path, sqlite3.Connection] = self._local.__dict__.setdefault("conns", {})
+        conn = cache.get(path)
+        if conn is not None:
+            return conn
+        if not path.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.DatabaseError:
+            return None
+        cache[path] = conn
+        return conn
+
+    def catalog(self) -> sqlite3.Connection | None:
+        return self._connect(self.archive.catalog_path)
+
+    def state(self) -> sqlite3.Connection | None:
+        return self._connect(self.archive.state_path)
+
+    @staticmethod
+    def columns(conn: sqlite3.Connection | None, table: str) -> set[str]:
+        """The columns of `table` (empty when the table does not exist)."""
+        if conn is None:
+            return set()
+        try:
+            return {r[1] for r in conn.execute("SELECT * FROM pragma_table_info(?)", (table,))}
+        except sqlite3.DatabaseError:
+            return set()
+
+    @staticmethod
+    def rows(
+        conn: sqlite3.Connection | None, sql: str, params: Iterable[Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts; a table or column that is not there yet gives no rows."""
+        if conn is None:
+            return []
+        try:
+            cur = conn.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        except sqlite3.OperationalError:
+            return []
+
+    # ------------------------------------------------------------ catalogue
+
+    def _artists_of(
+        self, conn: sqlite3.Connection, track_ids: list[int]
+    ) -> dict[int, list[dict[str, Any]]]:
+        out: dict[int, list[dict[str, Any]]] = {t: [] for t in track_ids}
+        for i in range(0, len(track_ids), 500):
+            part = track_ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.rows(
+                conn,
+                "SELECT ta.track_id, ta.position, ta.role, ar.id, ar.name FROM track_artists ta"
+                f" JOIN artists ar ON ar.id = ta.artist_id WHERE ta.track_id IN ({marks})"
+                " ORDER BY ta.track_id, ta.position",
+                part,
+            ):
+                out[r["track_id"]].append(
+                    {"id": sid(r["id"]), "name": r["name"], "role": r["role"]}
+                )
+        return out
+
+    def _track_list(
+        self, conn: sqlite3.Connection, sql: str, params: Iterable[Any]
+    ) -> list[dict[str, Any]]:
+        rows = self.rows(conn, sql, params)
+        credits = self._artists_of(conn, [r["id"] for r in rows])
+        return [
+            {
+                "id": sid(r["id"]),
+                "title": r["title"],
+                "artists": credits.get(r["id"], []),
+                "album_id": sid(r.get("album_id")),
+                "album": r.get("album"),
+                "popularity": r.get("popularity"),
+                "duration_ms": r.get("duration_ms"),
+                "isrc": r.get("isrc"),
+                "track_number": r.get("track_number"),
+                "disc_number": r.get("disc_number"),
+            }
+            for r in rows
+        ]
+
+    def track(self, track_id: int) -> dict[str, Any] | None:
+        conn = self.catalog()
+        if conn is None:
+            return None
+        found = self.rows(
+            conn,
+            "SELECT t.*, s.name AS source FROM tracks t LEFT JOIN sources s ON s.id = t.source_id"
+            " WHERE t.id = ?",
+            (track_id,),
+        )
+        if not found:
+            return None
+        t = found[0]
+        album = None
+        if t.get("album_id") is not None:
+            albums = self.rows(conn, "SELECT * FROM albums WHERE id = ?", (t["album_id"],))
+            if albums:
+                a = albums[0]
+                album = {
+                    "id": sid(a["id"]),
+                    "title": a.get("title"),
+                    "upc": a.get("upc"),
+                    "label": a.get("label"),
+                    "release_date": a.get("release_date"),
+                    "album_type": a.get("album_type"),
+                }
+        same_isrc: list[dict[str, Any]] = []
+        if t.get("isrc"):
+            same_isrc = self._track_list(
+                conn,
+                "SELECT t.*, al.title AS album FROM tracks t LEFT JOIN albums al ON al.id = t.album_id"
+                " WHERE t.isrc = ? AND t.id != ? ORDER BY t.popularity DESC LIMIT 50",
+                (t["isrc"], track_id),
+            )
+        renditions = self.renditions(track_id)
+        locations = self.locations(track_id, [r["sha256"] for r in renditions])
+        return {
+            "id": sid(t["id"]),
+            "title": t["title"],
+            "source": t.get("source"),
+            "external_id": t.get("external_id"),
+            "isrc": t.get("isrc"),
+            "duration_ms": t.get("duration_ms"),
+            "popularity": t.get("popularity"),
+            "play_count": t.get("play_count"),
+            "track_number": t.get("track_number"),
+            "disc_number": t.get("disc_number"),
+            "explicit": None if t.get("explicit") is None else bool(t["explicit"]),
+            "rights": t.get("rights"),
+            "license_url": t.get("license_url"),
+            "genres": [str(g) for g in _json(t.get("genres"), []) if isinstance(g, str | int)],
+            "external_ids": {
+                str(k): str(v) for k, v in _json(t.get("external_ids"), {}).items() if v is not None
+            }
+            if isinstance(_json(t.get("external_ids"), {}), dict)
+            else {},
+            "album": album,
+            "artists": self._artists_of(conn, [track_id]).get(track_id, []),
+            "same_isrc": same_isrc,
+            "renditions": renditions,
+            "duplicates": self.duplicates(track_id, renditions),
+            "held": bool(renditions),
+            "locations": locations,
+            "released": bool(locations),
+        }
+
+    def album(self, album_id: int) -> dict[str, Any] | None:
+        conn = self.catalog()
+        if conn is None:
+            return None
+        found = self.rows(conn, "SELECT * FROM albums WHERE id = ?", (album_id,))
+        if not found:
+            return None
+        a = found[0]
+        tracks = self._track_list(
+            conn,
+            "SELECT t.*, NULL AS album FROM tracks t WHERE t.album_id = ?"
+            " ORDER BY t.disc_number, t.track_number, t.title LIMIT ?",
+            (album_id, MAX_LIST),
+        )
+        return {
+            "id": sid(a["id"]),
+            "title": a.get("title"),
+            "album_type": a.get("album_type"),
+            "upc": a.get("upc"),
+            "label": a.get("label"),
+            "release_date": a.get("release_date"),
+            "popularity": a.get("popularity"),
+            "total_tracks": a.get("total_tracks"),
+            "tracks": tracks,
+        }
+
+    def artist(self, artist_id: int) -> dict[str, Any] | None:
+        conn = self.catalog()
+        if conn is None:
+            return None
+        found = self.rows(conn, "SELECT * FROM artists WHERE id = ?", (artist_id,))
+        if not found:
+            return None
+        a = found[0]
+        tracks = self._track_list(
+            conn,
+            "SELECT t.*, al.title AS album FROM track_artists ta JOIN tracks t ON t.id = ta.track_id"
+            " LEFT JOIN albums al ON al.id = t.album_id WHERE ta.artist_id = ?"
+            " ORDER BY t.popularity DESC, t.id LIMIT ?",
+            (artist_id, MAX_LIST),
+        )
+        albums = self.rows(
+            conn,
+            "SELECT DISTINCT al.id, al.title, al.release_date FROM track_artists ta"
+            " JOIN tracks t ON t.id = ta.track_id JOIN albums al ON al.id = t.album_id"
+            " WHERE ta.artist_id = ? AND ta.position = 0 ORDER BY al.release_date DESC LIMIT ?",
+            (artist_id, MAX_LIST),
+        )
+        return {
+            "id": sid(a["id"]),
+            "name": a.get("name"),
+            "popularity": a.get("popularity"),
+            "followers": a.get("followers"),
+            "albums": [
+                {"id": sid(r["id"]), "title": r["title"], "release_date": r["release_date"]}
+                for r in albums
+            ],
+            "tracks": tracks,
+        }
+
+    # ------------------------------------------------------------ store
+
+    def renditions(self, track_id: int) -> list[dict[str, Any]]:
+        conn = self.state()
+        if not {"sha256", "track_id"} <= self.columns(conn, "renditions"):
+            return []
+        rows = self.rows(
+            conn,
+            "SELECT b.*, r.match_method, r.confidence, r.preferred, r.preferred_reason"
+            " FROM renditions r JOIN blobs b ON b.sha256 = r.sha256 WHERE r.track_id = ?"
+            " ORDER BY r.preferred DESC, b.bitrate DESC",
+            (track_id,),
+        )
+        return [
+            {
+                "sha256": r["sha256"],
+                "size": r.get("size"),
+                "container": r.get("container"),
+                "codec": r.get("codec"),
+                "bitrate": r.get("bitrate"),
+                "sample_rate": r.get("sample_rate"),
+                "channels": r.get("channels"),
+                "lossless": None if r.get("lossless") is None else bool(r["lossless"]),
+                "duration_ms": r.get("duration_ms"),
+                "preferred": bool(r.get("preferred")),
+                "preferred_reason": r.get("preferred_reason"),
+                "match_method": r.get("match_method"),
+                "confidence": r.get("confidence"),
+            }
+            for r in rows
+        ]
+
+    def duplicates(self, track_id: int, renditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Other catalogue tracks whose held audio is the same recording (same blob or
+        an acoustic near-duplicate the store recorded)."""
+        conn = self.state()
+        if not renditions or not self.columns(conn, "renditions"):
+            return []
+        out: list[dict[str, Any]] = []
+        if "near_duplicates" in self._tables(conn):
+            cols = self.columns(conn, "near_duplicates")
+            if {"sha256_a", "sha256_b"} <= cols:
+                shas = [r["sha256"] for r in renditions]
+                marks = ",".join("?" * len(shas))
+                out = self.rows(
+                    conn,
+                    "SELECT DISTINCT r.track_id AS track_id, r.sha256 AS sha256 FROM near_duplicates d"
+                    " JOIN renditions r ON r.sha256 = CASE WHEN d.sha256_a IN"
+                    f" ({marks}) THEN d.sha256_b ELSE d.sha256_a END"
+                    f" WHERE (d.sha256_a IN ({marks}) OR d.sha256_b IN ({marks}))"
+                    " AND r.track_id IS NOT NULL AND r.track_id != ? LIMIT 50",
+                    [*shas, *shas, *shas, track_id],
+                )
+        return [{"track_id": sid(r["track_id"]), "sha256": r["sha256"]} for r in out]
+
+    def _tables(self, conn: sqlite3.Connection | None) -> set[str]:
+        return {
+            r["name"]
+            for r in self.rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+
+    # ------------------------------------------------------------ releases
+
+    def locations(self, track_id: int, shas: list[str]) -> list[dict[str, Any]]:
+        """Where the track's files are in the published torrents."""
+        conn = self.state()
+        rf = self.columns(conn, "release_files")
+        if not rf or "path" not in rf:
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        if "track_id" in rf:
+            where.append("rf.track_id = ?")
+            params.append(track_id)
+        if "sha256" in rf and shas:
+            where.append(f"rf.sha256 IN ({','.join('?' * len(shas))})")
+            params.extend(shas)
+        if not where:
+            return []
+        files = self.rows(
+            conn, f"SELECT rf.* FROM release_files rf WHERE {' OR '.join(where)} LIMIT 50", params
+        )
+        out = []
+        for f in files:
+            torrent = self._torrent(conn, f.get("torrent"))
+            out.append(
+                {
+                    "path": f.get("path"),
+                    "size": f.get("size"),
+                    "sha256": f.get("sha256"),
+                    "torrent": torrent.get("name") if torrent else sid(f.get("torrent")),
+                    "release": sid(torrent.get("release")) if torrent else None,
+                    "magnet": safe_magnet(torrent.get("magnet")) if torrent else None,
+                    "infohash": (torrent.get("infohash_v1") or torrent.get("infohash_v2"))
+                    if torrent
+                    else None,
+                    "first_piece": f.get("first_piece"),
+                    "last_piece": f.get("last_piece"),
+                }
+            )
+        return out
+
+    def _torrent(self, conn: sqlite3.Connection | None, key: Any) -> dict[str, Any] | None:
+        if key is None:
+            return None
+        cols = self.columns(conn, "torrents")
+        for col in ("id", "name", "infohash_v1"):
+            if col in cols:
+                found = self.rows(conn, f"SELECT * FROM torrents WHERE {col} = ?", (key,))
+                if found:
+                    return found[0]
+        return None
+
+    def releases(self) -> dict[str, Any]:
+        conn = self.state()
+        releases = self.rows(
+            conn, "SELECT * FROM releases ORDER BY rowid DESC LIMIT ?", (MAX_LIST,)
+        )
+        torrents = self.rows(conn, "SELECT * FROM torrents ORDER BY rowid LIMIT 2000")
+        health = self.swarm_health()
+        out_t = []
+        for t in torrents:
+            ih = t.get("infohash_v1") or t.get("infohash_v2")
+            out_t.append(
+                {
+                    "name": t.get("name"),
+                    "release": sid(t.get("release") if "release" in t else t.get("release_id")),
+                    "magnet": safe_magnet(t.get("magnet")),
+                    "infohash": ih,
+                    "file_count": t.get("file_count"),
+                    "data_size": t.get("data_size"),
+                    "created": t.get("created"),
+                    "obsolete": bool(t.get("obsolete")),
+                    "embargo": t.get("embargo"),
+                    "swarm": health.get(str(ih)) if ih else None,
+                }
+            )
+        safe = {
+            "id",
+            "name",
+            "created",
+            "kind",
+            "status",
+            "tracks",
+            "files",
+            "size",
+            "data_size",
+            "published",
+        }
+        return {
+            "releases": [{k: v for k, v in r.items() if k in safe} for r in releases],
+            "torrents": out_t,
+        }
+
+    def swarm_health(self) -> dict[str, dict[str, Any]]:
+        """The latest swarm observation per infohash, when the swarm part records any."""
+        conn = self.state()
+        for table in ("swarm_history", "swarm_observations", "swarm"):
+            cols = self.columns(conn, table)
+            if "infohash" in cols and {"seeders", "leechers"} <= cols:
+                at = "at" if "at" in cols else "observed" if "observed" in cols else "rowid"
+                rows = self.rows(
+                    conn,
+                    f"SELECT * FROM {table} s WHERE s.{at} = (SELECT max(s2.{at}) FROM {table} s2"
+                    " WHERE s2.infohash = s.infohash) LIMIT 5000",
+                )
+                return {
+                    str(r["infohash"]): {
+                        "seeders": r.get("seeders"),
+                        "leechers": r.get("leechers"),
+                        "completed": r.get("completed"),
+                        "at": r.get(at) if at != "rowid" else None,
+                    }
+                    for r in rows
+                }
+        return {}
+
+    # ------------------------------------------------------------ health and coverage
+
+    def last_audit(self) -> dict[str, Any] | None:
+        conn = self.state()
+        rows = self.rows(conn, "SELECT * FROM audits ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return None
+        a = rows[0]
+        result = _json(a.get("result"), {})
+        return {
+            "started": a.get("started"),
+            "finished": a.get("finished"),
+            "level": a.get("level"),
+            "ok": bool(a.get("ok")),
+            "checked": a.get("checked"),
+            "bytes": a.get("bytes"),
+            "changed": a.get("changed"),
+            "missing": a.get("missing"),
+            "untracked": a.get("untracked"),
+            "examples": _examples(result),
+        }
+
+    def holdings(self) -> dict[str, Any]:
+        """How many catalogue tracks the store holds a rendition of."""
+        cat, st = self.catalog(), self.state()
+        tracks = self.rows(cat, "SELECT count(*) AS n FROM tracks")
+        held = self.rows(
+            st,
+            "SELECT count(DISTINCT track_id) AS n, count(*) AS renditions FROM renditions"
+            " WHERE track_id IS NOT NULL",
+        )
+        blobs = self.rows(st, "SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs")
+        return {
+            "tracks": tracks[0]["n"] if tracks else 0,
+            "tracks_held": held[0]["n"] if held else 0,
+            "renditions": held[0]["renditions"] if held else 0,
+            "blobs": blobs[0]["n"] if blobs else 0,
+            "bytes": blobs[0]["bytes"] if blobs else 0,
+        }
+
+
+def _examples(result: Any) -> dict[str, list[str]]:
+    """A few paths per audit finding (changed, missing, untracked), as strings."""
+    out: dict[str, list[str]] = {}
+    if not isinstance(result, dict):
+        return out
+    for key in ("changed", "missing", "untracked"):
+        value = result.get(key)
+        if isinstance(value, list):
+            out[key] = [str(v if not isinstance(v, dict) else v.get("path", v)) for v in value[:20]]
+    return out
