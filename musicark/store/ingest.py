@@ -115,11 +115,11 @@ _worker_state: dict[str, Any] = {}
 
 
 def _known_blob(state_path: str, sha256: str) -> bool:
-    conn = _worker_state.get("conn")
+    conn = _worker_state.get(state_path)
     if conn is None:
         conn = sqlite3.connect(f"file:{state_path}?mode=ro", uri=True, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=30000")
-        _worker_state["conn"] = conn
+        _worker_state[state_path] = conn
     try:
         return (
             conn.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (sha256,)).fetchone() is not None
@@ -448,6 +448,9 @@ def ingest(
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
         matcher.close()
+        worker_conn = _worker_state.pop(str(archive.state_path), None)
+        if worker_conn is not None:
+            worker_conn.close()
     summary.repeated = stats.repeated
     dupes.update_preferred(conn, recorder.touched_tracks)
     summary.seconds = time.perf_counter() - started

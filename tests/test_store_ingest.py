@@ -1,0 +1,186 @@
+"""`musicark ingest`: content-addressed store, ledger, matching, idempotent re-runs, modes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from audio import import_catalogue, make_file, track
+
+from musicark.archive import Archive
+from musicark.store.blobs import blob_path
+
+MBID = "0b4f6a5e-3c2d-4e1f-9a8b-7c6d5e4f3a2b"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def state(archive: Archive) -> sqlite3.Connection:
+    return sqlite3.connect(archive.state_path)
+
+
+def snapshot(archive: Archive) -> tuple[list[tuple[object, ...]], ...]:
+    conn = state(archive)
+    try:
+        return tuple(
+            conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in ("blobs", "renditions", "provenance", "ledger", "fingerprints")
+        )
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    make_file(src / "a.mp3", seed=1, tags={"title": "Alpha", "artist": "Anna Berg"})
+    make_file(src / "sub" / "b.flac", seed=2, tags={"title": "Beta", "artist": "Ben Costa"})
+    make_file(src / "c.opus", seed=3)
+    return src
+
+
+def test_ingest_stores_blobs_by_sha256_and_records_everything(run, archive, library) -> None:
+    originals = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
+    out = run("ingest", library, "--jobs", "1", "--json")
+    data = json.loads(out.output)
+    assert data["files"] == 3
+    assert data["counts"] == {"unmatched": 3}
+    for p, content in originals.items():
+        assert p.read_bytes() == content  # originals untouched
+        digest = hashlib.sha256(content).hexdigest()
+        stored = blob_path(archive, digest)
+        assert stored == archive.store_dir / digest[:2] / digest[2:4] / digest
+        assert stored.read_bytes() == content
+    conn = state(archive)
+    rows = dict(conn.execute("SELECT codec, container FROM blobs").fetchall())
+    assert set(rows) == {"mp3float", "flac", "opus"} or set(rows) == {"mp3", "flac", "opus"}
+    blob = conn.execute(
+        "SELECT duration_ms, sample_rate, channels, lossless, bitrate, tags FROM blobs WHERE codec = 'flac'"
+    ).fetchone()
+    assert abs(blob[0] - 8000) < 100 and blob[1] == 44100 and blob[2] == 2 and blob[3] == 1
+    assert blob[4] > 100_000
+    assert json.loads(blob[5])["title"] == ["Beta"]
+    assert conn.execute("SELECT count(*) FROM fingerprints").fetchone()[0] == 3
+    ledger = conn.execute("SELECT path, status, sha256 FROM ledger ORDER BY path").fetchall()
+    assert [Path(p).name for p, _, _ in ledger] == ["a.mp3", "c.opus", "b.flac"]
+    assert all(s == "unmatched" for _, s, _ in ledger)
+    assert not list((archive.staging_dir / "ingest").iterdir())
+
+
+def test_rerun_does_no_work_and_changes_nothing(run, archive, library) -> None:
+    run("ingest", library, "--jobs", "1")
+    before = snapshot(archive)
+    out = json.loads(run("ingest", library, "--jobs", "1", "--json").output)
+    assert out["unchanged"] == 3 and out["counts"] == {}
+    assert snapshot(archive) == before
+    # a touched file (new mtime, same bytes) is re-hashed, recognised, and changes nothing
+    f = library / "a.mp3"
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    out = json.loads(run("ingest", library, "--jobs", "1", "--json").output)
+    assert out["unchanged"] == 3 and out["counts"] == {}
+    after = snapshot(archive)
+    assert after[:3] == before[:3] or after[0] == before[0]
+    statuses = {Path(r[1]).name: r[5] for r in after[3]}
+    assert statuses["a.mp3"] == "unmatched"
+
+
+def test_same_bytes_under_two_paths_is_one_blob_two_provenance_records(
+    run, archive, tmp_path
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    make_file(src / "one.flac", seed=5)
+    (src / "two.flac").write_bytes((src / "one.flac").read_bytes())
+    data = json.loads(run("ingest", src, "--jobs", "1", "--json").output)
+    assert data["counts"] == {"unmatched": 1, "duplicate": 1}
+    conn = state(archive)
+    assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM provenance").fetchone()[0] == 2
+    dupes = json.loads(run("dupes", "--json").output)
+    assert dupes["exact"][0]["copies"] == 2
+
+
+def test_matching_by_isrc_external_id_and_artist_title_duration(run, archive, tmp_path) -> None:
+    import_catalogue(
+        archive,
+        [
+            track("t1", "Silver Moon", "Anna Berg", isrc="USABC2400001", duration_ms=300_000),
+            track("t2", "Paper Heart", "Ben Costa", mbid=MBID),
+            track("t3", "Café Naïve (Remastered)", "Clara Dahl", duration_ms=8_500),
+            track("t4", "Glass River", "Dora Evans", duration_ms=200_000),
+        ],
+        tmp_path,
+    )
+    src = tmp_path / "in"
+    src.mkdir()
+    make_file(src / "isrc.mp3", seed=11, tags={"title": "whatever", "isrc": "US-ABC-24-00001"})
+    make_file(src / "mbid.flac", seed=12, tags={"title": "x", "musicbrainz_trackid": MBID})
+    make_file(src / "att.m4a", seed=13, tags={"title": "cafe naive", "artist": "CLARA DAHL"})
+    make_file(src / "far.ogg", seed=14, tags={"title": "Glass River", "artist": "Dora Evans"})
+    make_file(src / "none.opus", seed=15, tags={"title": "Unknown", "artist": "Nobody"})
+    data = json.loads(run("ingest", src, "--jobs", "1", "--no-fingerprint", "--json").output)
+    assert data["counts"] == {"success": 3, "unmatched": 2}
+    conn = state(archive)
+    cat = archive.connect_catalog(readonly=True)
+    ids = dict(cat.execute("SELECT external_id, id FROM tracks").fetchall())
+    got = {
+        Path(path).name: (track_id, method, conf)
+        for path, track_id, method, conf in conn.execute(
+            "SELECT p.path, r.track_id, r.match_method, r.confidence FROM renditions r"
+            " JOIN provenance p ON p.sha256 = r.sha256"
+        )
+    }
+    assert got["isrc.mp3"][:2] == (ids["t1"], "isrc")
+    assert got["isrc.mp3"][2] < 1.0  # the duration disagrees: lower confidence
+    assert got["mbid.flac"] == (ids["t2"], "external_id:musicbrainz", 1.0)
+    assert got["att.m4a"][:2] == (ids["t3"], "artist_title_duration")
+    assert 0.7 <= got["att.m4a"][2] <= 0.9
+    assert got["far.ogg"][0] is None  # title and artist agree, the duration does not
+    assert got["none.opus"] == (None, None, None)
+    preferred = conn.execute("SELECT count(*) FROM renditions WHERE preferred = 1").fetchone()[0]
+    assert preferred == 3
+
+
+def test_hardlink_mode_links_the_original(run, archive, tmp_path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    f = make_file(src / "x.flac", seed=21)
+    run("ingest", f, "--mode", "hardlink", "--jobs", "1", "--no-fingerprint")
+    stored = blob_path(archive, sha(f))
+    assert stored.stat().st_ino == f.stat().st_ino
+    assert f.exists()
+
+
+def test_move_mode_removes_the_original_after_verification(run, archive, tmp_path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    f = make_file(src / "x.mp3", seed=22)
+    g = src / "copy.mp3"
+    g.write_bytes(f.read_bytes())
+    digest = sha(f)
+    data = json.loads(run("ingest", src, "--mode", "move", "--jobs", "1", "--json").output)
+    assert data["counts"] == {"unmatched": 1, "duplicate": 1}
+    assert not f.exists() and not g.exists()
+    assert sha(blob_path(archive, digest)) == digest
+
+
+def test_parallel_workers_give_the_same_result(run, archive, library, tmp_path) -> None:
+    for i in range(6):
+        make_file(library / f"extra{i}.ogg", seed=100 + i, seconds=3)
+    data = json.loads(run("ingest", library, "--jobs", "2", "--json").output)
+    assert data["files"] == 9
+    assert data["counts"] == {"unmatched": 9}
+    assert run("audit", "--level", "full").exit_code == 0
+
+
+def test_ingest_usage_errors(run, tmp_path) -> None:
+    result = run("ingest", tmp_path, "--jobs", "0", check=False)
+    assert result.exit_code == 2
+    assert "musicark: error: --jobs must be at least 1" in result.output
