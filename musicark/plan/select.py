@@ -1,0 +1,326 @@
+"""Ranking every catalogue track and selecting the prefix that fits a storage budget.
+
+Statuses, in the order they are decided:
+
+``skipped_unknown_size``       no duration and no held file: counted, never planned
+``skipped_rights``             ``--rights public`` and the track may not be redistributed
+``skipped_isrc_has_download``  another track with the same ISRC is the one planned
+``skipped_low_priority``       no expected listens and a secondary score under the threshold
+``selected``                   in the ranked prefix that fits the budget
+``skipped_over_budget``        ranked, but after the budget ran out
+
+The plan lists every track: candidates first in rank order (with cumulative bytes and
+listens), then the skipped ones grouped by status, each group by track id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from musicark.catalog.rights import REDISTRIBUTABLE
+from musicark.config import Config
+from musicark.errors import CatalogError, UsageError
+from musicark.plan.curve import coverage_curve, knee, marginal_listens_per_tb
+from musicark.plan.io import CatalogColumns
+from musicark.plan.model import (
+    TIERS,
+    ListensModel,
+    calibrate_listens,
+    expected_bytes,
+    expected_listens,
+    secondary_score,
+    tiers,
+)
+from musicark.plan.rank import STRATEGIES, isrc_representatives, order_by_key, strategy_keys
+from musicark.progress import Progress, ProgressCallback, report
+from musicark.units import parse_bitrate
+
+STATUSES = (
+    "selected",
+    "skipped_over_budget",
+    "skipped_isrc_has_download",
+    "skipped_low_priority",
+    "skipped_rights",
+    "skipped_unknown_size",
+)
+SELECTED, OVER_BUDGET, ISRC_DUP, LOW_PRIORITY, RIGHTS, UNKNOWN_SIZE = range(6)
+CANDIDATE = -1
+SIZE_SOURCES = ("held", "estimated", "unknown")
+RIGHTS_CHOICES = ("all", "public")
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Everything a plan depends on besides the catalogue; see docs/cli.md `musicark plan`."""
+
+    budget_bytes: int | None = None
+    budget_tracks: int | None = None
+    strategy: str = "per-byte"
+    bitrate: int = 160_000
+    bitrate_zero: int = 75_000
+    listens_scale: float = 1.0
+    listens_base: float = 1_000_000.0
+    listens_calibrate: bool = True
+    one_per_isrc: bool = True
+    rights: str = "all"
+    min_zero_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.budget_bytes is None and self.budget_tracks is None:
+            raise UsageError("give a budget: --budget SIZE and/or --budget-tracks N")
+        if self.budget_bytes is not None and self.budget_bytes <= 0:
+            raise UsageError("the budget must be larger than zero")
+        if self.budget_tracks is not None and self.budget_tracks <= 0:
+            raise UsageError("--budget-tracks must be at least 1")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(
+                f"unknown strategy {self.strategy!r} (one of: {', '.join(STRATEGIES)})"
+            )
+        if self.rights not in RIGHTS_CHOICES:
+            raise UsageError(f"--rights must be one of: {', '.join(RIGHTS_CHOICES)}")
+        if self.bitrate <= 0 or self.bitrate_zero <= 0:
+            raise UsageError("bit rates must be larger than zero")
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> PlanOptions:
+        """Defaults from the archive's [plan] settings; `overrides` that are not None win."""
+        s = config.plan
+        values: dict[str, Any] = {
+            "strategy": s.strategy,
+            "bitrate": parse_bitrate(s.bitrate, what="[plan] bitrate"),
+            "bitrate_zero": parse_bitrate(
+                s.bitrate_zero_popularity, what="[plan] bitrate_zero_popularity"
+            ),
+            "listens_scale": s.listens_scale,
+            "listens_base": s.listens_base,
+            "listens_calibrate": s.listens_calibrate,
+            "one_per_isrc": s.one_per_isrc,
+            "min_zero_score": s.min_zero_score,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class Plan:
+    table: pa.Table  # one row per track, in rank order (see `plan_schema`)
+    summary: dict[str, Any]
+    curve: dict[str, list[float]] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"format": PLAN_FORMAT, "summary": self.summary, "curve": self.curve}
+
+
+def plan_schema() -> pa.Schema:
+    status = pa.dictionary(pa.int8(), pa.string())
+    return pa.schema(
+        [
+            ("rank", pa.int64()),
+            ("track_id", pa.int64()),
+            ("status", status),
+            ("tier", status),
+            ("size_source", status),
+            ("expected_bytes", pa.int64()),
+            ("expected_listens", pa.float64()),
+            ("covered_listens", pa.float64()),
+            ("cumulative_bytes", pa.int64()),
+            ("cumulative_listens", pa.float64()),
+            ("redistributable", pa.bool_()),
+        ]
+    )
+
+
+def _dict(codes: np.ndarray, vocab: tuple[str, ...]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), pa.array(vocab))
+
+
+def _share(mask: np.ndarray, nbytes: np.ndarray, covered: np.ndarray) -> dict[str, float | int]:
+    return {
+        "tracks": int(np.count_nonzero(mask)),
+        "bytes": int(nbytes[mask].sum()),
+        "listens": float(covered[mask].sum()),
+    }
+
+
+def make_plan(
+    cols: CatalogColumns, options: PlanOptions, *, progress: ProgressCallback | None = None
+) -> Plan:
+    """Rank every track of `cols` and select the prefix that fits `options`' budget."""
+    n = len(cols)
+    if n == 0:
+        raise CatalogError("the catalogue has no tracks; import one with `musicark catalog import`")
+    stage = "plan: rank"
+    report(progress, Progress(stage, 0, 4, "steps"))
+    model: ListensModel = calibrate_listens(
+        cols.popularity,
+        cols.play_count,
+        scale=options.listens_scale,
+        base=options.listens_base,
+        calibrate=options.listens_calibrate,
+    )
+    listens = expected_listens(cols.popularity, cols.play_count, model)
+    tier = tiers(cols.popularity, listens)
+    nbytes = expected_bytes(
+        cols.duration_ms,
+        cols.held_size,
+        tier,
+        bitrate=options.bitrate,
+        bitrate_zero=options.bitrate_zero,
+    )
+    held = cols.held_size >= 0
+    status = np.full(n, CANDIDATE, dtype=np.int8)
+    status[nbytes < 0] = UNKNOWN_SIZE
+    if options.rights == "public":
+        status[(status == CANDIDATE) & ~cols.redistributable] = RIGHTS
+    covered = listens.copy()
+    dup_groups = 0
+    if options.one_per_isrc:
+        described = (
+            (cols.duration_ms > 0).astype(np.int8)
+            + (cols.popularity >= 0)
+            + (cols.play_count >= 0)
+            + (cols.album_popularity >= 0)
+            + (cols.artist_popularity >= 0)
+        )
+        members, group, is_rep = isrc_representatives(
+            cols.isrc_key,
+            status == CANDIDATE,
+            held=held,
+            listens=listens,
+            popularity=cols.popularity,
+            described=described,
+            track_id=cols.track_id,
+        )
+        if members.size:
+            dup_groups = int(group[-1]) + 1
+            sums = np.add.reduceat(listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
+            covered[members] = 0.0
+            reps = members[is_rep]
+            covered[reps] = sums[group[is_rep]]
+            others = members[~is_rep]
+            status[others[status[others] == CANDIDATE]] = ISRC_DUP
+    report(progress, Progress(stage, 1, 4, "steps"))
+
+    secondary = np.zeros(n, dtype=np.float64)
+    nolisten = np.flatnonzero((covered <= 0) & (status == CANDIDATE))
+    secondary[nolisten] = secondary_score(
+        cols.artist_popularity[nolisten],
+        cols.album_popularity[nolisten],
+        cols.artist_followers[nolisten],
+    )
+    if options.min_zero_score > 0:
+        status[nolisten[secondary[nolisten] < options.min_zero_score]] = LOW_PRIORITY
+
+    cand = np.flatnonzero(status == CANDIDATE)
+    key = strategy_keys(
+        options.strategy,
+        covered=covered[cand],
+        nbytes=nbytes[cand],
+        popularity=cols.popularity[cand],
+        secondary=secondary[cand],
+    )
+    cand = cand[order_by_key(key, cols.track_id[cand])]
+    del key
+    report(progress, Progress(stage, 2, 4, "steps"))
+
+    cum_bytes = np.cumsum(nbytes[cand])
+    cum_listens = np.cumsum(covered[cand])
+    k = len(cand)
+    if options.budget_bytes is not None:
+        k = int(np.searchsorted(cum_bytes, options.budget_bytes, side="right"))
+    if options.budget_tracks is not None:
+        k = min(k, options.budget_tracks)
+    status[cand[:k]] = SELECTED
+    status[cand[k:]] = OVER_BUDGET
+
+    rest = np.flatnonzero(status > OVER_BUDGET)
+    if rest.size:
+        rest = rest[np.argsort(cols.track_id[rest])]
+        rest = rest[np.argsort(status[rest], kind="stable")]
+    perm = np.concatenate([cand, rest])
+    report(progress, Progress(stage, 3, 4, "steps"))
+
+    total_listens = float(listens.sum())
+    sel = status == SELECTED
+    size_source = np.where(held, 0, np.where(nbytes >= 0, 1, 2))
+    m = len(cand)
+    cum_b_full = np.zeros(n, dtype=np.int64)
+    cum_b_full[:m] = cum_bytes
+    cum_l_full = np.zeros(n, dtype=np.float64)
+    cum_l_full[:m] = cum_listens
+    after = np.zeros(n, dtype=bool)
+    after[m:] = True
+    p_bytes = nbytes[perm]
+    table = pa.Table.from_arrays(
+        [
+            pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            pa.array(cols.track_id[perm]),
+            _dict(status[perm], STATUSES),
+            _dict(tier[perm], TIERS),
+            _dict(size_source[perm], SIZE_SOURCES),
+            pa.array(p_bytes, mask=p_bytes < 0),
+            pa.array(listens[perm]),
+            pa.array(covered[perm]),
+            pa.array(cum_b_full, mask=after),
+            pa.array(cum_l_full, mask=after),
+            pa.array(cols.redistributable[perm]),
+        ],
+        schema=plan_schema(),
+    )
+
+    sel_bytes = int(cum_bytes[k - 1]) if k else 0
+    sel_listens = float(cum_listens[k - 1]) if k else 0.0
+    counts = np.bincount(status, minlength=len(STATUSES))
+    public = cols.redistributable
+    curve = coverage_curve(
+        cum_bytes,
+        cum_listens,
+        total_tracks=n,
+        total_listens=total_listens,
+        budget_bytes=options.budget_bytes,
+    )
+    summary: dict[str, Any] = {
+        "options": asdict(options),
+        "model": model.describe(),
+        "catalogue": {
+            "tracks": n,
+            "expected_listens": total_listens,
+            "redistributable": _share(public, np.maximum(nbytes, 0), listens),
+            "held": int(np.count_nonzero(held)),
+            "unknown_size": int(counts[UNKNOWN_SIZE]),
+            "isrc_groups": dup_groups,
+            "candidates": m,
+            "candidate_bytes": int(cum_bytes[-1]) if m else 0,
+        },
+        "statuses": {name: int(c) for name, c in zip(STATUSES, counts, strict=True)},
+        "selected": {
+            "tracks": k,
+            "bytes": sel_bytes,
+            "expected_listens": sel_listens,
+            "pct_tracks": round(100.0 * k / n, 4),
+            "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
+            "bytes_held": int(nbytes[sel & held].sum()),
+            "bytes_to_acquire": int(nbytes[sel & ~held].sum()),
+            "tiers": {
+                name: _share(sel & (tier == code), nbytes, covered)
+                for code, name in enumerate(TIERS)
+            },
+            "redistributable": _share(sel & public, nbytes, covered),
+            "dark": _share(sel & ~public, nbytes, covered),
+        },
+        "marginal_listens_per_tb": round(
+            marginal_listens_per_tb(
+                cum_bytes, cum_listens, selected=k, budget_bytes=options.budget_bytes
+            ),
+            3,
+        ),
+        "knee": knee(cum_bytes, cum_listens, total_tracks=n, total_listens=total_listens),
+        "rights_values_redistributable": list(REDISTRIBUTABLE),
+    }
+    report(progress, Progress(stage, 4, 4, "steps"))
+    return Plan(table=table, summary=summary, curve=curve)
