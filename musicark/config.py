@@ -31,6 +31,13 @@ bitrate_zero_popularity = "75k"
 #   listens = listens_scale * listens_base ** (p / 100) - listens_scale
 listens_scale = 1.0
 listens_base = 1000000.0
+# fit listens_scale / listens_base to the catalogue's tracks that have both a popularity
+# and a play count (when at least 1000 do), so estimates and real counts share one scale
+listens_calibrate = true
+# keep one track per ISRC (the others: skipped_isrc_has_download)
+one_per_isrc = true
+# skip tracks with no expected listens whose secondary score (0-100) is below this
+min_zero_score = 0.0
 
 [store]
 # levels of two-hex-digit sub-folders under store/ (2: store/ab/cd/abcd...)
@@ -73,6 +80,9 @@ class PlanSettings:
     bitrate_zero_popularity: str = "75k"
     listens_scale: float = 1.0
     listens_base: float = 1_000_000.0
+    listens_calibrate: bool = True
+    one_per_isrc: bool = True
+    min_zero_score: float = 0.0
 
 
 @dataclass(frozen=True)
