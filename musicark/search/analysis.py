@@ -17,9 +17,9 @@ from musicark.errors import QueryError
 
 ANALYZER = "musicark_fold"
 MAX_QUERY_CHARS = 256
-MAX_QUERY_WORDS = 12
 _ISRC_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$")
 _UPC_RE = re.compile(r"^[0-9]{8,14}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _KIND_VALUE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]{0,31}):(\S+)$")
 
 
@@ -63,8 +63,6 @@ def parse_query(text: str) -> ParsedQuery:
     """Check and analyse a user query; raises `QueryError` with a readable reason."""
     if not isinstance(text, str):
         raise QueryError("the query must be text")
-    if "\x00" in text:
-        raise QueryError("the query contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -73,12 +71,11 @@ def parse_query(text: str) -> ParsedQuery:
         raise QueryError(
             f"the query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}"
         )
+    text = _CONTROL_RE.sub(" ", text)
     stripped = text.strip()
     if not stripped:
         raise QueryError("the query is empty")
     found = words(stripped)
-    if len(found) > MAX_QUERY_WORDS:
-        raise QueryError(f"the query has {len(found)} words; the limit is {MAX_QUERY_WORDS}")
     keys: list[str] = []
     compact = re.sub(r"[\s-]+", "", stripped)
     if _ISRC_RE.match(compact.upper()) or _UPC_RE.match(compact):
@@ -93,8 +90,6 @@ def parse_query(text: str) -> ParsedQuery:
         key = normalize_key(stripped)
         if key not in keys:
             keys.append(key)
-    if not found and not keys:
-        raise QueryError("the query has no letters or digits to search for")
     # A trailing space means the last word is complete; otherwise it may be half typed.
     prefix = bool(found) and not text[-1].isspace()
     return ParsedQuery(text=stripped, words=tuple(found), prefix=prefix, keys=tuple(keys))

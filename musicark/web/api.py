@@ -208,7 +208,12 @@ OPENAPI: dict[str, Any] = {
                         "in": "query",
                         "required": True,
                         "description": "Words (the last one matches as a prefix) or an identifier.",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 256,
+                            "pattern": "\\S",
+                        },
                     },
                     {
                         "name": "limit",

@@ -16,11 +16,11 @@ class NotFound(Exception):
 
 def parse_id(text: str, *, what: str) -> int:
     """A catalogue id from a URL: decimal digits, within int64."""
-    if not text or len(text) > 20 or not text.isascii() or not text.isdigit():
+    if not text or len(text) > 19 or not text.isascii() or not text.isdigit():
         raise QueryError(f"{what} id {text[:40]!r} is not a number")
     value = int(text)
     if value > INT64_MAX:
-        raise QueryError(f"{what} id {text!r} is out of range")
+        raise NotFound(f"no {what} with id {text} (ids are below 2**63)")
     return value
 
 

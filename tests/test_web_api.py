@@ -1,0 +1,196 @@
+"""The JSON API and pages in-process: conformance to the OpenAPI description (schemathesis),
+bounds, read-only behaviour, escaping of hostile catalogue strings, other parts' tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from musicark.archive import Archive, init_archive
+from musicark.catalog.importer import import_catalog
+from musicark.catalog.synthetic import generate_catalog
+from musicark.search import update_index
+from musicark.web import create_app
+
+XSS = "<script>window.__xss=1</script>\"'&"
+RTL = "abc\u202edcba.mp3"
+LONG = "Ω" * 10_000
+
+
+def make_web_archive(root: Path) -> Archive:
+    """A small archive with hostile strings in the catalogue and an index built."""
+    archive = init_archive(root / "archive")
+    table = generate_catalog(400, seed=5)
+    titles = table.column("title").to_pylist()
+    titles[0], titles[1], titles[2] = XSS, RTL, LONG
+    table = table.set_column(table.schema.get_field_index("title"), "title", pa.array(titles))
+    path = root / "cat.parquet"
+    pq.write_table(table, path)
+    import_catalog(archive, [path])
+    update_index(archive)
+    return archive
+
+
+@pytest.fixture(scope="module")
+def web_archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    return make_web_archive(tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture(scope="module")
+def app(web_archive: Archive) -> Starlette:
+    return create_app(web_archive)
+
+
+@pytest.fixture
+def client(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _track_id(client: TestClient, query: str) -> str:
+    hits = client.get("/api/search", params={"q": query}).json()["hits"]
+    return str(hits[0]["id"])
+
+
+def test_api_conforms_to_openapi(app: Starlette) -> None:
+    api = schemathesis.openapi.from_asgi("/api/openapi.json", app)
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert len(operations) == 7
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate()
+
+        check()
+
+
+def test_search_api_and_bounds(client: TestClient) -> None:
+    ok = client.get("/api/search", params={"q": "love", "limit": 5, "offset": 5})
+    assert ok.status_code == 200
+    data = ok.json()
+    assert data["limit"] == 5 and data["offset"] == 5 and len(data["hits"]) <= 5
+    assert all(isinstance(h["id"], str) and h["id"].isdigit() for h in data["hits"])
+    for params, fragment in (
+        ({}, "missing"),
+        ({"q": "   "}, "missing or empty"),
+        ({"q": "x" * 257}, "limit is 256"),
+        ({"q": "love", "limit": "0"}, "limit"),
+        ({"q": "love", "limit": "1000000"}, "limit"),
+        ({"q": "love", "limit": "ten"}, "limit"),
+        ({"q": "love", "offset": "-1"}, "offset"),
+        ({"q": "love", "offset": "99999999999999999999"}, "offset"),
+    ):
+        bad = client.get("/api/search", params=params)
+        assert bad.status_code == 400, params
+        assert fragment in bad.json()["error"]
+    page = client.get("/search", params={"q": "love", "page": "0"})
+    assert page.status_code == 400 and "page" in page.text
+
+
+def test_ids_and_missing_things(client: TestClient) -> None:
+    assert client.get("/api/tracks/abc").status_code == 400
+    assert client.get("/api/tracks/-5").status_code == 400
+    assert client.get("/api/tracks/1").status_code == 404
+    assert client.get("/api/tracks/99999999999999999999").status_code == 400
+    assert client.get("/api/tracks/9999999999999999999").status_code == 404
+    assert client.get("/tracks/1").status_code == 404
+    assert client.get("/static/../app.py").status_code == 404
+    assert client.get("/static/%2e%2e%2fapp.py").status_code == 404
+    assert client.get("/static/search.js").status_code == 200
+
+
+def test_read_only(client: TestClient, web_archive: Archive) -> None:
+    before = web_archive.catalog_path.read_bytes()
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        for url in ("/api/search?q=love", "/api/tracks/1", "/search"):
+            assert client.request(method, url).status_code == 405
+    client.get("/api/search", params={"q": "love"})
+    assert web_archive.catalog_path.read_bytes() == before
+
+
+def test_security_headers(client: TestClient) -> None:
+    r = client.get("/")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_hostile_titles_are_escaped(client: TestClient) -> None:
+    tid = _track_id(client, "window xss")
+    page = client.get(f"/tracks/{tid}")
+    assert page.status_code == 200
+    assert "<script>window" not in page.text
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;&#34;&#39;&amp;" in page.text
+    listing = client.get("/search", params={"q": "window xss"})
+    assert "<script>window" not in listing.text and "&lt;script&gt;" in listing.text
+    api = client.get(f"/api/tracks/{tid}").json()
+    assert api["title"] == XSS
+    # the JSON is served as JSON, never sniffed as HTML
+    assert client.get(f"/api/tracks/{tid}").headers["content-type"].startswith("application/json")
+    long_id = _track_id(client, "ω")
+    assert LONG in client.get(f"/tracks/{long_id}").text
+
+
+def test_store_tables_show_on_track_page(client: TestClient, web_archive: Archive) -> None:
+    from musicark.store.schema import connect
+
+    tid = _track_id(client, "love")
+    conn = connect(web_archive)
+    sha = "ab" * 32
+    conn.execute(
+        "INSERT OR REPLACE INTO blobs (sha256, size, container, codec, bitrate, lossless, added)"
+        " VALUES (?, 4200000, 'ogg', 'vorbis', 160000, 0, '2026-01-01')",
+        (sha,),
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO renditions (sha256, track_id, match_method, confidence, preferred,"
+        " preferred_reason) VALUES (?, ?, 'isrc', 1.0, 1, 'highest bit rate')",
+        (sha, int(tid)),
+    )
+    conn.execute(
+        "INSERT INTO audits (started, finished, level, ok, checked, bytes, changed, missing,"
+        " untracked, result) VALUES ('a', 'b', 'full', 0, 10, 100, 1, 0, 0, ?)",
+        (json.dumps({"changed": ["<b>x</b>.ogg"]}),),
+    )
+    conn.close()
+    data = client.get(f"/api/tracks/{tid}").json()
+    assert data["held"] is True and data["renditions"][0]["preferred"] is True
+    assert data["renditions"][0]["bitrate"] == 160000 and data["released"] is False
+    page = client.get(f"/tracks/{tid}").text
+    assert "vorbis" in page and "160 kbit/s" in page and "Not released." in page
+    health = client.get("/health").text
+    assert "Problems found." in health and "&lt;b&gt;x&lt;/b&gt;.ogg" in health
+    assert client.get("/api/health").json()["holdings"]["tracks_held"] == 1
+
+
+def test_pages_with_nothing_yet(client: TestClient) -> None:
+    for url in ("/coverage", "/releases", "/health"):
+        r = client.get(url)
+        assert r.status_code == 200, url
+    assert "No plan yet" in client.get("/coverage").text
+    assert "No torrents yet" in client.get("/releases").text
+
+
+def test_no_index_yet(tmp_path: Path) -> None:
+    archive = init_archive(tmp_path / "bare")
+    with TestClient(create_app(archive), raise_server_exceptions=False) as c:
+        assert c.get("/api/search", params={"q": "love"}).status_code == 503
+        page = c.get("/search", params={"q": "love"})
+        assert page.status_code == 200 and "not been built yet" in page.text
+        assert c.get("/api/tracks/5").status_code == 404
