@@ -338,19 +338,25 @@ def parse_torrent(data: bytes, *, source: str = "torrent") -> Torrent:
                 layers[root] = layer
             offset += -(-length // piece_length) * piece_length
         if has_v1:
-            v2_real = [(f.path, f.length) for f in v2_files]
-            if v2_real != v1_real:
+            # same files in the same order (libtorrent refuses anything else)
+            if [(f.path, f.length) for f in v2_files] != v1_real:
                 raise TorrentError(f"{source}: hybrid torrent's v1 and v2 file lists differ")
+            by_path = {f.path: f for f in v2_files}
+            for f in files:
+                if f.length and f.offset % piece_length:
+                    raise TorrentError(
+                        f"{source}: hybrid file {f.path_str!r} is not aligned to a piece"
+                    )
             files = [
                 TorrentFile(
                     path=f.path,
                     length=f.length,
                     offset=f.offset,
                     attr=f.attr,
-                    pieces_root=v.pieces_root,
+                    pieces_root=by_path[f.path].pieces_root,
                     piece_length=piece_length,
                 )
-                for f, v in zip(files, v2_files, strict=True)
+                for f in files
             ]
         else:
             files = v2_files

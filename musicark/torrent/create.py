@@ -1,0 +1,262 @@
+"""Deterministic .torrent creation: v1 (BEP 3), v2 (BEP 52) and hybrid (BEP 47 padding).
+
+The same files and options always give the same bytes: paths are sorted (v1 in
+full-path byte order, as mktorrent does; v2 and hybrid component by component, the order
+of the v2 file tree, which a hybrid's v1 file list must follow: libtorrent refuses a
+hybrid whose lists differ in order, and its own creator makes such hybrids when a name
+holds a byte below `/`, such as `-` or a space), the piece size is explicit or chosen by a stable rule, and
+there is no creation date and no `private` key unless asked for. Trackers become one
+tier each (announce + announce-list, BEP 12); web seeds become `url-list` (BEP 19).
+
+Hashing reads every byte once: v1 SHA-1 pieces and v2 SHA-256 merkle trees are computed
+from the same buffer, by worker processes over ranges of pieces (see hashing.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from musicark.errors import TorrentError
+from musicark.progress import Progress, ProgressCallback, report
+from musicark.torrent.bencode import encode
+from musicark.torrent.hashing import (
+    BLOCK,
+    Plan,
+    Span,
+    hash_ranges,
+    merkle_root,
+    next_pow2,
+    zero_subtree,
+)
+from musicark.torrent.metainfo import check_component
+from musicark.torrent.piece_size import FORMATS, auto_piece_size, check_piece_size
+
+CREATED_BY = "musicark"
+IN_PROCESS_BYTES = 48 * 2**20  # below this, hashing in worker processes costs more than it saves
+TRACKER_SCHEMES = ("http", "https", "udp", "ws", "wss")
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """A file to put in a torrent: its path inside the torrent and where to read it."""
+
+    path: tuple[str, ...]
+    source: Path
+    length: int
+
+
+@dataclass(frozen=True)
+class CreatedTorrent:
+    data: bytes  # the .torrent file
+    name: str
+    format: str
+    info_hash_v1: str | None
+    info_hash_v2: str | None
+    piece_length: int
+    num_pieces: int
+    total_size: int
+    padding: int
+    file_count: int
+
+
+def check_url(url: str, *, what: str, schemes: Sequence[str] = ("http", "https")) -> str:
+    """Refuse a tracker or web seed that is not an absolute URL of an allowed scheme."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in schemes or not parts.netloc or any(c.isspace() for c in url):
+        raise TorrentError(f"{what} {url!r} is not a URL (expected {'/'.join(schemes)}://host/...)")
+    return url
+
+
+def list_files(root: Path) -> list[DataFile]:
+    """The regular files under folder `root`, paths relative to it (unsorted)."""
+    out: list[DataFile] = []
+
+    def walk(folder: Path, prefix: tuple[str, ...]) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise TorrentError(f"cannot list {folder}: {exc.strerror}") from None
+        for entry in entries:
+            try:
+                name = entry.name.encode("utf-8").decode("utf-8")
+            except UnicodeEncodeError:
+                raise TorrentError(f"{entry.path}: file name is not valid UTF-8") from None
+            check_component(name, "file name", entry.path)
+            if entry.is_symlink():
+                raise TorrentError(f"{entry.path} is a symbolic link; torrents hold files only")
+            if entry.is_dir():
+                walk(Path(entry.path), (*prefix, name))
+            elif entry.is_file():
+                out.append(DataFile((*prefix, name), Path(entry.path), entry.stat().st_size))
+            else:
+                raise TorrentError(f"{entry.path} is not a regular file")
+
+    walk(root, ())
+    return out
+
+
+def sort_files(files: Sequence[DataFile], *, format: str) -> list[DataFile]:
+    """v1: full-path byte order, as mktorrent; v2 and hybrid: the v2 file tree's order."""
+    if format == "v1":
+        return sorted(files, key=lambda f: "/".join(f.path).encode("utf-8"))
+    return sorted(files, key=lambda f: tuple(p.encode("utf-8") for p in f.path))
+
+
+def _layout(files: Sequence[DataFile], piece_length: int, padded: bool) -> Plan:
+    spans = []
+    offset = 0
+    for f in files:
+        pad = -f.length % piece_length if padded and f.length else 0
+        spans.append(Span(str(f.source), f.length, offset, pad))
+        offset += f.length + pad
+    return Plan(tuple(spans), piece_length, v1=True, v2=padded, size=offset)
+
+
+def create_torrent(
+    root: Path | str,
+    *,
+    format: str = "v1",
+    piece_size: int | None = None,
+    trackers: Sequence[str] = (),
+    web_seeds: Sequence[str] = (),
+    name: str | None = None,
+    private: bool = False,
+    comment: str | None = None,
+    jobs: int = 0,
+    progress: ProgressCallback | None = None,
+) -> CreatedTorrent:
+    """Hash the file or folder `root` into a deterministic .torrent (see module docstring)."""
+    if format not in FORMATS:
+        raise TorrentError(f"unknown torrent format {format!r} (one of: {', '.join(FORMATS)})")
+    root = Path(root)
+    trackers = [check_url(u, what="tracker", schemes=TRACKER_SCHEMES) for u in trackers]
+    web_seeds = [check_url(u, what="web seed") for u in web_seeds]
+    name = check_component(name or root.name, "torrent name", str(root))
+    if root.is_symlink():
+        raise TorrentError(f"{root} is a symbolic link; torrents hold files only")
+    if root.is_file():
+        single = True
+        files = [DataFile((name,), root, root.stat().st_size)]
+    elif root.is_dir():
+        single = False
+        files = sort_files(list_files(root), format=format)
+    else:
+        raise TorrentError(f"{root}: no such file or folder")
+    if not files:
+        raise TorrentError(f"{root} holds no files to put in a torrent")
+    sizes = [f.length for f in files]
+    total = sum(sizes)
+    if total == 0:
+        raise TorrentError(f"{root}: all files are empty; a torrent needs data")
+    if piece_size is None:
+        path_bytes = sum(len("/".join(f.path).encode()) for f in files)
+        piece_length = auto_piece_size(sizes, format=format, path_bytes=path_bytes)
+    else:
+        piece_length = check_piece_size(piece_size, format=format)
+
+    padded = format != "v1" and not single
+    plan = _layout(files, piece_length, padded)
+    if format == "v2":
+        plan = Plan(plan.spans, piece_length, v1=False, v2=True, size=plan.size)
+    elif format == "hybrid" and single:
+        plan = Plan(plan.spans, piece_length, v1=True, v2=True, size=plan.size)
+    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+    if total < IN_PROCESS_BYTES:
+        workers = 1
+
+    sha1s: list[bytes] = []
+    roots: list[bytes | None] = []
+    done = 0
+    report(progress, Progress("hash", 0, plan.size, "bytes", name))
+    for _first, last, s1, r2 in hash_ranges(plan, jobs=workers):
+        sha1s.extend(s1)
+        roots.extend(r2)
+        done = min(plan.size, last * piece_length)
+        report(progress, Progress("hash", done, plan.size, "bytes", name))
+
+    info: dict[str, Any] = {"name": name, "piece length": piece_length}
+    if private:
+        info["private"] = 1
+    meta: dict[str, Any] = {"created by": CREATED_BY}
+    if format != "v2":
+        info["pieces"] = b"".join(sha1s)
+        if single:
+            info["length"] = total
+        else:
+            entries: list[dict[str, Any]] = []
+            for f, span in zip(files, plan.spans, strict=True):
+                entries.append({"length": f.length, "path": list(f.path)})
+                if span.pad:
+                    entries.append(
+                        {"attr": "p", "length": span.pad, "path": [".pad", str(span.pad)]}
+                    )
+            info["files"] = entries
+    if format != "v1":
+        info["meta version"] = 2
+        tree: dict[str, Any] = {}
+        layers: dict[bytes, bytes] = {}
+        pad_root = zero_subtree((piece_length // BLOCK).bit_length() - 1)
+        for f, span in zip(files, plan.spans, strict=True):
+            node = tree
+            for part in f.path:
+                node = node.setdefault(part, {})
+            entry: dict[str, Any] = {"length": f.length}
+            if f.length:
+                first = span.offset // piece_length
+                count = -(-f.length // piece_length)
+                piece_roots = [r for r in roots[first : first + count] if r is not None]
+                if len(piece_roots) != count:
+                    raise TorrentError(f"internal error: missing v2 hashes for {f.source}")
+                if count == 1:
+                    entry["pieces root"] = piece_roots[0]
+                else:
+                    file_root = merkle_root(piece_roots, next_pow2(count), pad_root)
+                    entry["pieces root"] = file_root
+                    layers[file_root] = b"".join(piece_roots)
+            node[""] = entry
+        info["file tree"] = tree
+        if layers:
+            meta["piece layers"] = layers
+    meta["info"] = info
+    if trackers:
+        meta["announce"] = trackers[0]
+        if len(trackers) > 1:
+            meta["announce-list"] = [[t] for t in trackers]
+    if web_seeds:
+        meta["url-list"] = list(web_seeds)
+    if comment:
+        meta["comment"] = comment
+    data = encode(meta)
+    info_bytes = encode(info)
+    return CreatedTorrent(
+        data=data,
+        name=name,
+        format=format,
+        info_hash_v1=hashlib.sha1(info_bytes).hexdigest() if format != "v2" else None,
+        info_hash_v2=hashlib.sha256(info_bytes).hexdigest() if format != "v1" else None,
+        piece_length=piece_length,
+        num_pieces=plan.num_pieces,
+        total_size=total,
+        padding=plan.size - total if format != "v1" else 0,
+        file_count=len(files),
+    )
+
+
+def write_torrent(data: bytes, path: Path) -> None:
+    """Write a .torrent atomically (a temporary file renamed into place)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TorrentError(f"cannot write {path}: {exc.strerror}") from None
