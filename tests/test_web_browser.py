@@ -1,0 +1,162 @@
+"""The pages in a real browser (Debian's chromium, headless, via Playwright) against the
+real server (`musicark serve` in a subprocess on a free 127.0.0.1 port)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from musicark.archive import Archive, init_archive
+from musicark.catalog.importer import import_catalog
+from musicark.catalog.synthetic import generate_catalog
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+XSS = "<script>window.__xss=1</script><img src=x onerror=window.__xss=2>"
+RTL = "Quokka \u202egnos lanif"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Archive]]:
+    root = tmp_path_factory.mktemp("browser")
+    archive = init_archive(root / "archive")
+    table = generate_catalog(500, seed=3)
+    titles = table.column("title").to_pylist()
+    titles[0], titles[1], titles[2] = "Wombat Serenade", XSS, RTL
+    table = table.set_column(table.schema.get_field_index("title"), "title", pa.array(titles))
+    pq.write_table(table, root / "cat.parquet")
+    import_catalog(archive, [root / "cat.parquet"])
+    from musicark.search import update_index
+
+    update_index(archive)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicark", "serve", "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"server did not start: {proc.stderr.read() if proc.stderr else ''}"
+                )
+            time.sleep(0.1)
+        yield base, archive
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.dialogs = dialogs
+    yield pg
+    context.close()
+
+
+def test_search_as_you_type_then_track_page(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    page.goto(f"{base}/search")
+    page.locator("#q").press_sequentially("wombat ser", delay=20)
+    first = page.locator("#results li a.title").first
+    first.wait_for()
+    assert first.inner_text() == "Wombat Serenade"
+    assert "1–1 of 1" in page.locator("#status").inner_text()
+    assert "q=wombat+ser" in page.url  # the address follows the query
+    first.click()
+    page.wait_for_url("**/tracks/*")
+    assert page.locator("#track-title").inner_text() == "Wombat Serenade"
+    facts = page.locator("dl.facts").inner_text()
+    assert "ISRC" in facts and "Rights" in facts
+    assert page.locator("#not-released").inner_text() == "Not released."
+
+
+def test_paging_as_you_type(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    page.goto(f"{base}/search")
+    page.locator("#q").fill("lo")
+    page.locator("#next").wait_for()
+    first_page = page.locator("#results li a.title").all_inner_texts()
+    assert len(first_page) == 20
+    page.locator("#next").click()
+    page.locator("#prev").wait_for()
+    assert page.locator("#status").inner_text().startswith("21–")
+    assert page.locator("#results li a.title").all_inner_texts() != first_page
+
+
+def test_hostile_titles_render_as_text(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    page.goto(f"{base}/search")
+    page.locator("#q").press_sequentially("window xss onerror", delay=10)
+    first = page.locator("#results li a.title").first
+    first.wait_for()
+    assert first.inner_text() == XSS
+    assert page.evaluate("window.__xss") is None
+    first.click()
+    page.wait_for_url("**/tracks/*")
+    assert page.locator("#track-title").inner_text() == XSS
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main script, main img").count() == 0
+    # the server-rendered results page escapes the same title
+    page.goto(f"{base}/search?q=window+xss+onerror")
+    assert page.locator("#results li a.title").first.inner_text() == XSS
+    assert page.evaluate("window.__xss") is None
+    # an RTL override stays inside its own isolated text, shown as is
+    page.goto(f"{base}/search?q=quokka+gnos")
+    link = page.locator("#results li a.title").first
+    assert link.inner_text() == RTL
+    assert link.locator("bdi").count() == 1
+    assert page.dialogs == []
