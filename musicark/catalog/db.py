@@ -9,10 +9,13 @@ from pathlib import Path
 
 from musicark.errors import CatalogError
 
-# Secondary indexes, dropped for bulk loads and rebuilt after; `ensure_indexes`
-# restores any an interrupted load left missing.
+# Indexes dropped for bulk loads into an empty catalogue and built once after;
+# `ensure_indexes` restores any that an interrupted load left missing.
+UNIQUE_INDEXES: dict[str, tuple[str, str]] = {
+    "tracks_id": ("tracks", "id"),
+    "track_artists_track": ("track_artists", "track_id, position"),
+}
 INDEXES: dict[str, str] = {
-    "tracks_source_external": "tracks(source_id, external_id)",
     "tracks_isrc": "tracks(isrc) WHERE isrc IS NOT NULL",
     "tracks_album": "tracks(album_id)",
     "track_artists_artist": "track_artists(artist_id)",
@@ -50,13 +53,31 @@ def migrate(conn: sqlite3.Connection) -> int:
     return int(current)
 
 
-def ensure_indexes(conn: sqlite3.Connection) -> None:
+def ensure_indexes(conn: sqlite3.Connection) -> int:
+    """Create missing indexes; returns how many duplicate rows a unique one had to drop.
+
+    Duplicates exist only after a bulk load met the same id in two batches: the row
+    read last wins, as it does in an upsert.
+    """
+    dropped = 0
+    for name, (table, columns) in UNIQUE_INDEXES.items():
+        sql = f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table}({columns})"
+        try:
+            conn.execute(sql)
+        except sqlite3.IntegrityError:
+            cur = conn.execute(
+                f"DELETE FROM {table} WHERE rowid NOT IN "
+                f"(SELECT max(rowid) FROM {table} GROUP BY {columns})"
+            )
+            dropped += cur.rowcount if table == "tracks" else 0
+            conn.execute(sql)
     for name, spec in INDEXES.items():
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}")
+    return dropped
 
 
 def drop_indexes(conn: sqlite3.Connection) -> None:
-    for name in INDEXES:
+    for name in (*UNIQUE_INDEXES, *INDEXES):
         conn.execute(f"DROP INDEX IF EXISTS {name}")
 
 

@@ -1,9 +1,14 @@
 """Deterministic ids: a 63-bit hash of (source, kind, external id).
 
-    id = splitmix64(fnv1a64(utf8(source) 0x1F utf8(kind) 0x1F utf8(external_id))) >> 1
+    key  = utf8(source) 0x1F utf8(kind) 0x1F utf8(external_id)
+    h    = 0x9E3779B97F4A7C15 xor len(key)
+    for each 8-byte little-endian word w of key (the last one zero-padded):
+        h = ((h xor w) * 0xBF58476D1CE4E5B9) mod 2^64;  h = h xor (h >> 31)
+    id   = splitmix64_finalizer(h) >> 1
 
 Two archives built from the same inputs hold the same ids, whatever the import order.
-`hash_strings` computes the same value for a whole Arrow column at once.
+`hash_strings` computes the same value for a whole Arrow column at once, a word at a
+time, so its cost is rows x (longest value / 8) numpy operations and no Python per row.
 """
 
 from __future__ import annotations
@@ -12,13 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
+_SEED = 0x9E3779B97F4A7C15
+_MUL = 0xBF58476D1CE4E5B9
 _MASK = (1 << 64) - 1
 SEP = "\x1f"
 
 
-def _splitmix(h: int) -> int:
+def _finalize(h: int) -> int:
     h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
     h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _MASK
     return h ^ (h >> 31)
@@ -26,10 +31,12 @@ def _splitmix(h: int) -> int:
 
 def stable_hash(text: str) -> int:
     """The 63-bit hash of one string (see the module docstring)."""
-    h = _FNV_OFFSET
-    for byte in text.encode("utf-8", "surrogatepass"):
-        h = ((h ^ byte) * _FNV_PRIME) & _MASK
-    return _splitmix(h) >> 1
+    data = text.encode("utf-8", "surrogatepass")
+    h = _SEED ^ len(data)
+    for i in range(0, len(data), 8):
+        h = ((h ^ int.from_bytes(data[i : i + 8], "little")) * _MUL) & _MASK
+        h ^= h >> 31
+    return _finalize(h) >> 1
 
 
 def entity_id(source: str, kind: str, external_id: str) -> int:
@@ -41,41 +48,44 @@ def source_id(source: str) -> int:
 
 
 def hash_strings(values: pa.Array | pa.ChunkedArray, *, prefix: str = "") -> np.ndarray:
-    """`stable_hash(prefix + v)` for every (non-null) string of an Arrow column, as int64.
-
-    Vectorised over the column: one numpy pass per byte position, so the cost is
-    rows x longest value, with no Python per row. Nulls hash as the empty string.
-    """
+    """`stable_hash(prefix + v)` for every string of an Arrow column, as int64 (null as "")."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     arr = pc.fill_null(values.cast(pa.large_string()), "")
-    n = len(arr)
-    h0 = _FNV_OFFSET
-    for byte in prefix.encode("utf-8"):
-        h0 = ((h0 ^ byte) * _FNV_PRIME) & _MASK
-    h = np.full(n, h0, dtype=np.uint64)
-    if n:
-        bufs = arr.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
-        data = (
-            np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+    if prefix:
+        arr = pc.binary_join_element_wise(
+            pa.scalar(prefix, pa.large_string()), arr, pa.scalar("", pa.large_string())
         )
-        starts = offsets[:-1]
-        lengths = offsets[1:] - starts
-        prime = np.uint64(_FNV_PRIME)
-        live = np.arange(n)
-        pos = 0
-        with np.errstate(over="ignore"):
-            while True:
-                live = live[lengths[live] > pos]
-                if live.size == 0:
-                    break
-                b = data[starts[live] + pos].astype(np.uint64)
-                h[live] = (h[live] ^ b) * prime
-                pos += 1
-            h ^= h >> np.uint64(30)
-            h *= np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(27)
-            h *= np.uint64(0x94D049BB133111EB)
-            h ^= h >> np.uint64(31)
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    raw = bufs[2].to_pybytes() if bufs[2] is not None else b""
+    padded = np.frombuffer(raw + b"\0" * 16, dtype=np.uint8)
+    # Every byte offset viewed as the start of a little-endian 64-bit word (unaligned).
+    words = np.ndarray(shape=(len(padded) - 8,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = offsets[:-1]
+    lengths = offsets[1:] - starts
+    mul = np.uint64(_MUL)
+    h = np.uint64(_SEED) ^ lengths.astype(np.uint64)
+    live = np.flatnonzero(lengths > 0)
+    pos = 0
+    with np.errstate(over="ignore"):
+        while live.size:
+            w = words[starts[live] + pos]
+            remaining = lengths[live] - pos
+            short = remaining < 8
+            if short.any():
+                keep_bits = np.where(short, remaining * 8, 0).astype(np.uint64)
+                w = np.where(short, w & ((np.uint64(1) << keep_bits) - np.uint64(1)), w)
+            x = (h[live] ^ w) * mul
+            h[live] = x ^ (x >> np.uint64(31))
+            pos += 8
+            live = live[lengths[live] > pos]
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
     return (h >> np.uint64(1)).astype(np.int64)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -23,6 +25,7 @@ from musicark.catalog.db import drop_indexes, ensure_indexes
 from musicark.catalog.formats import FORMATS, detect_format, read_batches
 from musicark.catalog.formats.interchange import LINE
 from musicark.catalog.formats.readers import Reject
+from musicark.catalog.ids import source_id
 from musicark.catalog.normalize import Normalized, normalize
 from musicark.catalog.rights import normalize_rights
 from musicark.errors import CatalogError, FormatError, UsageError
@@ -132,16 +135,32 @@ class _Stager:
             conn.commit()
 
 
-def _merge(conn: object, sources: Sequence[str]) -> tuple[int, int, int]:
-    """Upsert the staged batch; returns (inserted, updated, unchanged) tracks."""
-    import sqlite3
+def _upsert_entities(x: Any) -> None:
+    for table, columns in (("artists", ARTIST_COLUMNS), ("albums", ALBUM_COLUMNS)):
+        sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(",")[1:])
+        x(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM stage.{table} WHERE true "
+            f"ORDER BY id ON CONFLICT(id) DO UPDATE SET {sets} "
+            f"WHERE {table}.row_hash != excluded.row_hash"
+        )
 
-    assert isinstance(conn, sqlite3.Connection)
+
+def _append(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Bulk mode: the catalogue had no tracks, so every staged track is new."""
     x = conn.execute
-    for name in sources:
-        from musicark.catalog.ids import source_id
+    _upsert_entities(x)
+    x(f"INSERT INTO tracks ({TRACK_COLUMNS}) SELECT {TRACK_COLUMNS} FROM stage.tracks")
+    x("INSERT INTO track_artists (track_id, position, artist_id, role) SELECT * FROM stage.links")
+    x(
+        "INSERT OR IGNORE INTO external_ids (kind, value, entity, entity_id) SELECT * FROM stage.xids"
+    )
+    x("INSERT INTO track_changes (track_id) SELECT id FROM stage.tracks")
+    return x("SELECT count(*) FROM stage.tracks").fetchone()[0], 0, 0
 
-        x("INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)", (source_id(name), name))
+
+def _merge(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Upsert the staged batch; returns (inserted, updated, unchanged) tracks."""
+    x = conn.execute
     x("DROP TABLE IF EXISTS temp.changed")
     x(
         "CREATE TEMP TABLE changed AS SELECT s.id AS id, t.id IS NULL AS new "
@@ -151,13 +170,7 @@ def _merge(conn: object, sources: Sequence[str]) -> tuple[int, int, int]:
     total = x("SELECT count(*) FROM stage.tracks").fetchone()[0]
     inserted, changed = x("SELECT coalesce(sum(new), 0), count(*) FROM temp.changed").fetchone()
     if changed:
-        for table, columns in (("artists", ARTIST_COLUMNS), ("albums", ALBUM_COLUMNS)):
-            sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(",")[1:])
-            x(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM stage.{table} WHERE true "
-                f"ORDER BY id ON CONFLICT(id) DO UPDATE SET {sets} "
-                f"WHERE {table}.row_hash != excluded.row_hash"
-            )
+        _upsert_entities(x)
         sets = ", ".join(
             f"{c.strip()} = excluded.{c.strip()}" for c in TRACK_COLUMNS.split(",")[1:]
         )
@@ -236,20 +249,29 @@ def import_file(
     rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
     try:
         row = conn.execute(
-            "SELECT done_line, finished FROM imports WHERE file_key = ?", (key,)
+            "SELECT done_line, finished, mode FROM imports WHERE file_key = ?", (key,)
         ).fetchone()
-        resume_after = row[0] if row and not row[1] else 0
+        resuming = bool(row and not row[1])
+        resume_after = row[0] if resuming else 0
+        estimate = _estimate_rows(path, fmt)
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM tracks)").fetchone()[0]
+        if resuming and row[2] == "bulk":
+            mode = "bulk"
+        elif empty and estimate >= BULK_MIN_ROWS:
+            mode = "bulk"  # append without indexes, build them once at the end
+        else:
+            mode = "upsert"
         conn.execute(
-            "INSERT INTO imports (file_key, path, done_line) VALUES (?, ?, 0) "
-            "ON CONFLICT(file_key) DO UPDATE SET path = excluded.path, "
+            "INSERT INTO imports (file_key, path, done_line, mode) VALUES (?, ?, 0, ?) "
+            "ON CONFLICT(file_key) DO UPDATE SET path = excluded.path, mode = excluded.mode, "
             "done_line = CASE WHEN imports.finished THEN 0 ELSE imports.done_line END, "
             "finished = 0",
-            (key, str(path)),
+            (key, str(path), mode),
         )
-        existing = conn.execute("SELECT max(rowid) FROM tracks").fetchone()[0] or 0
-        estimate = _estimate_rows(path, fmt)
-        if estimate >= max(BULK_MIN_ROWS, existing):
-            drop_indexes(conn)  # rebuilt once at the end: far faster than row by row
+        if mode == "bulk":
+            drop_indexes(conn)
+        else:
+            ensure_indexes(conn)
         conn.execute("PRAGMA cache_size=-1048576")
         stager = _Stager(stage_path)
         done_rows = 0
@@ -267,7 +289,12 @@ def import_file(
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
-                        ins, upd, same = _merge(conn, [s for s in sources.split("\x1f") if s])
+                        for name in filter(None, sources.split("\x1f")):
+                            conn.execute(
+                                "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)",
+                                (source_id(name), name),
+                            )
+                        ins, upd, same = _append(conn) if mode == "bulk" else _merge(conn)
                         conn.execute(
                             "UPDATE imports SET done_line = ?, imported = imported + ?, "
                             "updated = updated + ?, unchanged = unchanged + ?, rejected = rejected + ? "
@@ -287,7 +314,9 @@ def import_file(
                 done_rows += chunk.table.num_rows + len(chunk.rejects)
                 report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
         report(progress, Progress("indexes", 0, None, "indexes"))
-        ensure_indexes(conn)
+        superseded = ensure_indexes(conn)
+        summary.imported -= superseded  # the same id twice in a bulk load: the last row won
+        summary.updated += superseded
         conn.execute("UPDATE imports SET finished = 1 WHERE file_key = ?", (key,))
         conn.execute("PRAGMA optimize")
     except OSError as exc:

@@ -76,6 +76,7 @@ CREATE TABLE imports (
     path        TEXT NOT NULL,
     done_line   INTEGER NOT NULL,         -- last line (or row) committed so far
     finished    INTEGER NOT NULL DEFAULT 0,
+    mode        TEXT NOT NULL DEFAULT 'upsert', -- or 'bulk': appended without indexes
     imported    INTEGER NOT NULL DEFAULT 0,
     updated     INTEGER NOT NULL DEFAULT 0,
     unchanged   INTEGER NOT NULL DEFAULT 0,
@@ -83,7 +84,6 @@ CREATE TABLE imports (
     PRIMARY KEY (file_key)
 );
 
-CREATE UNIQUE INDEX tracks_id ON tracks(id);
 CREATE UNIQUE INDEX artists_id ON artists(id);
 CREATE UNIQUE INDEX albums_id ON albums(id);
-CREATE UNIQUE INDEX track_artists_track ON track_artists(track_id, position);
+-- tracks(id) and track_artists(track_id, position) are unique too: see UNIQUE_INDEXES in db.py.

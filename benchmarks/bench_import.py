@@ -1,0 +1,115 @@
+"""Catalogue import speed: musicark from Parquet vs the sqlite3 shell's `.import` of CSV.
+
+Generates N synthetic tracks (Zipf popularity, realistic names, ISRCs) as Parquet and
+as CSV, then in the same run:
+
+* musicark: `import_catalog` of the Parquet file into a new archive, indexes included;
+* baseline: `sqlite3` shell `.import` of the CSV into one table of the same columns,
+  then the same indexes (unique id, source + external id, ISRC, album).
+
+Prints wall times, rows/s, the ratio, musicark's peak memory, and 256 M extrapolated.
+
+    .venv/bin/python benchmarks/bench_import.py --n 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from musicark.archive import init_archive
+from musicark.catalog.importer import import_catalog
+from musicark.catalog.synthetic import generate_catalog
+
+BASELINE_INDEXES = (
+    "CREATE UNIQUE INDEX t_id ON tracks(source, id)",
+    "CREATE INDEX t_isrc ON tracks(isrc)",
+    "CREATE INDEX t_album ON tracks(album_id)",
+)
+
+
+def write_csv(table: pa.Table, path: Path) -> None:
+    nested = [
+        f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_struct(f.type)
+    ]
+    for name in nested:
+        values = [None if v is None else orjson.dumps(v).decode() for v in table[name].to_pylist()]
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(values, pa.string())
+        )
+    pacsv.write_csv(table, path)
+
+
+def baseline(csv_path: Path, db: Path) -> float:
+    script = (
+        ".mode csv\n.import " + str(csv_path) + " tracks\n" + ";\n".join(BASELINE_INDEXES) + ";\n"
+    )
+    start = time.perf_counter()
+    subprocess.run(["sqlite3", str(db)], input=script.encode(), check=True)
+    return time.perf_counter() - start
+
+
+def musicark_import(parquet: Path, root: Path) -> float:
+    archive = init_archive(root)
+    start = time.perf_counter()
+    summary = import_catalog(archive, [parquet])
+    elapsed = time.perf_counter() - start
+    assert (
+        summary.imported + summary.unchanged
+        == summary.files[0].imported + summary.files[0].unchanged
+    )
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="tracks to generate")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="work folder (default: a temp folder)"
+    )
+    args = parser.parse_args()
+    if not shutil.which("sqlite3"):
+        print("sqlite3 shell not found", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=args.dir))
+    try:
+        t = time.perf_counter()
+        table = generate_catalog(args.n, seed=42)
+        pq.write_table(table, work / "tracks.parquet")
+        write_csv(table, work / "tracks.csv")
+        del table
+        print(f"generated {args.n:,} tracks in {time.perf_counter() - t:.1f} s")
+
+        ours = musicark_import(work / "tracks.parquet", work / "archive")
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        theirs = baseline(work / "tracks.csv", work / "baseline.sqlite")
+
+        print(
+            f"musicark import (Parquet, all tables + indexes): {ours:8.1f} s  {args.n / ours:10,.0f} rows/s"
+        )
+        print(
+            f"sqlite3 .import (CSV, one table + indexes):      {theirs:8.1f} s  {args.n / theirs:10,.0f} rows/s"
+        )
+        print(
+            f"speed ratio musicark / sqlite3 baseline: {theirs / ours:.2f}x (>= 1 meets the goal)"
+        )
+        print(f"musicark peak RSS: {peak_mb:,.0f} MB (goal < 2048 MB at 10 M)")
+        print(f"extrapolated 256 M tracks: {ours * 256e6 / args.n / 60:.1f} min (goal < 30 min)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
