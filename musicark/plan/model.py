@@ -105,7 +105,12 @@ def calibrate_listens(
             s = new_s
             break
         s = new_s
-    return ListensModel(s, float(np.exp(slope)), calibrated_from=n)
+    # Rounded to 9 digits: the fit's last bits depend on the catalogue's row order.
+    return ListensModel(_round9(s), _round9(float(np.exp(slope))), calibrated_from=n)
+
+
+def _round9(x: float) -> float:
+    return float(f"{x:.9g}")
 
 
 def expected_listens(

@@ -245,6 +245,10 @@ def make_plan(
     perm = np.concatenate([cand, rest])
     report(progress, Progress(stage, 3, 4, "steps"))
 
+    # Totals are summed in plan order, which depends on the catalogue's content only, so
+    # the same catalogue stored in another row order gives the same summary to the bit.
+    listens, covered, nbytes, tier = listens[perm], covered[perm], nbytes[perm], tier[perm]
+    status, held, public = status[perm], held[perm], cols.redistributable[perm]
     total_listens = float(listens.sum())
     sel = status == SELECTED
     size_source = np.where(held, 0, np.where(nbytes >= 0, 1, 2))
@@ -255,20 +259,19 @@ def make_plan(
     cum_l_full[:m] = cum_listens
     after = np.zeros(n, dtype=bool)
     after[m:] = True
-    p_bytes = nbytes[perm]
     table = pa.Table.from_arrays(
         [
             pa.array(np.arange(1, n + 1, dtype=np.int64)),
             pa.array(cols.track_id[perm]),
-            _dict(status[perm], STATUSES),
-            _dict(tier[perm], TIERS),
-            _dict(size_source[perm], SIZE_SOURCES),
-            pa.array(p_bytes, mask=p_bytes < 0),
-            pa.array(listens[perm]),
-            pa.array(covered[perm]),
+            _dict(status, STATUSES),
+            _dict(tier, TIERS),
+            _dict(size_source, SIZE_SOURCES),
+            pa.array(nbytes, mask=nbytes < 0),
+            pa.array(listens),
+            pa.array(covered),
             pa.array(cum_b_full, mask=after),
             pa.array(cum_l_full, mask=after),
-            pa.array(cols.redistributable[perm]),
+            pa.array(public),
         ],
         schema=plan_schema(),
     )
@@ -276,7 +279,6 @@ def make_plan(
     sel_bytes = int(cum_bytes[k - 1]) if k else 0
     sel_listens = float(cum_listens[k - 1]) if k else 0.0
     counts = np.bincount(status, minlength=len(STATUSES))
-    public = cols.redistributable
     curve = coverage_curve(
         cum_bytes,
         cum_listens,

@@ -1,0 +1,163 @@
+"""`musicark plan` through the CLI on real archives (imported catalogues, real ingest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from audio import import_catalogue, make_file, track
+
+from musicark.archive import Archive
+from musicark.catalog.rights import REDISTRIBUTABLE
+from musicark.catalog.synthetic import generate_catalog
+from musicark.plan import selected_track_ids
+
+
+@pytest.fixture
+def catalogue(run, archive: Archive, tmp_path: Path) -> Archive:  # type: ignore[no-untyped-def]
+    path = tmp_path / "cat.parquet"
+    t = generate_catalog(3000, seed=11)
+    # As in real catalogues, most tracks have popularity 0 and no play count.
+    zero = pa.array(np.random.default_rng(5).random(3000) < 0.6)
+    t = t.set_column(5, "popularity", pc.if_else(zero, 0, t.column("popularity")))
+    nulls = pa.nulls(3000, pa.int64())
+    t = t.set_column(6, "play_count", pc.if_else(zero, nulls, t.column("play_count")))
+    pq.write_table(t, path)
+    run("catalog", "import", path)
+    return archive
+
+
+def _plan(run, *args: str | Path) -> dict:  # type: ignore[no-untyped-def]
+    return json.loads(run("plan", *args, "--json").output)
+
+
+def test_plan_writes_plan_summary_latest_and_plot(run, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "plans" / "p.parquet"
+    png = tmp_path / "coverage.png"
+    data = _plan(run, "--budget", "100MB", "--out", out, "--plot", png)
+    s = data["summary"]
+    assert 0 < s["selected"]["bytes"] <= 100_000_000
+    assert s["catalogue"]["tracks"] == 3000
+    assert 0 < s["selected"]["pct_listens"] <= 100
+    assert s["selected"]["pct_listens"] > s["selected"]["pct_tracks"]
+    assert s["knee"]["bytes"] > 0 and s["marginal_listens_per_tb"] >= 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    latest = catalogue.root / "plans" / "latest.parquet"
+    assert latest.read_bytes() == out.read_bytes()
+    saved = json.loads((catalogue.root / "plans" / "latest.json").read_text())
+    assert saved["summary"] == s and len(saved["curve"]["bytes"]) > 10
+    table = pq.read_table(out)
+    assert table.num_rows == 3000
+    assert table.column("rank").to_pylist() == list(range(1, 3001))
+    ids = selected_track_ids(out)
+    assert len(ids) == s["selected"]["tracks"]
+    shown = run("plan", "show", out).output
+    assert "of expected listens" in shown and "knee" in shown
+    assert json.loads(run("plan", "show", "--json").output)["summary"] == s
+    text = run("plan", "--budget", "100MB").output
+    assert "selected:" in text and "latest.parquet" in text
+
+
+def test_same_catalogue_same_options_same_bytes(run, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    run("plan", "--budget", "50MB", "--strategy", "popularity", "--out", a)
+    run("plan", "--budget", "80MB", "--out", tmp_path / "other.parquet")
+    run("plan", "--budget", "50MB", "--strategy", "popularity", "--out", b)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != (tmp_path / "other.parquet").read_bytes()
+
+
+def test_per_byte_covers_more_than_popularity(run, catalogue) -> None:  # type: ignore[no-untyped-def]
+    per_byte = _plan(run, "--budget", "60MB")["summary"]["selected"]
+    popular = _plan(run, "--budget", "60MB", "--strategy", "popularity")["summary"]["selected"]
+    assert per_byte["pct_listens"] >= popular["pct_listens"]
+    assert per_byte["tracks"] > popular["tracks"]
+
+
+def test_one_per_isrc_rights_and_threshold(run, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "p.parquet"
+    data = _plan(
+        run, "--budget", "1TB", "--rights", "public", "--min-zero-score", "20", "--out", out
+    )
+    st = data["summary"]["statuses"]
+    assert st["skipped_isrc_has_download"] > 0  # the generator repeats ~2 % of ISRCs
+    assert st["skipped_rights"] > 0 and st["skipped_low_priority"] > 0
+    assert data["summary"]["selected"]["dark"]["tracks"] == 0
+    conn = catalogue.connect_catalog(readonly=True)
+    rows = dict(
+        (tid, (isrc, rights))
+        for tid, isrc, rights in conn.execute("SELECT id, isrc, rights FROM tracks")
+    )
+    plan = pq.read_table(out)
+    sel = plan.filter(pc.equal(plan.column("status").cast(pa.string()), "selected"))
+    chosen = [rows[t] for t in sel.column("track_id").to_pylist()]
+    assert all(r in REDISTRIBUTABLE for _, r in chosen)
+    isrcs = [i for i, _ in chosen if i]
+    assert len(isrcs) == len(set(isrcs))
+    every = _plan(run, "--budget", "1TB", "--every-isrc-copy")["summary"]
+    assert every["statuses"]["skipped_isrc_has_download"] == 0
+    assert every["selected"]["redistributable"]["tracks"] > 0
+    assert every["selected"]["dark"]["tracks"] > 0
+
+
+@pytest.mark.parametrize("budget", ["0", "-1TB", "lots", "12 parsecs"])
+def test_bad_budgets_are_one_line_errors(run, archive, budget: str) -> None:  # type: ignore[no-untyped-def]
+    result = run("plan", "--budget", budget, check=False)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("musicark: error:")
+
+
+def test_other_bad_input(run, archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    empty = run("plan", "--budget", "1TB", check=False)
+    assert empty.exit_code == 1 and "no tracks" in empty.output
+    assert len(empty.output.strip().splitlines()) == 1
+    for args in (
+        ["plan"],
+        ["plan", "--budget-tracks", "0"],
+        ["plan", "--budget", "1TB", "--bitrate", "fast"],
+    ):
+        r = run(*args, check=False)
+        assert r.exit_code == 2 and r.output.startswith("musicark: error:"), args
+    missing = run("plan", "show", tmp_path / "nope.parquet", check=False)
+    assert missing.exit_code == 2 and "no plan" in missing.output
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1]}), other)
+    assert "not a musicark plan" in run("plan", "show", other, check=False).output
+
+
+def test_tracks_without_duration_are_reported(run, archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [track(f"t{i}", f"Song {i}", "Anna Berg", duration_ms=200_000) for i in range(5)]
+    rows[1]["duration_ms"] = None
+    import_catalogue(archive, rows, tmp_path)
+    data = _plan(run, "--budget", "1GB")
+    assert data["summary"]["catalogue"]["unknown_size"] == 1
+    assert data["summary"]["statuses"]["skipped_unknown_size"] == 1
+    assert data["summary"]["selected"]["tracks"] == 4
+    assert "no duration" in run("plan", "--budget", "1GB").output
+
+
+def test_held_files_count_at_their_real_size(run, archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        track("t1", "Silver Moon", "Anna Berg", isrc="USABC2400001", duration_ms=8_000),
+        track("t2", "Paper Heart", "Ben Costa", isrc="USABC2400002", duration_ms=8_000),
+    ]
+    import_catalogue(archive, rows, tmp_path)
+    src = tmp_path / "in"
+    src.mkdir()
+    f = make_file(src / "a.mp3", seed=3, tags={"title": "Silver Moon", "isrc": "USABC2400001"})
+    run("ingest", src, "--jobs", "1", "--no-fingerprint")
+    out = tmp_path / "p.parquet"
+    data = _plan(run, "--budget-tracks", "5", "--out", out)
+    assert data["summary"]["catalogue"]["held"] == 1
+    table = pq.read_table(out).to_pylist()
+    held = [r for r in table if r["size_source"] == "held"]
+    assert len(held) == 1 and held[0]["expected_bytes"] == f.stat().st_size
+    other = [r for r in table if r["size_source"] == "estimated"]
+    assert other[0]["expected_bytes"] == 8_000 * 160_000 // 8000
+    assert data["summary"]["selected"]["bytes_held"] == f.stat().st_size
