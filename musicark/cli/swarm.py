@@ -225,14 +225,15 @@ def _status_line(status: Any) -> str:
 @click.option("--seconds", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
 @click.option(
     "--torrent",
-    "torrent_file",
+    "torrent_files",
+    multiple=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Seed this .torrent instead of releases (with --data).",
+    help="Seed this .torrent instead of releases (with --data); repeatable.",
 )
 @click.option(
     "--data",
     type=click.Path(exists=True, path_type=Path),
-    help="With --torrent: the torrent's data folder, or the folder holding it.",
+    help="With --torrent: the torrent's data folder, or the folder holding the torrents' data.",
 )
 @click.option("--dht", is_flag=True, help="Use the DHT (off by default).")
 @click.option("--lsd", is_flag=True, help="Use local service discovery (off by default).")
@@ -247,7 +248,7 @@ def seed_command(
     listen: str | None,
     trackers: tuple[str, ...],
     seconds: float | None,
-    torrent_file: Path | None,
+    torrent_files: tuple[Path, ...],
     data: Path | None,
     dht: bool,
     lsd: bool,
@@ -273,18 +274,19 @@ def seed_command(
     try:
         archive = get_archive(archive_path)
     except ArchiveError:
-        if torrent_file is None:
+        if not torrent_files:
             raise
-        archive = None  # a lone torrent can be seeded without an archive (no resume data)
+        archive = None  # lone torrents can be seeded without an archive (no resume data)
     items: list[SeedItem] = []
-    if torrent_file is not None:
+    if torrent_files:
         if releases:
             raise UsageError("give either RELEASE names or --torrent, not both")
         if data is None:
             raise UsageError("--torrent needs --data DIR")
-        t = load_torrent(torrent_file)
-        root = data_root(t, data)
-        items.append(SeedItem(t.name, torrent_file.read_bytes(), root.parent))
+        for torrent_file in torrent_files:
+            t = load_torrent(torrent_file)
+            root = data_root(t, data)
+            items.append(SeedItem(t.name, torrent_file.read_bytes(), root.parent))
     else:
         assert archive is not None
         for item in archive_torrents(archive, releases):
@@ -306,18 +308,27 @@ def seed_command(
     resume = SqliteResumeStore(conn) if conn else None
     tty = sys.stderr.isatty()
     last_text, last_at = [""], [0.0]
+    seen: set[str] = set()
 
     def on_status(status: Any) -> None:
         text = _status_line(status)
         now = time.monotonic()
         if tty:
             click.echo("\r" + text.ljust(100), nl=False, err=True)
-        elif text.split("]", 1)[1] != last_text[0] or now - last_at[0] >= 30:
-            click.echo(text, err=True)
-            for ts in status.torrents:
-                if ts.state != "seeding":
-                    click.echo(f"  {ts.name}: {ts.state} {ts.progress:.0%} {ts.error}", err=True)
-            last_text[0], last_at[0] = text.split("]", 1)[1], now
+        else:  # a log: a line when the states or peers change, else every 30 s
+            key = f"{status.peers} {[(t.name, t.state) for t in status.torrents]}"
+            if key != last_text[0] or now - last_at[0] >= 30:
+                click.echo(text, err=True)
+                for ts in status.torrents:
+                    if ts.state != "seeding":
+                        click.echo(
+                            f"  {ts.name}: {ts.state} {ts.progress:.0%} {ts.error}", err=True
+                        )
+                last_text[0], last_at[0] = key, now
+        for message in status.messages:
+            if message not in seen:
+                seen.add(message)
+                click.echo(f"{'' if not tty else chr(10)}tracker: {message}", err=True)
 
     click.echo(f"seeding {len(items)} torrent(s), listening on {listen}", err=True)
     try:

@@ -49,9 +49,9 @@ def _query_hash(infohash: str) -> bytes:
     return raw[:20]  # v2 hashes are truncated to 20 bytes on the wire (BEP 52)
 
 
-def _fetch(url: str, tracker: str, timeout: float) -> bytes:
+def _fetch(client: httpx.Client, url: str, tracker: str, timeout: float) -> bytes:
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=False) as resp:
+        with client.stream("GET", url, timeout=timeout, follow_redirects=False) as resp:
             if resp.status_code != 200:
                 raise SwarmError(f"tracker {tracker} answered HTTP {resp.status_code}")
             body = bytearray()
@@ -97,22 +97,48 @@ def parse_scrape(body: bytes, *, tracker: str = "tracker") -> dict[bytes, Scrape
     return out
 
 
+class NonCanonicalReply(SwarmError):
+    """A reply our strict decoder refuses only for its key order (asked again one by one)."""
+
+
+def _scrape_batch(
+    client: httpx.Client, url: str, tracker: str, batch: Sequence[str], timeout: float
+) -> dict[bytes, ScrapeFigures]:
+    query = "&".join(f"info_hash={quote_from_bytes(_query_hash(h), safe='')}" for h in batch)
+    sep = "&" if urlsplit(url).query else "?"
+    body = _fetch(client, f"{url}{sep}{query}", tracker, timeout)
+    try:
+        return parse_scrape(body, tracker=tracker)
+    except SwarmError as exc:
+        if len(batch) > 1 and "unsorted dictionary key" in str(exc):
+            raise NonCanonicalReply(str(exc)) from None
+        raise
+
+
 def scrape(
     tracker: str, infohashes: Sequence[str], *, timeout: float = 10.0
 ) -> dict[str, ScrapeFigures]:
     """Figures for each hex infohash from the HTTP tracker whose announce URL is `tracker`.
 
+    Hashes are asked for in batches; a tracker whose multi-hash reply is not canonical
+    bencoding (opentracker lists them unsorted) is asked again one hash per request.
     A hash the tracker does not mention has no peers there (0, 0, 0).
     """
     url = scrape_url(tracker)
     if url is None:
         raise SwarmError(f"tracker {tracker} has no HTTP scrape URL (BEP 48)")
     out: dict[str, ScrapeFigures] = {}
-    for start in range(0, len(infohashes), BATCH):
-        batch = list(infohashes[start : start + BATCH])
-        query = "&".join(f"info_hash={quote_from_bytes(_query_hash(h), safe='')}" for h in batch)
-        sep = "&" if urlsplit(url).query else "?"
-        files = parse_scrape(_fetch(f"{url}{sep}{query}", tracker, timeout), tracker=tracker)
-        for h in batch:
-            out[h] = files.get(_query_hash(h), ScrapeFigures(0, 0, 0))
+    batch_size = BATCH
+    with httpx.Client() as client:
+        start = 0
+        while start < len(infohashes):
+            batch = list(infohashes[start : start + batch_size])
+            try:
+                files = _scrape_batch(client, url, tracker, batch, timeout)
+            except NonCanonicalReply:
+                batch_size = 1
+                continue
+            for h in batch:
+                out[h] = files.get(_query_hash(h), ScrapeFigures(0, 0, 0))
+            start += len(batch)
     return out

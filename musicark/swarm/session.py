@@ -45,6 +45,9 @@ def session_settings(options: SessionOptions) -> dict[str, Any]:
     cat = lt.alert_category
     return {
         "listen_interfaces": listen_interfaces(options.listen),
+        # listen where told or fail: never fall back to some other port
+        "listen_system_port_fallback": False,
+        "max_retry_port_bind": 0,
         "enable_dht": options.dht,
         "enable_lsd": options.lsd,
         "enable_upnp": options.upnp,
