@@ -27,6 +27,7 @@ LOSSLESS_CODECS = frozenset(
 _MAGIC = (b"ID3", b"fLaC", b"OggS", b"RIFF", b"FORM", b"MAC ", b"wvpk", b"TTA1", b"#!AMR")
 # Shortfall between declared and present audio we accept as rounding (frame padding).
 _TOLERANCE_S = 0.5
+_TOLERANCE_LOSSLESS_S = 0.01  # lossless formats declare their exact length
 
 
 @dataclass
@@ -126,6 +127,9 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
     problems: list[str] = []
     reached = 0.0
     if fingerprint and sample_rate:
+        if out.lossless:
+            # check every frame's CRC and drop bad frames: the shortfall shows the damage
+            ctx.options = {"err_detect": "crccheck+explode"}
         reached, errors, values = _decode(container, stream, sample_rate)
         out.fingerprint = values
         out.fingerprint_ms = round(min(reached, MAX_SECONDS) * 1000)
@@ -136,7 +140,8 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
     if declared:
         # decoding already ran to the end; otherwise seek near the declared end
         end = reached if fingerprint and sample_rate else _tail_end(container, stream, declared)
-        if end is None or end < declared - _TOLERANCE_S:
+        tolerance = _TOLERANCE_LOSSLESS_S if out.lossless else _TOLERANCE_S
+        if end is None or end < declared - tolerance:
             have = 0.0 if end is None else end
             problems.append(f"truncated: audio ends at {have:.1f} s of {declared:.1f} s declared")
             out.extra["present_ms"] = round(have * 1000)

@@ -32,6 +32,53 @@ KEYS = (
     "organization",
 )
 _registered = False
+MAX_ID3 = 1 << 20
+# FFmpeg's metadata keys -> ours
+_FFMPEG_KEYS = {
+    "title": "title",
+    "artist": "artist",
+    "album": "album",
+    "album_artist": "albumartist",
+    "tsrc": "isrc",
+    "isrc": "isrc",
+    "track": "tracknumber",
+    "disc": "discnumber",
+    "date": "date",
+    "genre": "genre",
+    "musicbrainz_trackid": "musicbrainz_trackid",
+    "musicbrainz track id": "musicbrainz_trackid",
+    "musicbrainz_albumid": "musicbrainz_albumid",
+    "musicbrainz album id": "musicbrainz_albumid",
+    "acoustid id": "acoustid_id",
+}
+
+
+def _id3_size(path: Path) -> int:
+    """Size of a leading ID3v2 tag (0 when there is none)."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+    if len(head) < 10 or not head.startswith(b"ID3"):
+        return 0
+    b = head[6:10]
+    return (b[0] & 0x7F) << 21 | (b[1] & 0x7F) << 14 | (b[2] & 0x7F) << 7 | (b[3] & 0x7F)
+
+
+def _tags_from_ffmpeg(path: Path) -> dict[str, list[str]]:
+    import av
+
+    out: dict[str, list[str]] = {}
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            metadata = dict(container.metadata)
+            for stream in container.streams.audio[:1]:
+                metadata.update(stream.metadata)
+    except (av.error.FFmpegError, UnicodeDecodeError):
+        return out
+    for key, value in metadata.items():
+        ours = _FFMPEG_KEYS.get(key.lower())
+        if ours and str(value).strip():
+            out[ours] = [str(value)[:MAX_VALUE]]
+    return out
 
 
 def _register_mp4_keys() -> None:
@@ -50,6 +97,11 @@ def read_tags(path: Path) -> tuple[dict[str, list[str]], str | None]:
 
     if not _registered:
         _register_mp4_keys()
+    big = _id3_size(path)
+    if big > MAX_ID3:
+        # mutagen decodes UTF-16 text frames a character at a time (a minute for 10 MB)
+        tags = _tags_from_ffmpeg(path)
+        return tags, f"ID3 tag of {big / 1e6:.1f} MB read by FFmpeg"
     try:
         f = mutagen.File(str(path), easy=True)
     except mutagen.MutagenError as exc:
