@@ -11,7 +11,7 @@ from musicark import __version__
 from musicark.errors import MusicarkError, UsageError
 
 # One module per domain; each defines `register(group)`.
-COMMAND_MODULES = ("catalog", "plan", "search", "store", "swarm", "web")
+COMMAND_MODULES = ("catalog", "plan", "release", "search", "store", "swarm", "web")
 
 
 class CommandError(click.ClickException):

@@ -1,0 +1,383 @@
+"""`musicark publish`: a release's metadata, packed into its own torrent.
+
+The metadata folder `<release>-metadata-<n>` holds:
+
+- `catalog.sqlite.zst`, `catalog.parquet`, `catalog.jsonl.zst`: the catalogue export;
+- `files.jsonl.zst`: the file ledger, one record per released file (seekable zstd);
+- `torrents.json`: per torrent its name, infohashes, magnet link, .torrent size, file
+  count, data size, created, obsolete and embargo;
+- `locate.sqlite`: the release's `torrents`, `release_files` and `release_names` tables,
+  so `musicark locate --metadata DIR` answers offline;
+- `release.json`: the release's summary (including whether restricted rights were packed);
+- `torrents/` and `manifests/`: every .torrent and manifest of the release.
+
+Publishing again after a new pack makes the next `-metadata-<n>` and marks the previous
+metadata torrent obsolete; publishing with nothing new changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from musicark.archive import Archive
+from musicark.errors import ReleaseError, TorrentError, UsageError
+from musicark.progress import ProgressCallback
+from musicark.release import schema
+from musicark.release.locate import LOCATE_DB
+from musicark.release.manifest import bagit_name, jsonl_name, write_jsonl_zst
+from musicark.release.names import check_release_name
+from musicark.release.pack import release_dir
+from musicark.torrent.create import check_url, create_torrent, write_torrent
+from musicark.torrent.magnet import magnet_link
+
+CATALOGUE_FILES = (
+    ("catalog.sqlite.zst", "sqlite"),
+    ("catalog.parquet", "parquet"),
+    ("catalog.jsonl.zst", "jsonl"),
+)
+TORRENT_FIELDS = (
+    "name",
+    "release",
+    "kind",
+    "collection",
+    "first_serial",
+    "last_serial",
+    "format",
+    "piece_length",
+    "infohash_v1",
+    "infohash_v2",
+    "magnet",
+    "torrent_size",
+    "file_count",
+    "data_size",
+    "created",
+    "obsolete",
+    "embargo",
+    "restricted",
+)
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    release: str
+    name: str
+    unchanged: bool
+    torrents: int
+    files: int
+    infohash_v1: str | None
+    infohash_v2: str | None
+    magnet: str
+    torrent_path: str
+    data_path: str
+
+    def describe(self) -> str:
+        if self.unchanged:
+            return f"release {self.release}: already published as {self.name}; nothing new"
+        return (
+            f"release {self.release}: published {self.name} ({self.torrents} torrents,"
+            f" {self.files} files); magnet {self.magnet}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def known_release(conn: sqlite3.Connection, release: str) -> None:
+    check_release_name(release)
+    if (
+        schema.has_tables(conn)
+        and conn.execute("SELECT 1 FROM releases WHERE name = ?", (release,)).fetchone()
+    ):
+        return
+    names = (
+        [r[0] for r in conn.execute("SELECT name FROM releases ORDER BY name")]
+        if schema.has_tables(conn)
+        else []
+    )
+    hint = f" (releases: {', '.join(names)})" if names else " (pack one with `musicark pack`)"
+    raise ReleaseError(f"no release named {release!r}{hint}")
+
+
+def _torrent_rows(conn: sqlite3.Connection, release: str) -> list[dict[str, Any]]:
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT * FROM torrents WHERE release = ? AND kind = 'audio' ORDER BY name",
+            (release,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+    finally:
+        conn.row_factory = None
+
+
+def _state_key(archive: Archive, torrents: Sequence[dict[str, Any]]) -> str:
+    catalog_state: list[Any] = []
+    try:
+        cat = archive.connect_catalog(readonly=True)
+        try:
+            catalog_state = list(
+                cat.execute("SELECT count(*), COALESCE(max(seq), 0) FROM track_changes").fetchone()
+            )
+        finally:
+            cat.close()
+    except Exception:  # an archive without a catalogue publishes without one
+        catalog_state = []
+    data = [
+        [t["name"], t["infohash_v1"], t["infohash_v2"], t["obsolete"], t["embargo"]]
+        for t in torrents
+    ]
+    return hashlib.sha256(orjson.dumps([data, catalog_state])).hexdigest()
+
+
+def _locate_db(conn_path: Path, out: Path, release: str, names: Sequence[str]) -> None:
+    out.unlink(missing_ok=True)
+    db = sqlite3.connect(out)
+    try:
+        db.executescript(schema.TORRENTS_DDL + ";\n" + schema.FILES_DDL + ";")
+        db.execute("ATTACH DATABASE ? AS src", (f"file:{conn_path}?mode=ro",))
+        marks = ",".join("?" * len(names))
+        db.execute("BEGIN")
+        db.execute(
+            f"INSERT INTO torrents SELECT * FROM src.torrents WHERE name IN ({marks})", names
+        )
+        db.execute(
+            f"INSERT INTO release_files SELECT * FROM src.release_files WHERE torrent IN ({marks})",
+            names,
+        )
+        db.execute(
+            f"INSERT INTO release_names SELECT * FROM src.release_names WHERE torrent IN ({marks})",
+            names,
+        )
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE src")
+        db.execute("VACUUM")
+    finally:
+        db.close()
+
+
+def _ledger(conn: sqlite3.Connection, names: Sequence[str], out: Path) -> int:
+    marks = ",".join("?" * len(names))
+    rows = conn.execute(
+        "SELECT torrent, path, serial, sha256, track_id, isrc, artists, title, album, rights,"
+        " size, offset, first_piece, last_piece FROM release_files"
+        f" WHERE torrent IN ({marks}) ORDER BY serial",
+        list(names),
+    ).fetchall()
+    keys = (
+        "torrent",
+        "path",
+        "serial",
+        "sha256",
+        "track_id",
+        "isrc",
+        "artists",
+        "title",
+        "album",
+        "rights",
+        "size",
+        "offset",
+        "first_piece",
+        "last_piece",
+    )
+    records = []
+    for r in rows:
+        rec = dict(zip(keys, r, strict=True))
+        rec["artists"] = json.loads(rec["artists"]) if rec["artists"] else []
+        rec["status"] = "released"
+        records.append(rec)
+    write_jsonl_zst(records, out)
+    return len(records)
+
+
+def publish(
+    archive: Archive,
+    release: str,
+    *,
+    format: str | None = None,
+    trackers: Sequence[str] | None = None,
+    web_seeds: Sequence[str] | None = None,
+    catalogue: bool = True,
+    jobs: int = 0,
+    progress: ProgressCallback | None = None,
+) -> PublishSummary:
+    """Write `release`'s metadata and pack it into a torrent (see the module docstring)."""
+    settings = archive.config.release
+    fmt = format or settings.format
+    try:
+        tracker_list = [
+            check_url(u, what="tracker", schemes=("http", "https", "udp", "ws", "wss"))
+            for u in (trackers if trackers is not None else settings.trackers)
+        ]
+        seed_list = [
+            check_url(u, what="web seed")
+            for u in (web_seeds if web_seeds is not None else settings.web_seeds)
+        ]
+    except TorrentError as exc:
+        raise UsageError(str(exc)) from None
+    conn = schema.connect(archive)
+    try:
+        known_release(conn, release)
+        torrents = _torrent_rows(conn, release)
+        if not torrents:
+            raise ReleaseError(f"release {release!r} has no torrents yet (`musicark pack`)")
+        key = _state_key(archive, torrents)
+        last = conn.execute(
+            "SELECT p.torrent, t.infohash_v1, t.infohash_v2, t.magnet, t.torrent_path,"
+            " t.data_path FROM publications p JOIN torrents t ON t.name = p.torrent"
+            " WHERE p.release = ? AND p.state_key = ? ORDER BY p.id DESC LIMIT 1",
+            (release, key),
+        ).fetchone()
+        files_total = sum(t["file_count"] for t in torrents)
+        if last and (archive.root / last[4]).is_file():
+            return PublishSummary(
+                release=release,
+                name=last[0],
+                unchanged=True,
+                torrents=len(torrents),
+                files=files_total,
+                infohash_v1=last[1],
+                infohash_v2=last[2],
+                magnet=last[3],
+                torrent_path=last[4],
+                data_path=last[5],
+            )
+        seq = conn.execute(
+            "SELECT count(*) FROM torrents WHERE release = ? AND kind = 'metadata'", (release,)
+        ).fetchone()[0]
+        name = f"{release}-metadata-{seq + 1:04d}"
+        base = release_dir(archive, release)
+        work = base / ".building" / name
+        shutil.rmtree(work, ignore_errors=True)
+        folder = work / name
+        (folder / "torrents").mkdir(parents=True)
+        (folder / "manifests").mkdir()
+        names = [t["name"] for t in torrents]
+        for t in torrents:
+            shutil.copyfile(
+                archive.root / t["torrent_path"], folder / "torrents" / f"{t['name']}.torrent"
+            )
+            for fn in (jsonl_name(t["name"]), bagit_name(t["name"])):
+                src = base / "manifests" / fn
+                if src.is_file():
+                    shutil.copyfile(src, folder / "manifests" / fn)
+        if catalogue:
+            _export_catalogue(archive, folder, progress=progress)
+        _ledger(conn, names, folder / "files.jsonl.zst")
+        (folder / "torrents.json").write_bytes(
+            orjson.dumps(
+                [{k: t.get(k) for k in TORRENT_FIELDS} for t in torrents],
+                option=orjson.OPT_INDENT_2,
+            )
+        )
+        _locate_db(archive.state_path, folder / LOCATE_DB, release, names)
+        restricted = any(t["restricted"] for t in torrents)
+        (folder / "release.json").write_bytes(
+            orjson.dumps(
+                {
+                    "release": release,
+                    "metadata": name,
+                    "published": schema.now(),
+                    "torrents": len(torrents),
+                    "files": files_total,
+                    "data_size": sum(t["data_size"] for t in torrents),
+                    "formats": sorted({t["format"] for t in torrents}),
+                    "restricted_rights_included": restricted,
+                },
+                option=orjson.OPT_INDENT_2,
+            )
+        )
+        made = create_torrent(
+            folder,
+            format=fmt,
+            trackers=tracker_list,
+            web_seeds=seed_list,
+            jobs=jobs,
+            progress=progress,
+        )
+        torrent_file = work / f"{name}.torrent"
+        write_torrent(made.data, torrent_file)
+        for sub in ("data", "torrents"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        os.replace(folder, base / "data" / name)
+        os.replace(torrent_file, base / "torrents" / f"{name}.torrent")
+        shutil.rmtree(work, ignore_errors=True)
+        magnet = magnet_link(
+            name=name,
+            info_hash_v1=made.info_hash_v1,
+            info_hash_v2=made.info_hash_v2,
+            trackers=tracker_list,
+            web_seeds=seed_list,
+        )
+        torrent_rel = (base / "torrents" / f"{name}.torrent").relative_to(archive.root).as_posix()
+        data_rel = (base / "data" / name).relative_to(archive.root).as_posix()
+        now = schema.now()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "UPDATE torrents SET obsolete = 1 WHERE release = ? AND kind = 'metadata'",
+                (release,),
+            )
+            conn.execute(
+                "INSERT INTO torrents (name, release, kind, format, piece_length, infohash_v1,"
+                " infohash_v2, magnet, torrent_path, data_path, torrent_size, file_count,"
+                " data_size, created, restricted)"
+                " VALUES (?, ?, 'metadata', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    release,
+                    fmt,
+                    made.piece_length,
+                    made.info_hash_v1,
+                    made.info_hash_v2,
+                    magnet,
+                    torrent_rel,
+                    data_rel,
+                    len(made.data),
+                    made.file_count,
+                    made.total_size,
+                    now,
+                    int(restricted),
+                ),
+            )
+            conn.execute(
+                "INSERT INTO publications (release, torrent, state_key, created)"
+                " VALUES (?, ?, ?, ?)",
+                (release, name, key, now),
+            )
+            conn.execute("UPDATE releases SET published = ? WHERE name = ?", (now, release))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return PublishSummary(
+            release=release,
+            name=name,
+            unchanged=False,
+            torrents=len(torrents),
+            files=files_total,
+            infohash_v1=made.info_hash_v1,
+            infohash_v2=made.info_hash_v2,
+            magnet=magnet,
+            torrent_path=torrent_rel,
+            data_path=data_rel,
+        )
+    finally:
+        shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
+        conn.close()
+
+
+def _export_catalogue(archive: Archive, folder: Path, *, progress: ProgressCallback | None) -> None:
+    from musicark.catalog.export import export_catalog
+
+    for filename, fmt in CATALOGUE_FILES:
+        export_catalog(archive, folder / filename, format=fmt, progress=progress)
