@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,9 @@ import tantivy
 from musicark.archive import Archive
 from musicark.errors import Cancelled, MusicarkError, SearchError
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.search.analysis import ANALYZER, normalize_key, register_analyzer
+from musicark.search.analysis import ANALYZER, register_analyzer
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 WRITER_HEAP = 256_000_000
 CHANGE_BATCH = 20_000
 # An update with more pending changes than this (or a quarter of the index) rebuilds.
@@ -48,16 +49,14 @@ Row = tuple[int, str, str, int | None, str, int, str | None, int | None, list[st
 def build_schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_integer_field("id", stored=True, indexed=True, fast=True)
-    sb.add_text_field("title", stored=True, tokenizer_name=ANALYZER, index_option="freq")
-    sb.add_text_field("artists", stored=True, tokenizer_name=ANALYZER, index_option="freq")
-    sb.add_text_field("album", stored=True, tokenizer_name=ANALYZER, index_option="freq")
     # title + artists + album: every query word must match here
     sb.add_text_field("all", stored=False, tokenizer_name=ANALYZER, index_option="freq")
+    # the title again, so that matches in it count extra
+    sb.add_text_field("title", stored=False, tokenizer_name=ANALYZER, index_option="freq")
     sb.add_text_field("keys", stored=False, tokenizer_name="raw", index_option="basic")
-    sb.add_integer_field("album_id", stored=True)
     sb.add_integer_field("popularity", stored=True, fast=True)
-    sb.add_text_field("isrc", stored=True, tokenizer_name="raw", index_option="basic")
-    sb.add_integer_field("duration_ms", stored=True)
+    # what a result shows, as one JSON value: [title, artists, album, album_id, isrc, duration_ms]
+    sb.add_bytes_field("show", stored=True, indexed=False)
     return sb.build()
 
 
@@ -157,28 +156,35 @@ def open_index(root: Path, generation: str) -> tantivy.Index:
 
 # ---------------------------------------------------------------- catalogue rows
 
-_ROW_SQL = """
+_TRACK_SQL = """
 SELECT t.id, t.title, t.popularity, t.isrc, t.duration_ms, t.external_id, t.external_ids,
-       t.album_id, al.title, al.upc,
-       (SELECT group_concat(name, ', ') FROM
-          (SELECT ar.name AS name FROM track_artists ta JOIN artists ar ON ar.id = ta.artist_id
-           WHERE ta.track_id = t.id ORDER BY ta.position))
+       t.album_id, al.title, al.upc
 FROM tracks t LEFT JOIN albums al ON al.id = t.album_id
 """
+_CREDIT_SQL = """
+SELECT ta.track_id, ar.name FROM track_artists ta JOIN artists ar ON ar.id = ta.artist_id
+"""
+_SEPARATORS = re.compile(r"[\s-]+")
 
 
-def _row(r: tuple[Any, ...]) -> Row:
-    tid, title, pop, isrc, duration, ext_id, ext_ids, album_id, album, upc, artists = r
+def _key(value: str) -> str:
+    """`normalize_key`, with a fast path for the common case (no spaces or hyphens)."""
+    v = value.strip().lower()
+    return _SEPARATORS.sub("", v) if (" " in v or "-" in v or "\t" in v) else v
+
+
+def _row(r: tuple[Any, ...], artists: str) -> Row:
+    tid, title, pop, isrc, duration, ext_id, ext_ids, album_id, album, upc = r
     keys: list[str] = []
     if isrc:
-        keys.append(normalize_key(isrc))
-        keys.append("isrc:" + normalize_key(isrc))
+        k = _key(isrc)
+        keys += (k, "isrc:" + k)
     if upc:
-        keys.append(normalize_key(upc))
-        keys.append("upc:" + normalize_key(upc))
+        k = _key(upc)
+        keys += (k, "upc:" + k)
     if ext_id:
-        keys.append(normalize_key(ext_id))
-    if ext_ids:
+        keys.append(_key(ext_id))
+    if ext_ids and ext_ids != "{}":
         try:
             parsed = orjson.loads(ext_ids)
         except orjson.JSONDecodeError:
@@ -186,13 +192,12 @@ def _row(r: tuple[Any, ...]) -> Row:
         if isinstance(parsed, dict):
             for kind, value in parsed.items():
                 if isinstance(value, str | int) and str(value).strip():
-                    v = normalize_key(str(value))
-                    keys.append(v)
-                    keys.append(f"{str(kind).lower()}:{v}")
+                    v = _key(str(value))
+                    keys += (v, f"{str(kind).lower()}:{v}")
     return (
         int(tid),
         title or "",
-        artists or "",
+        artists,
         album_id,
         album or "",
         int(pop or 0),
@@ -202,14 +207,35 @@ def _row(r: tuple[Any, ...]) -> Row:
     )
 
 
-def catalog_rows(conn: sqlite3.Connection, *, batch: int = 5000) -> Iterator[list[Row]]:
-    """Every catalogue track as index rows, in batches."""
-    cur = conn.execute(_ROW_SQL + " ORDER BY t.id")
+def _credits(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> dict[int, str]:
+    names: dict[int, list[str]] = {}
+    for tid, name in conn.execute(
+        _CREDIT_SQL + f" WHERE {where} ORDER BY ta.track_id, ta.position", params
+    ):
+        names.setdefault(tid, []).append(name or "")
+    return {tid: ", ".join(n) for tid, n in names.items()}
+
+
+def catalog_rows(conn: sqlite3.Connection, *, batch: int = 50_000) -> Iterator[list[Row]]:
+    """Every catalogue track as index rows, in batches of stored (rowid) order: a
+    sequential scan of tracks, and an index look-up of each batch's credits."""
+    last = -(2**63)
     while True:
-        chunk = cur.fetchmany(batch)
+        chunk = conn.execute(
+            "SELECT t.rowid, "
+            + _TRACK_SQL.strip().removeprefix("SELECT")
+            + " WHERE t.rowid > ? ORDER BY t.rowid LIMIT ?",
+            (last, batch),
+        ).fetchall()
         if not chunk:
             return
-        yield [_row(r) for r in chunk]
+        first, last = chunk[0][0], chunk[-1][0]
+        credits = _credits(
+            conn,
+            "ta.track_id IN (SELECT id FROM tracks WHERE rowid BETWEEN ? AND ?)",
+            (first, last),
+        )
+        yield [_row(r[1:], credits.get(r[1], "")) for r in chunk]
 
 
 def catalog_rows_for(conn: sqlite3.Connection, ids: list[int]) -> list[Row]:
@@ -217,29 +243,29 @@ def catalog_rows_for(conn: sqlite3.Connection, ids: list[int]) -> list[Row]:
     for i in range(0, len(ids), 500):
         part = ids[i : i + 500]
         marks = ",".join("?" * len(part))
-        out.extend(_row(r) for r in conn.execute(_ROW_SQL + f" WHERE t.id IN ({marks})", part))
+        credits = _credits(conn, f"ta.track_id IN ({marks})", part)
+        out.extend(
+            _row(r, credits.get(r[0], ""))
+            for r in conn.execute(_TRACK_SQL + f" WHERE t.id IN ({marks})", part)
+        )
     return out
 
 
 def make_document(row: Row) -> tantivy.Document:
     tid, title, artists, album_id, album, pop, isrc, duration, keys = row
-    fields: dict[str, Any] = {
-        "id": tid,
-        "title": title,
-        "artists": artists,
-        "album": album,
-        "all": f"{title}\n{artists}\n{album}",
-        "popularity": pop,
-    }
+    show = orjson.dumps([title, artists, album, album_id, isrc, duration])
     if keys:
-        fields["keys"] = keys
-    if album_id is not None:
-        fields["album_id"] = album_id
-    if isrc:
-        fields["isrc"] = isrc
-    if duration is not None:
-        fields["duration_ms"] = duration
-    return tantivy.Document(**fields)
+        return tantivy.Document(
+            id=tid,
+            all=f"{title}\n{artists}\n{album}",
+            title=title,
+            keys=keys,
+            popularity=pop,
+            show=show,
+        )
+    return tantivy.Document(
+        id=tid, all=f"{title}\n{artists}\n{album}", title=title, popularity=pop, show=show
+    )
 
 
 # ---------------------------------------------------------------- building

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import tantivy
 
 from musicark.archive import Archive
@@ -80,11 +81,6 @@ def check_page(limit: int, offset: int) -> None:
         raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
     if not 0 <= offset <= MAX_OFFSET:
         raise QueryError(f"offset must be between 0 and {MAX_OFFSET}, not {offset}")
-
-
-def _first(doc: dict[str, list[Any]], name: str, default: Any = None) -> Any:
-    values = doc.get(name)
-    return values[0] if values else default
 
 
 class TrackIndex:
@@ -178,17 +174,20 @@ class TrackIndex:
             raise SearchError(f"the search index could not answer ({exc})") from None
         hits = []
         for score, address in result.hits:
-            doc = searcher.doc(address).to_dict()
+            doc = searcher.doc(address)
+            tid: Any = doc.get_first("id")
+            shown: Any = doc.get_first("show")
+            title, artists, album, album_id, isrc, duration = orjson.loads(shown)
             hits.append(
                 SearchHit(
-                    id=int(_first(doc, "id")),
-                    title=_first(doc, "title", ""),
-                    artists=_first(doc, "artists", ""),
-                    album=_first(doc, "album", ""),
-                    album_id=_first(doc, "album_id"),
-                    popularity=int(_first(doc, "popularity", 0)),
-                    isrc=_first(doc, "isrc"),
-                    duration_ms=_first(doc, "duration_ms"),
+                    id=int(tid),
+                    title=title,
+                    artists=artists,
+                    album=album,
+                    album_id=album_id,
+                    popularity=int(doc.get_first("popularity") or 0),
+                    isrc=isrc,
+                    duration_ms=duration,
                     score=float(score),
                 )
             )
