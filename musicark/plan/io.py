@@ -174,36 +174,44 @@ def _table_exists(uri: str, name: str) -> bool:
     return bool(t.column("n")[0].as_py())
 
 
-def load_catalog(
-    archive: Archive, *, progress: ProgressCallback | None = None, held: bool = True
-) -> CatalogColumns:
-    """Read every track with what a plan needs (and the held sizes from state.sqlite)."""
+@dataclass
+class CatalogTables:
+    """The catalogue columns a plan reads, as Arrow tables straight from SQLite."""
+
+    tracks: pa.Table  # id, duration_ms, popularity, play_count, album_id, isrc, redistributable
+    credits: pa.Table  # track_id, artist_id
+    artists: pa.Table  # id, popularity, followers
+    albums: pa.Table  # id, popularity
+
+
+def fetch_catalog(archive: Archive) -> CatalogTables:
+    """Read what a plan needs from catalog.sqlite (read-only, through ADBC)."""
     path = archive.catalog_path
     if not path.exists():
         raise CatalogError(f"no catalogue at {path}; create an archive with `musicark init`")
     uri = f"file:{path}?mode=ro"
     public = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
-    report(progress, Progress("plan: read catalogue", 0, 4, "steps"))
     try:
-        tracks = _query(
-            uri,
-            "SELECT id, duration_ms, popularity, play_count, album_id, isrc,"
-            f" rights IN ({public}) AS redistributable FROM tracks",
+        return CatalogTables(
+            tracks=_query(
+                uri,
+                "SELECT id, duration_ms, popularity, play_count, album_id, isrc,"
+                f" rights IN ({public}) AS redistributable FROM tracks",
+            ),
+            credits=_query(uri, "SELECT track_id, artist_id FROM track_artists"),
+            artists=_query(uri, "SELECT id, popularity, followers FROM artists"),
+            albums=_query(uri, "SELECT id, popularity FROM albums"),
         )
-        report(progress, Progress("plan: read catalogue", 1, 4, "steps"))
-        credits = _query(uri, "SELECT track_id, artist_id FROM track_artists")
-        artists = _query(uri, "SELECT id, popularity, followers FROM artists")
-        albums = _query(uri, "SELECT id, popularity FROM albums")
     except Exception as exc:  # ADBC raises its own DB-API errors
-        if isinstance(exc, CatalogError):
-            raise
         raise CatalogError(f"{path}: cannot read the catalogue ({exc})") from None
-    report(progress, Progress("plan: read catalogue", 2, 4, "steps"))
+
+
+def catalog_columns(tables: CatalogTables) -> CatalogColumns:
+    """Per-track numpy columns from the fetched tables (credits and albums joined in)."""
+    tracks = tables.tracks
     n = tracks.num_rows
-    track_id = _int_column(tracks, "id")
-    album_id = _int_column(tracks, "album_id")
     cols = CatalogColumns(
-        track_id=track_id,
+        track_id=_int_column(tracks, "id"),
         duration_ms=_int_column(tracks, "duration_ms"),
         popularity=_int_column(tracks, "popularity"),
         play_count=_int_column(tracks, "play_count"),
@@ -214,18 +222,30 @@ def load_catalog(
         album_popularity=np.full(n, -1, dtype=np.int64),
         held_size=np.full(n, -1, dtype=np.int64),
     )
-    del tracks
-    _attach_credits(cols, credits, artists)
-    del credits, artists
-    if albums.num_rows:
-        at = _lookup(album_id, _int_column(albums, "id"))
+    _attach_credits(cols, tables.credits, tables.artists)
+    albums = tables.albums
+    if albums.num_rows and n:
+        at = _lookup(_int_column(tracks, "album_id"), _int_column(albums, "id"))
         apop = _int_column(albums, "popularity")
         hit = at >= 0
         cols.album_popularity[hit] = apop[at[hit]]
-    report(progress, Progress("plan: read catalogue", 3, 4, "steps"))
+    return cols
+
+
+def load_catalog(
+    archive: Archive, *, progress: ProgressCallback | None = None, held: bool = True
+) -> CatalogColumns:
+    """Read every track with what a plan needs (and the held sizes from state.sqlite)."""
+    stage = "plan: read catalogue"
+    report(progress, Progress(stage, 0, 3, "steps"))
+    tables = fetch_catalog(archive)
+    report(progress, Progress(stage, 1, 3, "steps"))
+    cols = catalog_columns(tables)
+    del tables
+    report(progress, Progress(stage, 2, 3, "steps"))
     if held:
         attach_held_sizes(archive, cols)
-    report(progress, Progress("plan: read catalogue", 4, 4, "steps"))
+    report(progress, Progress(stage, 3, 3, "steps"))
     return cols
 
 
@@ -309,6 +329,7 @@ def write_plan(table: pa.Table, path: Path) -> None:
             table,
             tmp,
             compression="zstd",
+            use_dictionary=["status", "tier", "size_source"],
             row_group_size=1 << 20,
             write_statistics=True,
             store_schema=True,
@@ -317,6 +338,21 @@ def write_plan(table: pa.Table, path: Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UsageError(f"cannot write the plan to {path}: {exc.strerror}") from None
+
+
+def copy_file(src: Path, dest: Path) -> None:
+    """Copy a written plan to `dest` atomically."""
+    import shutil
+
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the plan to {dest}: {exc.strerror}") from None
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:

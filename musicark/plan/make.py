@@ -11,6 +11,7 @@ from musicark.plan.io import (
     LATEST_PLAN,
     LATEST_SUMMARY,
     METADATA_KEY,
+    copy_file,
     load_catalog,
     plans_dir,
     read_plan_metadata,
@@ -57,8 +58,9 @@ def plan_archive(
     paths = [folder / LATEST_PLAN]
     if out is not None:
         paths.append(Path(out))
-    for path in paths:
-        write_plan(plan.table, path)
+    write_plan(plan.table, paths[0])
+    if out is not None:
+        copy_file(paths[0], Path(out))
     write_json(plan.metadata(), folder / LATEST_SUMMARY)
     png = plot_coverage(plan.metadata(), plot) if plot is not None else None
     return PlanResult(plan=plan, paths=paths, plot=png)

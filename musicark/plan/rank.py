@@ -62,13 +62,18 @@ def isrc_representatives(
 
 
 def _float_bits(x: np.ndarray) -> np.ndarray:
-    """Non-negative floats to int64 with the same order (float32 precision)."""
+    """Non-negative floats to int64 with the same order (float32 precision, 31 bits)."""
     return np.maximum(x, 0.0).astype(np.float32).view(np.uint32).astype(np.int64)
 
 
-def _score_bits(secondary: np.ndarray) -> np.ndarray:
-    """A 0-100 score to 16 bits (steps of 1/600)."""
-    return np.clip(np.rint(secondary * 600.0), 0, 65535).astype(np.int64)
+def _value_bits(value: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """32 bits: ``1 | float32(value)`` where value > 0, else ``0 | secondary score``.
+
+    Every track with a value ranks above every track without one; the latter rank by
+    their 0-100 secondary score in steps of 1/600.
+    """
+    sec = np.clip(np.rint(secondary * 600.0), 0, 65535).astype(np.int64)
+    return np.where(value > 0, (1 << 31) | _float_bits(value), sec)
 
 
 def strategy_keys(
@@ -78,24 +83,29 @@ def strategy_keys(
     nbytes: np.ndarray,
     popularity: np.ndarray,
     secondary: np.ndarray,
+    track_id: np.ndarray,
 ) -> np.ndarray:
-    """One int64 per track; higher ranks first.
+    """One non-negative int64 per track; higher ranks first.
 
     per-byte: expected listens per byte, then (for tracks without listens) secondary score.
     popularity: popularity, then expected listens, then secondary score.
+    The low bits hold the complement of the track id's top bits, so most ties between
+    equal values are already broken by track id (`order_by_key` settles the rest).
     """
-    sec = np.where(covered > 0, 0, _score_bits(secondary))
     if strategy == "per-byte":
         ratio = covered / np.maximum(nbytes, 1).astype(np.float64)
-        return (_float_bits(ratio) << 16) | sec
-    if strategy == "popularity":
+        value, id_bits = _value_bits(ratio, secondary), 31
+    elif strategy == "popularity":
         pop = np.clip(popularity, 0, 100).astype(np.int64)
-        return (pop << 47) | (_float_bits(covered) << 16) | sec
-    raise ValueError(f"unknown strategy {strategy!r}")
+        value, id_bits = (pop << 32) | _value_bits(covered, secondary), 24
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    top = np.where(track_id > 0, track_id >> (63 - id_bits), 0).astype(np.int64)
+    return (value << id_bits) | (((1 << id_bits) - 1) - top)
 
 
 def order_by_key(key: np.ndarray, track_id: np.ndarray) -> np.ndarray:
-    """Indices by `key` descending, ties by `track_id` ascending."""
+    """Indices by `key` descending, ties by `track_id` ascending (ids are >= 0)."""
     order = np.argsort(-key)
     ks = key[order]
     same = ks[1:] == ks[:-1]

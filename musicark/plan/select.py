@@ -223,6 +223,7 @@ def make_plan(
         nbytes=nbytes[cand],
         popularity=cols.popularity[cand],
         secondary=secondary[cand],
+        track_id=cols.track_id[cand],
     )
     cand = cand[order_by_key(key, cols.track_id[cand])]
     del key
