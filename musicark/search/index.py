@@ -333,22 +333,19 @@ def _rebuild_locked(
     started = time.monotonic()
     generation = _next_generation(root)
     path = root / generation
-    conn = archive.connect_catalog(readonly=True)
+    from musicark.search.scan import scan_catalog
+
+    if not archive.catalog_path.exists():
+        raise SearchError(f"no catalogue at {archive.catalog_path} to index")
     try:
-        conn.execute("BEGIN")  # one snapshot: the seq recorded matches the tracks read
-        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM track_changes").fetchone()[0]
-        total = conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
-        try:
-            written = write_index(path, catalog_rows(conn), total=total, progress=progress)
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-        conn.execute("COMMIT")
-    except sqlite3.DatabaseError as exc:
+        with scan_catalog(archive) as scan:
+            seq = scan.seq
+            written = write_index(path, scan.batches, total=scan.total, progress=progress)
+    except BaseException as exc:
         shutil.rmtree(path, ignore_errors=True)
-        raise SearchError(f"cannot read the catalogue to index it ({exc})") from None
-    finally:
-        conn.close()
+        if isinstance(exc, Exception) and not isinstance(exc, MusicarkError):
+            raise SearchError(f"cannot read the catalogue to index it ({exc})") from None
+        raise
     built = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _write_state(root, IndexState(generation=generation, seq=int(seq), built=built))
     for old in root.glob("g*"):
