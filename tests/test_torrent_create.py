@@ -157,7 +157,7 @@ def test_trackers_web_seeds_magnet(tmp_path: Path) -> None:
     assert params.name == "album" and list(params.trackers) == trackers
 
 
-def test_worker_processes_give_the_same_hashes(tmp_path: Path) -> None:
+def test_worker_threads_give_the_same_hashes(tmp_path: Path) -> None:
     root = _tree(tmp_path / "album")
     for fmt in ("v1", "hybrid"):
         plan = _layout(sort_files(list_files(root), format=fmt), 16384, fmt == "hybrid")

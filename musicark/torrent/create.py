@@ -9,7 +9,7 @@ there is no creation date and no `private` key unless asked for. Trackers become
 tier each (announce + announce-list, BEP 12); web seeds become `url-list` (BEP 19).
 
 Hashing reads every byte once: v1 SHA-1 pieces and v2 SHA-256 merkle trees are computed
-from the same buffer, by worker processes over ranges of pieces (see hashing.py).
+from the same buffer, by worker threads over ranges of pieces (see hashing.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from musicark.torrent.metainfo import check_component
 from musicark.torrent.piece_size import FORMATS, auto_piece_size, check_piece_size
 
 CREATED_BY = "musicark"
-IN_PROCESS_BYTES = 48 * 2**20  # below this, hashing in worker processes costs more than it saves
+ONE_THREAD_BYTES = 8 * 2**20  # below this, one thread hashes everything
 TRACKER_SCHEMES = ("http", "https", "udp", "ws", "wss")
 
 
@@ -167,14 +167,17 @@ def create_torrent(
     elif format == "hybrid" and single:
         plan = Plan(plan.spans, piece_length, v1=True, v2=True, size=plan.size)
     workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-    if total < IN_PROCESS_BYTES:
+    if total < ONE_THREAD_BYTES:
         workers = 1
+    # several ranges per worker keep them all busy to the end; ranges of a few MiB
+    # or more keep the per-range cost negligible
+    task_bytes = min(32 * 2**20, max(2 * 2**20, plan.size // (workers * 8)))
 
     sha1s: list[bytes] = []
     roots: list[bytes | None] = []
     done = 0
     report(progress, Progress("hash", 0, plan.size, "bytes", name))
-    for _first, last, s1, r2 in hash_ranges(plan, jobs=workers):
+    for _first, last, s1, r2 in hash_ranges(plan, jobs=workers, task_bytes=task_bytes):
         sha1s.extend(s1)
         roots.extend(r2)
         done = min(plan.size, last * piece_length)

