@@ -5,9 +5,10 @@ a sha256 that differs from the manifest) or `unexpected` (in the folder, not in 
 torrent). A present file whose pieces could not all be checked, because a v1 piece it
 shares with a neighbour lacks the neighbour's bytes, is `unverified`.
 
-Speed: data is read in large blocks (several pieces at once, `os.preadv` into one
-reused buffer per thread) and hashed on every core; `hashlib` releases the GIL on
-large buffers, so threads hash in parallel without copying data between processes.
+Speed: files are memory-mapped and hashed in place from the page cache (a piece that
+spans files is copied together into one reused buffer per thread), in tasks of several
+pieces, on every core: `hashlib` releases the GIL on large buffers, so threads hash in
+parallel without copying data between processes.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import mmap
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from musicark.torrent.metainfo import BLOCK_SIZE, Torrent, TorrentFile
 LEVELS = ("presence", "size", "full")
 STATUSES = ("ok", "missing", "corrupt", "unexpected", "unverified")
 UNIT_BYTES = 8 * 2**20  # bytes read and hashed per task
+POPULATE_BYTES = 256 * 2**20  # files up to this size are read in whole when mapped
 PAD_FOLDER = ".pad"  # BEP 47 padding files some clients write
 
 
@@ -174,8 +177,9 @@ class _Hasher:
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
         self.local = threading.local()
-        self.fds: dict[int, int] = {}
-        self.fd_lock = threading.Lock()
+        self.maps: dict[int, memoryview] = {}
+        self.mmaps: list[mmap.mmap] = []
+        self.lock = threading.Lock()
         t = plan.torrent
         self.v1 = bool(t.pieces)
         self.v2 = bool(t.info_hash_v2)
@@ -187,20 +191,40 @@ class _Hasher:
                 if f.length:
                     self.v2_owner[f.first_piece] = i
 
-    def _fd(self, index: int) -> int:
-        with self.fd_lock:
-            fd = self.fds.get(index)
-            if fd is None:
-                fd = os.open(self.plan.paths[index], os.O_RDONLY)
-                with contextlib.suppress(AttributeError, OSError):
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                self.fds[index] = fd
-            return fd
+    def _map(self, index: int) -> memoryview:
+        """The whole file `index`, memory-mapped read-only (hashing reads the page cache
+        in place, as libtorrent does)."""
+        view = self.maps.get(index)
+        if view is not None:
+            return view
+        size = self.plan.torrent.files[index].length
+        flags = mmap.MAP_SHARED
+        if size <= POPULATE_BYTES:  # fault the whole (music-sized) file in at once
+            flags |= getattr(mmap, "MAP_POPULATE", 0)
+        with open(self.plan.paths[index], "rb") as fh:  # outside the lock: mapping reads
+            mm = mmap.mmap(fh.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+        if len(mm) != size:
+            mm.close()
+            raise SwarmError(f"{self.plan.paths[index]}: changed size while being verified")
+        with contextlib.suppress(AttributeError, OSError):
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        with self.lock:
+            view = self.maps.get(index)
+            if view is not None:  # another thread mapped it meanwhile
+                mm.close()
+                return view
+            self.mmaps.append(mm)
+            view = memoryview(mm)
+            self.maps[index] = view
+            return view
 
     def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
+        for view in self.maps.values():
+            view.release()
+        for mm in self.mmaps:
+            mm.close()
+        self.maps.clear()
+        self.mmaps.clear()
 
     def _buffer(self, size: int) -> memoryview:
         buf: bytearray | None = getattr(self.local, "buf", None)
@@ -209,47 +233,45 @@ class _Hasher:
             self.local.buf = buf
         return memoryview(buf)[:size]
 
-    def _fill(self, view: memoryview, lo: int) -> None:
-        """Read the piece-space bytes [lo, lo+len(view)) into `view` (padding is zeros)."""
+    def _piece(self, lo: int, hi: int) -> memoryview:
+        """The piece-space bytes [lo, hi): a view into one file's mapping when the range
+        lies in one file, else copied together into a buffer (padding is zeros)."""
         t = self.plan.torrent
-        hi = lo + len(view)
-        pos = lo
         i = max(bisect.bisect_right(self.plan.starts, lo) - 1, 0)
+        first = t.files[i]
+        if first.offset <= lo and hi <= first.offset + first.length:
+            return self._map(i)[lo - first.offset : hi - first.offset]
+        view = self._buffer(hi - lo)
+        pos = lo
         while pos < hi:
             f = t.files[i] if i < len(t.files) else None
             if f is None or f.offset >= hi:
                 view[pos - lo :] = bytes(hi - pos)
-                return
+                break
             if f.offset > pos:  # padding before this file
                 view[pos - lo : f.offset - lo] = bytes(f.offset - pos)
                 pos = f.offset
             end = min(f.offset + f.length, hi)
             if end > pos:
-                chunk = view[pos - lo : end - lo]
-                got = os.preadv(self._fd(i), [chunk], pos - f.offset)
-                if got != len(chunk):
-                    raise SwarmError(f"{self.plan.paths[i]}: file shrank while being verified")
+                view[pos - lo : end - lo] = self._map(i)[pos - f.offset : end - f.offset]
                 pos = end
             i += 1
+        return view
 
     def check(self, first: int, last: int) -> tuple[list[int], int]:
         """Hash pieces first..last (inclusive); returns the failing ones and bytes read."""
         t = self.plan.torrent
         pl = t.piece_length
-        lo = first * pl
-        hi = min((last + 1) * pl, t.padded_size)
-        view = self._buffer(hi - lo)
-        self._fill(view, lo)
         bad: list[int] = []
         for piece in range(first, last + 1):
-            start = piece * pl - lo
-            chunk = view[start : min(start + pl, hi - lo)]
-            if self.v1 and hashlib.sha1(chunk).digest() != t.pieces[piece]:
+            lo = piece * pl
+            chunk = self._piece(lo, min(lo + pl, t.padded_size))
+            if self.v1 and _sha1(chunk) != t.pieces[piece]:
                 bad.append(piece)
                 continue
             if self.v2 and not self._check_v2(piece, chunk):
                 bad.append(piece)
-        return bad, hi - lo
+        return bad, min((last + 1) * pl, t.padded_size) - first * pl
 
     def _check_v2(self, piece: int, chunk: memoryview) -> bool:
         t = self.plan.torrent
@@ -280,16 +302,19 @@ class _Hasher:
     def file_sha256(self, index: int) -> str:
         h = hashlib.sha256()
         size = self.plan.torrent.files[index].length
-        view = self._buffer(min(UNIT_BYTES, max(size, 1)))
-        fd = self._fd(index)
-        pos = 0
-        while pos < size:
-            got = os.preadv(fd, [view[: min(len(view), size - pos)]], pos)
-            if got <= 0:
-                break
-            h.update(view[:got])
-            pos += got
+        if size:
+            view = self._map(index)
+            for pos in range(0, size, UNIT_BYTES):
+                h.update(view[pos : pos + UNIT_BYTES])
         return h.hexdigest()
+
+
+def _sha1(data: memoryview) -> bytes:
+    # update() releases the GIL on large buffers; the constructor (hashlib.sha1(data))
+    # does not in every Python build, which would serialise the hashing threads
+    h = hashlib.sha1()
+    h.update(data)
+    return h.digest()
 
 
 def _piece_runs(checkable_pieces: list[bool], per_unit: int) -> Iterator[tuple[int, int]]:
@@ -436,47 +461,63 @@ def _run(
     bad_by_file: dict[int, set[int]],
     sha_results: dict[int, str],
 ) -> tuple[int, int, int]:
-    """Hash every run and manifest file on `jobs` threads, at most 2 tasks queued per thread."""
+    """Hash every run and manifest file on `jobs` threads.
+
+    Workers pull tasks from one shared iterator and push results to a queue, so a busy
+    machine that delays this (collecting) thread never leaves the workers idle.
+    """
     workers = jobs or os.cpu_count() or 1
+    tasks = _tasks(runs, plan)
+    take = threading.Lock()
+    stop = threading.Event()
+    results: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with take:
+                task = next(tasks, None)
+            if task is None:
+                break
+            kind, arg = task
+            try:
+                out = hasher.check(*arg) if kind == "pieces" else hasher.file_sha256(arg)
+            except BaseException as exc:  # handed to the collecting thread
+                results.put(("error", arg, exc))
+                break
+            results.put((kind, arg, out))
+        results.put(("done", None, None))
+
+    threads = [
+        threading.Thread(target=worker, name=f"verify-{i}", daemon=True) for i in range(workers)
+    ]
+    for th in threads:
+        th.start()
     checked = failed = done = 0
-    tasks: Iterator[tuple[str, Any]] = _tasks(runs, plan)
-    pending: dict[Future[Any], tuple[str, Any]] = {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
-        try:
-            while True:
-                while len(pending) < workers * 2:
-                    task = next(tasks, None)
-                    if task is None:
-                        break
-                    kind, arg = task
-                    fut: Future[Any] = (
-                        pool.submit(hasher.check, *arg)
-                        if kind == "pieces"
-                        else pool.submit(hasher.file_sha256, arg)
-                    )
-                    pending[fut] = task
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for ready in finished:
-                    kind, arg = pending.pop(ready)
-                    result: Any = ready.result()
-                    if kind == "pieces":
-                        bad, nbytes = result
-                        checked += arg[1] - arg[0] + 1
-                        failed += len(bad)
-                        for piece in bad:
-                            for i in plan.files_of_piece(piece):
-                                bad_by_file.setdefault(i, set()).add(piece)
-                    else:
-                        sha_results[arg] = result
-                        nbytes = plan.torrent.files[arg].length
-                    done += nbytes
-                    report(progress, Progress("verify", done, total, "bytes"))
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+    running = workers
+    try:
+        while running:
+            kind, arg, out = results.get()
+            if kind == "done":
+                running -= 1
+                continue
+            if kind == "error":
+                raise out
+            if kind == "pieces":
+                bad, nbytes = out
+                checked += arg[1] - arg[0] + 1
+                failed += len(bad)
+                for piece in bad:
+                    for i in plan.files_of_piece(piece):
+                        bad_by_file.setdefault(i, set()).add(piece)
+            else:
+                sha_results[arg] = out
+                nbytes = plan.torrent.files[arg].length
+            done += nbytes
+            report(progress, Progress("verify", done, total, "bytes"))
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
     return checked, failed, done
 
 

@@ -1,0 +1,130 @@
+"""Full verification speed: `musicark verify --level full` vs libtorrent's own recheck.
+
+Generates a folder of music-sized files (seeded, incompressible), makes a torrent of it
+with musicark's creator, warms the page cache, then times in the same run, alternating,
+best of --repeat:
+  - libtorrent 2.1 checking the same data from scratch (add the torrent with no resume
+    data, until `torrent_checked_alert`), with one hashing thread per core;
+  - musicark's `verify_torrent(..., level="full")` (what `musicark verify` runs).
+Both must find every piece good. Prints wall times, throughput and the ratio
+(libtorrent time / musicark time: above 1 means musicark is faster).
+
+    .venv/bin/python benchmarks/bench_verify.py                       # ~300 MB, v1
+    .venv/bin/python benchmarks/bench_verify.py --size 2GB --format hybrid
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import libtorrent as lt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_torrent import generate, warm  # the same data generator as the creator benchmark
+
+from musicark.swarm.session import SessionOptions, open_session
+from musicark.swarm.verify import verify_torrent
+from musicark.torrent.create import create_torrent
+from musicark.torrent.metainfo import load_torrent
+from musicark.units import format_size, parse_size
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def libtorrent_recheck(torrent_bytes: bytes, save_path: Path, threads: int) -> float:
+    """Seconds libtorrent takes to check every piece of the torrent in `save_path`."""
+    ses = open_session(SessionOptions(listen="127.0.0.1:0", hashing_threads=threads))
+    atp = lt.add_torrent_params()
+    make = lt.torrent_info
+    atp.ti = make(lt.bdecode(torrent_bytes))
+    atp.save_path = str(save_path)
+    atp.flags = (atp.flags | lt.torrent_flags.upload_mode) & ~lt.torrent_flags.auto_managed
+    atp.flags &= ~lt.torrent_flags.paused
+    start = time.perf_counter()
+    handle = ses.add_torrent(atp)
+    while True:
+        ses.wait_for_alert(50)
+        if any(isinstance(a, lt.torrent_checked_alert) for a in ses.pop_alerts()):
+            break
+    elapsed = time.perf_counter() - start
+    status = handle.status()  # libtorrent must have found every piece good
+    if status.num_pieces != atp.ti.num_pieces():
+        raise SystemExit(f"libtorrent found {status.num_pieces}/{atp.ti.num_pieces()} good pieces")
+    ses.remove_torrent(handle)
+    del ses
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="300MB", help="total data size (default 300MB)")
+    parser.add_argument("--files", type=int, default=120, help="number of files")
+    parser.add_argument("--format", default="v1", choices=["v1", "hybrid", "v2"])
+    parser.add_argument("--piece-size", default="1MiB", help="piece size (default 1MiB)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N runs each")
+    parser.add_argument("--jobs", type=int, default=0, help="musicark hashing threads (0: auto)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    piece = parse_size(args.piece_size)
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="bench-verify-", dir=args.dir))
+    try:
+        root = work / "Bench Release"
+        generate(root, size, args.files, args.seed)
+        created = create_torrent(root, format=args.format, piece_size=piece)
+        torrent = load_torrent(created.data)
+        total = torrent.total_size
+        print(
+            f"data: {format_size(total)} in {len(torrent.files)} files, {args.format},"
+            f" {format_size(piece)} pieces ({torrent.num_pieces}), {cores} cores"
+        )
+        warm(root)
+        lt_times, ma_times, lt_cpu, ma_cpu = [], [], [], []
+        for i in range(args.repeat):
+            for who in ("libtorrent", "musicark") if i % 2 == 0 else ("musicark", "libtorrent"):
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                if who == "libtorrent":
+                    libtorrent_recheck(created.data, work, cores)
+                    lt_times.append(time.perf_counter() - t0)
+                    lt_cpu.append(cpu_seconds() - c0)
+                    continue
+                report = verify_torrent(torrent, work, level="full", jobs=args.jobs)
+                ma_times.append(time.perf_counter() - t0)
+                ma_cpu.append(cpu_seconds() - c0)
+                if not report.ok or report.pieces_checked != torrent.num_pieces:
+                    raise SystemExit(f"musicark verify found problems: {report.problems()[:3]}")
+        best_lt, best_ma = min(lt_times), min(ma_times)
+        print(
+            f"libtorrent recheck ({cores} hashing threads): {best_lt:.3f} s"
+            f"  {format_size(total / best_lt)}/s   runs: {', '.join(f'{t:.3f}' for t in lt_times)}"
+        )
+        print(
+            f"musicark verify --level full ({args.jobs or cores} threads): {best_ma:.3f} s"
+            f"  {format_size(total / best_ma)}/s   runs: {', '.join(f'{t:.3f}' for t in ma_times)}"
+        )
+        print(
+            f"ratio libtorrent/musicark: {best_lt / best_ma:.2f}x wall (above 1: musicark faster)"
+        )
+        print(
+            f"CPU seconds (best): libtorrent {min(lt_cpu):.3f}, musicark {min(ma_cpu):.3f};"
+            f" ratio {min(lt_cpu) / min(ma_cpu):.2f}x (above 1: musicark uses less CPU)"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
