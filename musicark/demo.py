@@ -51,10 +51,18 @@ def summarise_catalogue(archive: Archive, ctx: DemoContext) -> None:
     ctx.say(format_stats(catalog_stats(archive)))
 
 
+def pack_publish_locate(archive: Archive, ctx: DemoContext) -> None:
+    from musicark.release.demo import run_release_demo
+
+    for line in run_release_demo(archive, ctx.workdir):
+        ctx.say(line)
+
+
 STAGES: list[Callable[[Archive, DemoContext], None]] = [
     generate_catalogue,
     import_catalogue,
     summarise_catalogue,
+    pack_publish_locate,
 ]
 
 
