@@ -41,8 +41,8 @@ def _tone(path: Path, freq: float, seconds: float = 3.0) -> None:
     signal = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     with av.open(str(path), "w", format="ogg") as out:
         stream = out.add_stream("libopus", rate=rate)
-        stream.layout = "mono"  # type: ignore[union-attr]
-        ctx = stream.codec_context  # type: ignore[union-attr]
+        stream.layout = "mono"
+        ctx = stream.codec_context
         resampler = av.AudioResampler(format=ctx.format.name, layout="mono", rate=rate)
         pts = 0
         for start in range(0, len(signal), 4096):
@@ -54,9 +54,9 @@ def _tone(path: Path, freq: float, seconds: float = 3.0) -> None:
             for f in resampler.resample(frame):
                 f.pts = pts
                 pts += f.samples
-                for packet in stream.encode(f):  # type: ignore[union-attr]
+                for packet in stream.encode(f):
                     out.mux(packet)
-        for packet in stream.encode(None):  # type: ignore[union-attr]
+        for packet in stream.encode(None):
             out.mux(packet)
 
 
