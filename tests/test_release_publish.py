@@ -155,3 +155,17 @@ def test_classify() -> None:
     assert classify("DEABC2400001") == ("isrc", "DEABC2400001")
     assert classify("a" * 64) == ("sha256", "a" * 64)
     assert classify("Anna - Song")[0] == "name"
+
+
+def test_interrupted_publish_resumes(cli: Runner, arc: Archive) -> None:
+    out, folder = _published(cli, arc)
+    conn = sqlite3.connect(arc.state_path)
+    # a crash after the folder was moved into place, before the rows were committed
+    conn.execute("DELETE FROM publications")
+    conn.execute("DELETE FROM torrents WHERE kind = 'metadata'")
+    conn.commit()
+    (folder / "stray").write_text("left by a crash")
+    again = json.loads(cli("publish", "r1", "--json").output)
+    assert again["name"] == out["name"] and not again["unchanged"]
+    assert not (folder / "stray").exists()
+    assert load_torrent(arc.root / str(again["torrent_path"])).info_hash_v1

@@ -661,6 +661,12 @@ def pack(
             done += len(files)
             report(progress, Progress("pack", done, total, "files", result.name))
         return summary
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ReleaseError(
+            f"cannot write release {release}: {exc.strerror or exc}{where}; nothing half-written"
+            " was kept, run the command again"
+        ) from None
     finally:
         shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
         conn.close()

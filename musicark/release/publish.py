@@ -36,7 +36,7 @@ from musicark.release import schema
 from musicark.release.locate import LOCATE_DB
 from musicark.release.manifest import bagit_name, jsonl_name, write_jsonl_zst
 from musicark.release.names import check_release_name
-from musicark.release.pack import release_dir
+from musicark.release.pack import clean_leftovers, release_dir
 from musicark.torrent.create import check_url, create_torrent, write_torrent
 from musicark.torrent.magnet import magnet_link
 
@@ -227,6 +227,7 @@ def publish(
     conn = schema.connect(archive)
     try:
         known_release(conn, release)
+        clean_leftovers(archive, conn, release)
         torrents = _torrent_rows(conn, release)
         if not torrents:
             raise ReleaseError(f"release {release!r} has no torrents yet (`musicark pack`)")
@@ -371,6 +372,12 @@ def publish(
             torrent_path=torrent_rel,
             data_path=data_rel,
         )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ReleaseError(
+            f"cannot write the metadata of {release}: {exc.strerror or exc}{where};"
+            " run the command again"
+        ) from None
     finally:
         shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
         conn.close()
