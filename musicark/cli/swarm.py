@@ -24,30 +24,6 @@ LEVEL_CHOICE = click.Choice(["presence", "size", "full"])
 # ---------------------------------------------------------------- verify
 
 
-def _manifest_for(archive: Archive, torrent_name: str) -> dict[str, str]:
-    """path -> sha256 from the release part's `release_files` table, when there is one."""
-    import sqlite3
-
-    try:
-        conn = archive.connect_state(readonly=True)
-    except ArchiveError:
-        return {}
-    try:
-        rows = conn.execute(
-            "SELECT path, sha256 FROM release_files WHERE torrent = ? AND sha256 IS NOT NULL",
-            (torrent_name,),
-        ).fetchall()
-    except sqlite3.DatabaseError:
-        return {}
-    finally:
-        conn.close()
-    out = {}
-    prefix = f"{torrent_name}/"
-    for path, sha in rows:
-        out[path[len(prefix) :] if path.startswith(prefix) else path] = sha
-    return out
-
-
 def _print_report(rep: Any, *, verbose: bool) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in rep.counts().items() if n)
     figures = ""
@@ -115,7 +91,12 @@ def verify_command(
     is reported ok, missing, corrupt (with its failing pieces) or unexpected; the exit
     status is 1 when anything is wrong.
     """
-    from musicark.swarm.sources import archive_torrents, torrent_files
+    from musicark.swarm.sources import (
+        archive_manifest,
+        archive_torrents,
+        metadata_manifest,
+        torrent_files,
+    )
     from musicark.swarm.verify import verify_torrent
     from musicark.torrent.metainfo import load_torrent
 
@@ -134,7 +115,8 @@ def verify_command(
             if metadata is not None and not _present(t, data):
                 skipped.append(t.name)
                 continue
-            jobs_list.append((t, data, None))
+            sums = metadata_manifest(metadata, t.name) if metadata is not None else {}
+            jobs_list.append((t, data, sums or None))
     else:
         archive = get_archive(archive_path)
         items = archive_torrents(archive, releases)
@@ -146,7 +128,7 @@ def verify_command(
             where = data or item.data_path
             if where is None:
                 raise SwarmError(f"{item.name}: the release tables name no data folder")
-            jobs_list.append((t, where, _manifest_for(archive, t.name) or None))
+            jobs_list.append((t, where, archive_manifest(archive, t.name) or None))
 
     reports = []
     with progress_bar(enabled=not as_json) as progress:

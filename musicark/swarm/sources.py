@@ -6,10 +6,10 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from musicark.archive import Archive
 from musicark.errors import SwarmError
+from musicark.torrent.magnet import magnet_link
 from musicark.torrent.metainfo import Torrent, load_torrent
 
 
@@ -24,18 +24,6 @@ class SwarmTorrent:
     torrent_path: Path | None = None
     data_path: Path | None = None
     release: str | None = None
-
-
-def magnet_link(torrent: Torrent) -> str:
-    """A magnet URI with every infohash, the name and the trackers (BEP 9, BEP 52)."""
-    parts = []
-    if torrent.info_hash_v1:
-        parts.append(f"xt=urn:btih:{torrent.info_hash_v1}")
-    if torrent.info_hash_v2:
-        parts.append(f"xt=urn:btmh:1220{torrent.info_hash_v2}")
-    parts.append(f"dn={quote(torrent.name, safe='')}")
-    parts.extend(f"tr={quote(url, safe='')}" for tier in torrent.trackers for url in tier)
-    return "magnet:?" + "&".join(parts)
 
 
 def from_torrent(
@@ -54,7 +42,13 @@ def from_torrent(
         infohash_v2=torrent.info_hash_v2,
         size=torrent.total_size,
         trackers=tuple(trackers),
-        magnet=magnet_link(torrent),
+        magnet=magnet_link(
+            name=torrent.name,
+            info_hash_v1=torrent.info_hash_v1,
+            info_hash_v2=torrent.info_hash_v2,
+            trackers=trackers,
+            web_seeds=torrent.web_seeds,
+        ),
         torrent_path=torrent_path,
         data_path=data_path,
         release=release,
@@ -138,3 +132,55 @@ def archive_torrents(
 def _in_archive(archive: Archive, path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else archive.root / p
+
+
+def _release_files(conn: sqlite3.Connection, torrent_name: str) -> dict[str, str]:
+    try:
+        rows = conn.execute(
+            "SELECT path, sha256 FROM release_files WHERE torrent = ? AND sha256 IS NOT NULL",
+            (torrent_name,),
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        return {}
+    prefix = f"{torrent_name}/"
+    return {(p[len(prefix) :] if p.startswith(prefix) else p): sha for p, sha in rows}
+
+
+def archive_manifest(archive: Archive, torrent_name: str) -> dict[str, str]:
+    """path -> sha256 of a torrent's files from the archive's release tables."""
+    if not archive.state_path.exists():
+        return {}
+    conn = archive.connect_state(readonly=True)
+    try:
+        return _release_files(conn, torrent_name)
+    finally:
+        conn.close()
+
+
+def metadata_manifest(metadata: Path, torrent_name: str) -> dict[str, str]:
+    """path -> sha256 of a torrent's files from a downloaded metadata release: its
+    `locate.sqlite`, else the torrent's `manifest-sha256.txt`."""
+    from musicark.release.locate import LOCATE_DB
+    from musicark.release.manifest import bagit_name
+
+    db = metadata / LOCATE_DB
+    if db.is_file():
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        except sqlite3.DatabaseError:
+            conn = None
+        if conn is not None:
+            try:
+                found = _release_files(conn, torrent_name)
+            finally:
+                conn.close()
+            if found:
+                return found
+    for text in metadata.rglob(bagit_name(torrent_name)):
+        out: dict[str, str] = {}
+        for line in text.read_text(encoding="utf-8", errors="replace").splitlines():
+            sha, _, path = line.partition("  ")
+            if len(sha) == 64 and path:
+                out[path] = sha.lower()
+        return out
+    return {}
