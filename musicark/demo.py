@@ -58,11 +58,31 @@ def pack_publish_locate(archive: Archive, ctx: DemoContext) -> None:
         ctx.say(line)
 
 
+def verify_release(archive: Archive, ctx: DemoContext) -> None:
+    from musicark.swarm.sources import archive_manifest, archive_torrents
+    from musicark.swarm.verify import verify_torrent
+    from musicark.torrent.metainfo import load_torrent
+
+    for item in archive_torrents(archive):
+        if item.torrent_path is None or item.data_path is None:
+            continue
+        torrent = load_torrent(item.torrent_path)
+        rep = verify_torrent(
+            torrent, item.data_path, manifest=archive_manifest(archive, torrent.name)
+        )
+        counts = ", ".join(f"{n} {status}" for status, n in rep.counts().items() if n)
+        ctx.say(
+            f"verify {rep.torrent}: {'OK' if rep.ok else 'PROBLEMS'} ({counts},"
+            f" {rep.pieces_checked} pieces checked)"
+        )
+
+
 STAGES: list[Callable[[Archive, DemoContext], None]] = [
     generate_catalogue,
     import_catalogue,
     summarise_catalogue,
     pack_publish_locate,
+    verify_release,
 ]
 
 
