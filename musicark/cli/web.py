@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import click
 
+from musicark.archive import ENV_VAR
 from musicark.cli.common import archive_option, get_archive
 from musicark.errors import UsageError
 
@@ -19,6 +23,13 @@ from musicark.errors import UsageError
     help="Port (default: [serve] port, 8000).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes answering requests.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info"]),
     default="info",
@@ -27,7 +38,7 @@ from musicark.errors import UsageError
 )
 @archive_option
 def serve_command(
-    host: str | None, port: int | None, log_level: str, archive_path: str | None
+    host: str | None, port: int | None, workers: int, log_level: str, archive_path: str | None
 ) -> None:
     """Serve the read-only web UI and JSON API (/api/, described at /api/openapi.json)."""
     import uvicorn
@@ -37,11 +48,24 @@ def serve_command(
     archive = get_archive(archive_path)
     host = host or archive.config.serve.host
     port = archive.config.serve.port if port is None else port
-    app = create_app(archive)
     click.echo(f"serving {archive.root} read-only at http://{host}:{port}/", err=True)
+    target: Any
+    options: dict[str, Any] = {}
+    if workers > 1:  # uvicorn starts worker processes from an import string
+        os.environ[ENV_VAR] = str(archive.root)
+        target = "musicark.web.app:app_from_env"
+        options = {"factory": True, "workers": workers}
+    else:
+        target = create_app(archive)
     try:
         uvicorn.run(
-            app, host=host, port=port, log_level=log_level, access_log=False, server_header=False
+            target,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            server_header=False,
+            **options,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -151,6 +151,13 @@ def create_app(archive: Archive) -> Starlette:
     return app
 
 
+def app_from_env() -> Starlette:
+    """The application for the archive named by $MUSICARK_ARCHIVE (for uvicorn workers)."""
+    from musicark.archive import open_archive
+
+    return create_app(open_archive(None))
+
+
 def _error(request: Request, status: int, message: str) -> Response:
     if is_api(request):
         return JSON({"error": message, "status": status}, status_code=status)

@@ -1,0 +1,201 @@
+"""`musicark serve` under load: search requests per second and latency, measured by wrk.
+
+    .venv/bin/python benchmarks/bench_serve.py                  # 1 M tracks
+    .venv/bin/python benchmarks/bench_serve.py --n 200000 --duration 10
+    .venv/bin/python benchmarks/bench_serve.py --archive DIR    # an existing archive
+
+Builds an archive from a seeded catalogue (`catalog import`, which builds the index),
+starts the real server on a free 127.0.0.1 port, and drives it with wrk: first
+/api/search with varied 1-3 word queries (real words from the catalogue, half cut short
+as while typing, common words included), then the same server's smallest static file,
+the framework's ceiling on this machine, in the same run. Prints requests/s, latency
+percentiles and the ratio search / static.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+
+from musicark.archive import init_archive, open_archive
+from musicark.catalog.synthetic import generate_catalog
+
+TARGET_RPS = 500.0
+TARGET_P99_MS = 100.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_archive(root: Path, n: int, seed: int) -> Path:
+    from musicark.catalog.importer import import_catalog
+    from musicark.search import update_index
+
+    archive = init_archive(root / "archive")
+    t0 = time.perf_counter()
+    pq.write_table(generate_catalog(n, seed=seed), root / "catalogue.parquet")
+    import_catalog(archive, [root / "catalogue.parquet"])
+    t1 = time.perf_counter()
+    update_index(archive)
+    print(
+        f"archive of {n:,} tracks: import {t1 - t0:.1f} s, index {time.perf_counter() - t1:.1f} s"
+    )
+    return archive.root
+
+
+def queries(archive_root: Path, count: int, seed: int) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{archive_root / 'catalog.sqlite'}?mode=ro", uri=True)
+    titles = [r[0] for r in conn.execute("SELECT title FROM tracks LIMIT 5000")]
+    names = [r[0] for r in conn.execute("SELECT name FROM artists LIMIT 2000")]
+    conn.close()
+    vocab = [w for text in titles + names for w in text.split()]
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        chosen = [rng.choice(vocab) for _ in range(rng.randint(1, 3))]
+        if rng.random() < 0.5 and len(chosen[-1]) > 3:
+            chosen[-1] = chosen[-1][: rng.randint(2, len(chosen[-1]) - 1)]
+        out.append(" ".join(chosen))
+    return out
+
+
+def lua_script(paths: list[str]) -> str:
+    items = ",\n".join(f'  "{p}"' for p in paths)
+    return (
+        f"local paths = {{\n{items}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format("GET", paths[(i % #paths) + 1])\nend\n'
+    )
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(
+    url: str, script: Path | None, *, threads: int, connections: int, duration: int
+) -> dict[str, float]:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    figures: dict[str, float] = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    figures["rps"] = float(m.group(1)) if m else 0.0
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        figures[f"p{pct}"] = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    figures["errors"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Socket errors:.*", out)
+    figures["socket_errors"] = 1.0 if m else 0.0
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=1_000_000, help="tracks (default 1 M)")
+    parser.add_argument("--archive", type=Path, default=None, help="use this archive as it is")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="musicark serve --workers (default 2)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian package wrk)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = (
+            open_archive(args.archive).root
+            if args.archive
+            else build_archive(Path(tmp), args.n, args.seed)
+        )
+        paths = [
+            "/api/search?" + urllib.parse.urlencode({"q": q, "limit": 20})
+            for q in queries(root, 2000, args.seed)
+        ]
+        script = Path(tmp) / "search.lua"
+        script.write_text(lua_script(paths), encoding="utf-8")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "musicark",
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--workers",
+                str(args.workers),
+            ],
+            env={**os.environ, "MUSICARK_ARCHIVE": str(root)},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(base + paths[0], timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    print("the server did not start", file=sys.stderr)
+                    return 1
+                time.sleep(0.2)
+            for p in paths[:200]:  # warm caches
+                httpx.get(base + p, timeout=5)
+            kw = {
+                "threads": args.threads,
+                "connections": args.connections,
+                "duration": args.duration,
+            }
+            search = run_wrk(base + "/", script, **kw)
+            static = run_wrk(base + "/static/track.js", None, **kw)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, musicark serve --workers {args.workers},"
+        f" {len(paths)} distinct search queries"
+    )
+    for name, f in (
+        ("GET /api/search (top 20)", search),
+        ("GET /static/track.js (ceiling)", static),
+    ):
+        print(
+            f"  {name:<30} {f['rps']:8.0f} req/s  p50 {f['p50']:7.2f} ms  p90 {f['p90']:7.2f} ms"
+            f"  p99 {f['p99']:7.2f} ms  non-2xx {int(f['errors'])}"
+        )
+    print(f"ratio search / static: {search['rps'] / static['rps']:.2f} of the requests/s")
+    ok = search["rps"] >= TARGET_RPS and search["p99"] < TARGET_P99_MS and search["errors"] == 0
+    print(
+        f"targets: >= {TARGET_RPS:.0f} req/s and p99 < {TARGET_P99_MS:.0f} ms -> {'met' if ok else 'MISSED'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
