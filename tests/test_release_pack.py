@@ -96,9 +96,16 @@ def test_pack_is_deterministic_and_idempotent(
     time.sleep(1.1)
     _pack(Runner(other), "--format", "hybrid")
     assert _torrents(other) == first  # same inputs, another archive: the same bytes
+    ses = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False})
     for data in first.values():
         assert load_torrent(data).version == "hybrid"
-        lt.torrent_info(data)
+        handle = ses.add_torrent(
+            {"ti": lt.torrent_info(data), "save_path": str(arc.releases_dir / "r1" / "data")}
+        )
+        deadline = time.monotonic() + 20
+        while handle.status().state != lt.torrent_status.seeding:
+            assert time.monotonic() < deadline, "libtorrent did not find every piece"
+            time.sleep(0.05)
 
 
 def test_pack_is_append_only(cli: Runner, arc: Archive, tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ def test_worker_threads_give_the_same_hashes(tmp_path: Path) -> None:
         assert one == two and len(one) > 4
 
 
-@pytest.mark.parametrize("fmt", ["v1", "hybrid"])
+@pytest.mark.parametrize("fmt", ["v1", "v2", "hybrid"])
 def test_libtorrent_finds_every_piece(tmp_path: Path, fmt: str) -> None:
     root = _tree(tmp_path / "data" / "album")
     made = create_torrent(root, format=fmt, piece_size=16384)
