@@ -77,10 +77,21 @@ def verify_release(archive: Archive, ctx: DemoContext) -> None:
         )
 
 
+def search_catalogue(archive: Archive, ctx: DemoContext) -> None:
+    from musicark.search import search, update_index
+
+    ctx.say(update_index(archive).describe())
+    results = search(archive, "love nig", limit=3)
+    ctx.say(f"search 'love nig': {results.total} tracks match; the first {len(results.hits)}:")
+    for hit in results.hits:
+        ctx.say(f"  {hit.title} — {hit.artists} — {hit.album} (popularity {hit.popularity})")
+
+
 STAGES: list[Callable[[Archive, DemoContext], None]] = [
     generate_catalogue,
     import_catalogue,
     summarise_catalogue,
+    search_catalogue,
     pack_publish_locate,
     verify_release,
 ]
