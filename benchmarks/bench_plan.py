@@ -142,7 +142,7 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
 
     from musicark.archive import open_archive
     from musicark.plan.curve import coverage_curve, knee, marginal_listens_per_tb
-    from musicark.plan.io import catalog_columns, fetch_catalog
+    from musicark.plan.load import catalog_columns, fetch_catalog
     from musicark.plan.make import plan_archive
     from musicark.plan.model import calibrate_listens, expected_listens
     from musicark.plan.select import PlanOptions, make_plan
@@ -168,6 +168,8 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
             res["seconds"] = time.perf_counter() - t0
             res["selected"] = plan.summary["selected"]
             res["model"] = plan.summary["model"]
+            res["peak_mb"] = _peak_mb()  # before the second plan below
+            del plan
             popular = make_plan(
                 cols,
                 PlanOptions.from_config(archive.config, budget_bytes=budget, strategy="popularity"),
@@ -212,7 +214,7 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
                 "bytes": int(cb[k - 1]) if k else 0,
                 "pct_listens": round(100 * float(cl[k - 1]) / total, 4) if k else 0.0,
             }
-    res["peak_mb"] = _peak_mb()
+    res.setdefault("peak_mb", _peak_mb())
     return res
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicark.errors import CatalogError, UsageError
-from musicark.plan.io import CatalogColumns, isrc_keys
+from musicark.plan.load import CatalogColumns, isrc_keys
 from musicark.plan.select import PlanOptions, make_plan
 
 

@@ -7,7 +7,8 @@ Public API::
     read_plan(path), selected_track_ids(path), load_plan_summary(path), latest_plan(archive)
 """
 
-from musicark.plan.io import CatalogColumns, load_catalog, read_plan, selected_track_ids
+from musicark.plan.io import read_plan, selected_track_ids
+from musicark.plan.load import CatalogColumns, load_catalog
 from musicark.plan.make import (
     PlanResult,
     format_summary,

@@ -10,14 +10,13 @@ from musicark.archive import Archive
 from musicark.plan.io import (
     LATEST_PLAN,
     LATEST_SUMMARY,
-    METADATA_KEY,
     copy_file,
-    load_catalog,
     plans_dir,
     read_plan_metadata,
     write_json,
     write_plan,
 )
+from musicark.plan.load import load_catalog
 from musicark.plan.plot import plot_coverage
 from musicark.plan.select import Plan, PlanOptions, make_plan
 from musicark.progress import ProgressCallback
@@ -29,14 +28,6 @@ class PlanResult:
     plan: Plan
     paths: list[Path]  # plan files written (the archive's latest first)
     plot: Path | None
-
-
-def _with_metadata(plan: Plan) -> Plan:
-    import orjson
-
-    meta = orjson.dumps(plan.metadata(), option=orjson.OPT_SORT_KEYS)
-    table = plan.table.replace_schema_metadata({METADATA_KEY: meta})
-    return Plan(table=table, summary=plan.summary, curve=plan.curve)
 
 
 def plan_archive(
@@ -52,13 +43,13 @@ def plan_archive(
     `out` writes another copy of the plan file; `plot` writes the coverage PNG.
     """
     cols = load_catalog(archive, progress=progress)
-    plan = _with_metadata(make_plan(cols, options, progress=progress))
+    plan = make_plan(cols, options, progress=progress)
     del cols
     folder = plans_dir(archive)
     paths = [folder / LATEST_PLAN]
     if out is not None:
         paths.append(Path(out))
-    write_plan(plan.table, paths[0])
+    write_plan(plan, paths[0])
     if out is not None:
         copy_file(paths[0], Path(out))
     write_json(plan.metadata(), folder / LATEST_SUMMARY)

@@ -104,14 +104,23 @@ def strategy_keys(
     return (value << id_bits) | (((1 << id_bits) - 1) - top)
 
 
-def order_by_key(key: np.ndarray, track_id: np.ndarray) -> np.ndarray:
-    """Indices by `key` descending, ties by `track_id` ascending (ids are >= 0)."""
-    order = np.argsort(-key)
+def order_by_key(
+    key: np.ndarray, track_id: np.ndarray, index: np.ndarray | None = None
+) -> np.ndarray:
+    """Positions in `key` by `key` descending, ties by track id ascending.
+
+    The track id of position i is ``track_id[index[i]]`` (``track_id[i]`` without `index`).
+    Overwrites `key`.
+    """
+    np.invert(key, out=key)  # ~k reverses the order, in place
+    order = np.argsort(key)
     ks = key[order]
     same = ks[1:] == ks[:-1]
+    del ks
     if same.any():
         tied = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
-        run = np.cumsum(np.r_[True, ~same])[tied]
-        fix = np.lexsort((track_id[order[tied]], run))
+        run = np.cumsum(~np.r_[False, same][tied])  # numbers the runs of equal keys
+        at = order[tied] if index is None else index[order[tied]]
+        fix = np.lexsort((track_id[at], run))
         order[tied] = order[tied][fix]
     return order

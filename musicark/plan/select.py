@@ -15,17 +15,20 @@ listens), then the skipped ones grouped by status, each group by track id.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.config import Config
 from musicark.errors import CatalogError, UsageError
 from musicark.plan.curve import coverage_curve, knee, marginal_listens_per_tb
-from musicark.plan.io import CatalogColumns
+from musicark.plan.io import METADATA_KEY
+from musicark.plan.load import CatalogColumns
 from musicark.plan.model import (
     TIERS,
     ListensModel,
@@ -52,6 +55,7 @@ CANDIDATE = -1
 SIZE_SOURCES = ("held", "estimated", "unknown")
 RIGHTS_CHOICES = ("all", "public")
 PLAN_FORMAT = 1
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,62 @@ class PlanOptions:
 
 @dataclass
 class Plan:
-    table: pa.Table  # one row per track, in rank order (see `plan_schema`)
+    """A ranked plan: rows are produced on demand (`batches`, `table`) from per-track arrays.
+
+    `perm` lists track indices in plan order; the per-track arrays are in catalogue order.
+    """
+
     summary: dict[str, Any]
-    curve: dict[str, list[float]] = field(default_factory=dict)
+    curve: dict[str, list[float]]
+    perm: np.ndarray
+    candidates: int  # the first `candidates` entries of `perm` are ranked
+    cum_bytes: np.ndarray
+    cum_listens: np.ndarray
+    arrays: dict[str, np.ndarray] = field(repr=False)
 
     def metadata(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, "summary": self.summary, "curve": self.curve}
+
+    def schema(self) -> pa.Schema:
+        meta = orjson.dumps(self.metadata(), option=orjson.OPT_SORT_KEYS)
+        return plan_schema().with_metadata({METADATA_KEY: meta})
+
+    def batches(self, rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
+        """The plan's rows in rank order, `rows` at a time."""
+        a, n, m = self.arrays, len(self.perm), self.candidates
+        schema = self.schema()
+        for start in range(0, max(n, 1), rows):
+            stop = min(n, start + rows)
+            idx = self.perm[start:stop]
+            nbytes = a["nbytes"][idx]
+            held = a["held"][idx]
+            ranked = max(0, min(stop, m) - start)
+            cum_b = np.zeros(stop - start, dtype=np.int64)
+            cum_b[:ranked] = self.cum_bytes[start : start + ranked]
+            cum_l = np.zeros(stop - start, dtype=np.float64)
+            cum_l[:ranked] = self.cum_listens[start : start + ranked]
+            unranked = np.arange(stop - start) >= ranked
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(np.arange(start + 1, stop + 1, dtype=np.int64)),
+                    pa.array(a["track_id"][idx]),
+                    _dict(a["status"][idx], STATUSES),
+                    _dict(a["tier"][idx], TIERS),
+                    _dict(np.where(held, 0, np.where(nbytes >= 0, 1, 2)), SIZE_SOURCES),
+                    pa.array(nbytes, mask=nbytes < 0),
+                    pa.array(a["listens"][idx]),
+                    pa.array(a["covered"][idx]),
+                    pa.array(cum_b, mask=unranked),
+                    pa.array(cum_l, mask=unranked),
+                    pa.array(a["public"][idx]),
+                ],
+                schema=schema,
+            )
+
+    @property
+    def table(self) -> pa.Table:
+        """All rows at once (small plans, tests); large plans are written by batches."""
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema())
 
 
 def plan_schema() -> pa.Schema:
@@ -139,11 +193,16 @@ def _dict(codes: np.ndarray, vocab: tuple[str, ...]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), pa.array(vocab))
 
 
+def exact_sum(x: np.ndarray) -> float:
+    """A sum that does not depend on the order of `x` (fixed point, 1/1024 steps)."""
+    return float(np.rint(x * 1024.0).astype(np.int64).sum()) / 1024.0
+
+
 def _share(mask: np.ndarray, nbytes: np.ndarray, covered: np.ndarray) -> dict[str, float | int]:
     return {
         "tracks": int(np.count_nonzero(mask)),
-        "bytes": int(nbytes[mask].sum()),
-        "listens": float(covered[mask].sum()),
+        "bytes": int(np.maximum(nbytes[mask], 0).sum()),
+        "listens": exact_sum(covered[mask]),
     }
 
 
@@ -206,7 +265,7 @@ def make_plan(
             status[others[status[others] == CANDIDATE]] = ISRC_DUP
     report(progress, Progress(stage, 1, 4, "steps"))
 
-    secondary = np.zeros(n, dtype=np.float64)
+    secondary = np.zeros(n, dtype=np.float32)
     nolisten = np.flatnonzero((covered <= 0) & (status == CANDIDATE))
     secondary[nolisten] = secondary_score(
         cols.artist_popularity[nolisten],
@@ -216,16 +275,21 @@ def make_plan(
     if options.min_zero_score > 0:
         status[nolisten[secondary[nolisten] < options.min_zero_score]] = LOW_PRIORITY
 
-    cand = np.flatnonzero(status == CANDIDATE)
-    key = strategy_keys(
-        options.strategy,
-        covered=covered[cand],
-        nbytes=nbytes[cand],
-        popularity=cols.popularity[cand],
-        secondary=secondary[cand],
-        track_id=cols.track_id[cand],
-    )
-    cand = cand[order_by_key(key, cols.track_id[cand])]
+    index = np.int32 if n < 2**31 else np.int64
+    cand = np.flatnonzero(status == CANDIDATE).astype(index)
+    key = np.empty(len(cand), dtype=np.int64)
+    for start in range(0, len(cand), CHUNK):  # bounded temporaries
+        part = cand[start : start + CHUNK]
+        key[start : start + CHUNK] = strategy_keys(
+            options.strategy,
+            covered=covered[part],
+            nbytes=nbytes[part],
+            popularity=cols.popularity[part],
+            secondary=secondary[part],
+            track_id=cols.track_id[part],
+        )
+    del secondary
+    cand = cand[order_by_key(key, cols.track_id, cand)]
     del key
     report(progress, Progress(stage, 2, 4, "steps"))
 
@@ -239,44 +303,19 @@ def make_plan(
     status[cand[:k]] = SELECTED
     status[cand[k:]] = OVER_BUDGET
 
-    rest = np.flatnonzero(status > OVER_BUDGET)
+    rest = np.flatnonzero(status > OVER_BUDGET).astype(index)
     if rest.size:
         rest = rest[np.argsort(cols.track_id[rest])]
         rest = rest[np.argsort(status[rest], kind="stable")]
     perm = np.concatenate([cand, rest])
+    del rest
     report(progress, Progress(stage, 3, 4, "steps"))
 
-    # Totals are summed in plan order, which depends on the catalogue's content only, so
-    # the same catalogue stored in another row order gives the same summary to the bit.
-    listens, covered, nbytes, tier = listens[perm], covered[perm], nbytes[perm], tier[perm]
-    status, held, public = status[perm], held[perm], cols.redistributable[perm]
-    total_listens = float(listens.sum())
-    sel = status == SELECTED
-    size_source = np.where(held, 0, np.where(nbytes >= 0, 1, 2))
     m = len(cand)
-    cum_b_full = np.zeros(n, dtype=np.int64)
-    cum_b_full[:m] = cum_bytes
-    cum_l_full = np.zeros(n, dtype=np.float64)
-    cum_l_full[:m] = cum_listens
-    after = np.zeros(n, dtype=bool)
-    after[m:] = True
-    table = pa.Table.from_arrays(
-        [
-            pa.array(np.arange(1, n + 1, dtype=np.int64)),
-            pa.array(cols.track_id[perm]),
-            _dict(status, STATUSES),
-            _dict(tier, TIERS),
-            _dict(size_source, SIZE_SOURCES),
-            pa.array(nbytes, mask=nbytes < 0),
-            pa.array(listens),
-            pa.array(covered),
-            pa.array(cum_b_full, mask=after),
-            pa.array(cum_l_full, mask=after),
-            pa.array(public),
-        ],
-        schema=plan_schema(),
-    )
-
+    del cand
+    public = cols.redistributable
+    total_listens = exact_sum(listens)
+    sel = status == SELECTED
     sel_bytes = int(cum_bytes[k - 1]) if k else 0
     sel_listens = float(cum_listens[k - 1]) if k else 0.0
     counts = np.bincount(status, minlength=len(STATUSES))
@@ -293,7 +332,7 @@ def make_plan(
         "catalogue": {
             "tracks": n,
             "expected_listens": total_listens,
-            "redistributable": _share(public, np.maximum(nbytes, 0), listens),
+            "redistributable": _share(public, nbytes, listens),
             "held": int(np.count_nonzero(held)),
             "unknown_size": int(counts[UNKNOWN_SIZE]),
             "isrc_groups": dup_groups,
@@ -326,4 +365,22 @@ def make_plan(
         "rights_values_redistributable": list(REDISTRIBUTABLE),
     }
     report(progress, Progress(stage, 4, 4, "steps"))
-    return Plan(table=table, summary=summary, curve=curve)
+    arrays = {
+        "track_id": cols.track_id,
+        "status": status,
+        "tier": tier,
+        "held": held,
+        "nbytes": nbytes,
+        "listens": listens,
+        "covered": covered,
+        "public": public,
+    }
+    return Plan(
+        summary=summary,
+        curve=curve,
+        perm=perm,
+        candidates=m,
+        cum_bytes=cum_bytes,
+        cum_listens=cum_listens,
+        arrays=arrays,
+    )

@@ -1,0 +1,350 @@
+"""Reading what a plan needs from the catalogue (and the store) into compact numpy columns.
+
+The catalogue is read through ADBC (SQLite query results straight into Arrow), in record
+batches that are turned into numpy columns one at a time, so the whole tracks table never
+sits in memory as Arrow. Joins (credits to artists, tracks to albums, renditions to
+tracks) are hash look-ups in Arrow (`pyarrow.compute.index_in`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from musicark.archive import Archive
+from musicark.catalog.ids import hash_strings
+from musicark.catalog.rights import REDISTRIBUTABLE
+from musicark.errors import CatalogError
+from musicark.progress import Progress, ProgressCallback, report
+
+BATCH_ROWS = 1 << 18
+_PUBLIC = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
+TRACKS_SQL = (
+    "SELECT id, duration_ms, popularity, play_count, album_id, isrc,"
+    f" rights IN ({_PUBLIC}) AS redistributable FROM tracks"
+)
+
+
+@dataclass
+class CatalogColumns:
+    """One entry per catalogue track, in the order the catalogue returned them.
+
+    Unknown values are -1 (isrc_key 0 = no ISRC; held_size -1 = not held). Integer widths
+    are the smallest that hold the values (any integer dtype is accepted).
+    """
+
+    track_id: np.ndarray  # int64
+    duration_ms: np.ndarray  # int32
+    popularity: np.ndarray  # int16
+    play_count: np.ndarray  # int64
+    isrc_key: np.ndarray  # int64
+    redistributable: np.ndarray  # bool
+    artist_popularity: np.ndarray  # int16, highest over credited artists
+    artist_followers: np.ndarray  # int64, highest over credited artists
+    album_popularity: np.ndarray  # int16
+    held_size: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+
+def _ints(col: pa.Array | pa.ChunkedArray, dtype: type[np.integer]) -> np.ndarray:
+    """An integer column as numpy `dtype`, nulls as -1, values clipped to the dtype."""
+    if col.null_count:
+        col = pc.fill_null(col, -1)
+    arr = np.asarray(col.to_numpy(), dtype=np.int64)
+    info = np.iinfo(dtype)
+    if dtype is not np.int64 and len(arr) and (arr.max() > info.max or arr.min() < info.min):
+        arr = np.clip(arr, info.min, info.max)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _int_column(table: pa.Table, name: str) -> np.ndarray:
+    return _ints(table.column(name), np.int64)
+
+
+_HI_ADD_LOW = np.uint64(0x5050505050505050)  # byte + 0x50 sets bit 7 iff byte >= 0x30
+_HI_ADD_HIGH = np.uint64(0x2020202020202020)  # byte + 0x20 sets bit 7 iff byte >= 0x60
+_LO_ADD_HIGH = np.uint64(0x40404040)  # byte + 0x40 sets bit 7 iff byte >= 0x40
+_B7 = np.uint64(0x8080808080808080)
+_B7_LO = np.uint64(0x80808080)
+_M7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_ZERO_HI = np.uint64(0x3030303030303030)
+_ZERO_LO = np.uint64(0x30303030)
+
+
+def _unaligned(data: np.ndarray, dtype: str, width: int) -> np.ndarray:
+    """`view[i]` = the little-endian integer stored at byte offset i of `data`."""
+    count = max(len(data) - width + 1, 0)
+    return np.ndarray(shape=(count,), dtype=dtype, buffer=data, offset=0, strides=(1,))
+
+
+def _isrc_words(data: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 64-bit keys of 12-byte strings at `starts`, and which ones qualified.
+
+    Qualifies: bytes 0-7 in 0x30-0x5F (digits, capitals) and bytes 8-11 in 0x30-0x3F
+    (digits), as every ISRC is. Each of the first eight bytes keeps its 6 low bits after
+    subtracting 0x30; the four digits' 4 bits each fill the 2 spare bits of those bytes.
+    """
+    hi = _unaligned(data, "<u8", 8)[starts]
+    lo = _unaligned(data, "<u4", 4)[starts + 8].astype(np.uint64)
+    m7 = hi & _M7
+    ok = ((m7 + _HI_ADD_LOW) & _B7) == _B7
+    ok &= (((m7 + _HI_ADD_HIGH) | hi) & _B7) == 0
+    l7 = lo & np.uint64(0x7F7F7F7F)
+    ok &= ((l7 + np.uint64(0x50505050)) & _B7_LO) == _B7_LO
+    ok &= (((l7 + _LO_ADD_HIGH) | lo) & _B7_LO) == 0
+    hi -= _ZERO_HI  # no borrows where ok: every byte >= 0x30
+    lo -= _ZERO_LO
+    spread = []
+    for part in (lo & np.uint64(0x03030303), (lo >> np.uint64(2)) & np.uint64(0x03030303)):
+        part = (part | (part << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
+        part = (part | (part << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
+        spread.append(part)
+    key = hi | (spread[0] << np.uint64(6)) | (spread[1] << np.uint64(14))
+    return key.view(np.int64), ok
+
+
+def _exact_keys(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, qualified, valid) of a string array through `_isrc_words`."""
+    n = len(arr)
+    arr = arr.cast(pa.large_string())
+    valid = np.ones(n, dtype=bool) if arr.null_count == 0 else arr.is_valid().to_numpy(False)
+    key = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    twelve = valid & (np.diff(offsets) == 12)
+    if twelve.all():
+        key, done = _isrc_words(data, offsets[:-1])
+        key[~done] = 0
+    elif twelve.any():
+        rows = np.flatnonzero(twelve)
+        k, ok = _isrc_words(data, offsets[rows])
+        key[rows[ok]] = k[ok]
+        done[rows[ok]] = True
+    return key, done, valid
+
+
+def isrc_keys(isrc: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An int64 per ISRC, equal exactly for equal ISRCs (case and spaces ignored), 0 for none.
+
+    A well-formed ISRC maps to an exact 64-bit key without hashing (`_isrc_words`);
+    anything else to its 63-bit `stable_hash` with bits 4 and 5 set, which no exact key has
+    (the 6 low bits of each byte of an exact key hold a value below 0x30).
+    """
+    if isinstance(isrc, pa.ChunkedArray):
+        isrc = isrc.combine_chunks() if isrc.num_chunks != 1 else isrc.chunk(0)
+    if len(isrc) == 0:
+        return np.zeros(0, dtype=np.int64)
+    out, done, valid = _exact_keys(isrc)
+    rest = np.flatnonzero(valid & ~done)
+    if rest.size:
+        cleaned = pc.utf8_upper(pc.utf8_trim_whitespace(isrc.take(pa.array(rest))))
+        key, ok, _ = _exact_keys(cleaned)
+        empty = np.asarray(pc.equal(pc.utf8_length(cleaned), 0).to_numpy(False), dtype=bool)
+        hashed = hash_strings(cleaned) | np.int64(0x30)
+        out[rest] = np.where(ok, key, np.where(empty, 0, hashed))
+    return out
+
+
+def _query(uri: str, sql: str) -> pa.Table:
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetch_arrow_table()
+
+
+def _batches(uri: str, sql: str) -> Iterator[pa.RecordBatch]:
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(uri) as conn, conn.cursor() as cur:
+        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+        cur.execute(sql)
+        yield from cur.fetch_record_batch()
+
+
+def _lookup(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of each value in `keys` (-1 where absent): a hash join in Arrow."""
+    if len(values) == 0 or len(keys) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    found = pc.index_in(pa.array(values), value_set=pa.array(keys))
+    return np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int64)
+
+
+def _table_exists(uri: str, name: str) -> bool:
+    t = _query(uri, f"SELECT count(*) AS n FROM sqlite_master WHERE type='table' AND name='{name}'")
+    return bool(t.column("n")[0].as_py())
+
+
+@dataclass
+class CatalogTables:
+    """The catalogue columns a plan reads, as Arrow tables straight from SQLite."""
+
+    tracks: pa.Table  # id, duration_ms, popularity, play_count, album_id, isrc, redistributable
+    credits: pa.Table  # track_id, artist_id
+    artists: pa.Table  # id, popularity, followers
+    albums: pa.Table  # id, popularity
+
+
+def _uri(archive: Archive) -> str:
+    path = archive.catalog_path
+    if not path.exists():
+        raise CatalogError(f"no catalogue at {path}; create an archive with `musicark init`")
+    return f"file:{path}?mode=ro"
+
+
+def _side_tables(uri: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+    return (
+        _query(uri, "SELECT track_id, artist_id FROM track_artists"),
+        _query(uri, "SELECT id, popularity, followers FROM artists"),
+        _query(uri, "SELECT id, popularity FROM albums"),
+    )
+
+
+def fetch_catalog(archive: Archive) -> CatalogTables:
+    """Read what a plan needs from catalog.sqlite as whole Arrow tables (read-only)."""
+    uri = _uri(archive)
+    try:
+        tracks = _query(uri, TRACKS_SQL)
+        credits, artists, albums = _side_tables(uri)
+    except Exception as exc:  # ADBC raises its own DB-API errors
+        raise CatalogError(f"{archive.catalog_path}: cannot read the catalogue ({exc})") from None
+    return CatalogTables(tracks=tracks, credits=credits, artists=artists, albums=albums)
+
+
+def _track_columns(batches: Iterable[pa.RecordBatch]) -> tuple[CatalogColumns, np.ndarray]:
+    """CatalogColumns (credits and albums not yet joined) and each track's album id."""
+    names = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for b in batches:
+        parts["track_id"].append(_ints(b.column("id"), np.int64))
+        parts["duration_ms"].append(_ints(b.column("duration_ms"), np.int32))
+        parts["popularity"].append(_ints(b.column("popularity"), np.int16))
+        parts["play_count"].append(_ints(b.column("play_count"), np.int64))
+        parts["isrc_key"].append(isrc_keys(b.column("isrc")))
+        parts["public"].append(_ints(b.column("redistributable"), np.int8) > 0)
+        parts["album"].append(_ints(b.column("album_id"), np.int64))
+    dtypes = (np.int64, np.int32, np.int16, np.int64, np.int64, np.bool_, np.int64)
+    col = {
+        name: np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0, dtype)
+        for name, dtype in zip(names, dtypes, strict=True)
+    }
+    n = len(col["track_id"])
+    cols = CatalogColumns(
+        track_id=col["track_id"],
+        duration_ms=col["duration_ms"],
+        popularity=col["popularity"],
+        play_count=col["play_count"],
+        isrc_key=col["isrc_key"],
+        redistributable=col["public"],
+        artist_popularity=np.full(n, -1, dtype=np.int16),
+        artist_followers=np.full(n, -1, dtype=np.int64),
+        album_popularity=np.full(n, -1, dtype=np.int16),
+        held_size=np.full(n, -1, dtype=np.int64),
+    )
+    return cols, col["album"]
+
+
+def _join(
+    cols: CatalogColumns,
+    album_id: np.ndarray,
+    credits: pa.Table,
+    artists: pa.Table,
+    albums: pa.Table,
+) -> None:
+    _attach_credits(cols, credits, artists)
+    if albums.num_rows and len(cols):
+        at = _lookup(album_id, _int_column(albums, "id"))
+        apop = _ints(albums.column("popularity"), np.int16)
+        hit = at >= 0
+        cols.album_popularity[hit] = apop[at[hit]]
+
+
+def catalog_columns(tables: CatalogTables) -> CatalogColumns:
+    """Per-track numpy columns from fetched tables (credits and albums joined in)."""
+    cols, album_id = _track_columns(tables.tracks.to_batches(BATCH_ROWS))
+    _join(cols, album_id, tables.credits, tables.artists, tables.albums)
+    return cols
+
+
+def load_catalog(
+    archive: Archive, *, progress: ProgressCallback | None = None, held: bool = True
+) -> CatalogColumns:
+    """Read every track with what a plan needs (and the held sizes from state.sqlite)."""
+    stage = "plan: read catalogue"
+    uri = _uri(archive)
+    report(progress, Progress(stage, 0, 3, "steps"))
+    try:
+        cols, album_id = _track_columns(_batches(uri, TRACKS_SQL))
+        report(progress, Progress(stage, 1, 3, "steps"))
+        credits, artists, albums = _side_tables(uri)
+    except Exception as exc:  # ADBC raises its own DB-API errors
+        raise CatalogError(f"{archive.catalog_path}: cannot read the catalogue ({exc})") from None
+    _join(cols, album_id, credits, artists, albums)
+    del credits, artists, albums, album_id
+    pa.default_memory_pool().release_unused()  # hand the Arrow buffers back to the system
+    report(progress, Progress(stage, 2, 3, "steps"))
+    if held:
+        attach_held_sizes(archive, cols)
+    report(progress, Progress(stage, 3, 3, "steps"))
+    return cols
+
+
+def _credit_rows(track_id: np.ndarray, credit_track: np.ndarray) -> np.ndarray:
+    """Index into `track_id` of each credit row's track (-1 for an unknown track)."""
+    if len(credit_track) == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Fast path: credits stored in the tracks' own order, every track credited (what an
+    # import writes); then each run of one track id is that track.
+    starts = np.flatnonzero(np.r_[True, credit_track[1:] != credit_track[:-1]])
+    if len(starts) == len(track_id) and np.array_equal(credit_track[starts], track_id):
+        runs = np.diff(np.r_[starts, len(credit_track)])
+        return np.repeat(np.arange(len(track_id), dtype=np.int64), runs)
+    return _lookup(credit_track, track_id)
+
+
+def _attach_credits(cols: CatalogColumns, credits: pa.Table, artists: pa.Table) -> None:
+    if credits.num_rows == 0 or artists.num_rows == 0:
+        return
+    row = _credit_rows(cols.track_id, _int_column(credits, "track_id"))
+    art = _lookup(_int_column(credits, "artist_id"), _int_column(artists, "id"))
+    ok = (row >= 0) & (art >= 0)
+    row, art = row[ok], art[ok]
+    np.maximum.at(cols.artist_popularity, row, _ints(artists.column("popularity"), np.int16)[art])
+    np.maximum.at(cols.artist_followers, row, _int_column(artists, "followers")[art])
+
+
+def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
+    """Set `held_size` from the store's preferred renditions; returns how many are held.
+
+    An archive without ingest (no state.sqlite, or no store tables yet) holds nothing.
+    """
+    path = archive.state_path
+    if not path.exists():
+        return 0
+    uri = f"file:{path}?mode=ro"
+    try:
+        if not (_table_exists(uri, "renditions") and _table_exists(uri, "blobs")):
+            return 0
+        held = _query(
+            uri,
+            "SELECT r.track_id AS track_id, max(b.size) AS size FROM renditions r"
+            " JOIN blobs b ON b.sha256 = r.sha256"
+            " WHERE r.preferred = 1 AND r.track_id IS NOT NULL GROUP BY r.track_id",
+        )
+    except Exception as exc:
+        raise CatalogError(f"{path}: cannot read the store's renditions ({exc})") from None
+    if held.num_rows == 0:
+        return 0
+    at = _lookup(_int_column(held, "track_id"), cols.track_id)
+    sizes = _int_column(held, "size")
+    hit = at >= 0
+    cols.held_size[at[hit]] = sizes[hit]
+    return int(np.count_nonzero(hit))
