@@ -13,13 +13,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+import release_data
 from harness import Aria2, Opentracker, QBittorrent, free_port, wait_for
 
+from musicark.archive import Archive
 from musicark.torrent.create import create_torrent
 from musicark.torrent.metainfo import Torrent, load_torrent
+from tests.conftest import Runner
 
 pytestmark = pytest.mark.e2e
 PIECE = 64 * 1024
+# an archive with a small catalogue and real ingested audio (module-scoped, copied per test)
+template, arc, cli = release_data.template, release_data.arc, release_data.cli
 
 
 def make_release(root: Path, *, files: int, size: int, seed: int = 11) -> Path:
@@ -29,15 +34,6 @@ def make_release(root: Path, *, files: int, size: int, seed: int = 11) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(rng.randbytes(size + rng.randrange(size)))
     return root
-
-
-def write_torrent(root: Path, out: Path, *, format: str, tracker: Opentracker) -> Torrent:
-    created = create_torrent(root, format=format, piece_size=PIECE, trackers=[tracker.announce])
-    out.write_bytes(created.data)
-    t = load_torrent(created.data)
-    hashes = [h for h in (t.info_hash_v1, (t.info_hash_v2 or "")[:40]) if h]
-    tracker.allow(*hashes)
-    return t
 
 
 class SeedProcess:
@@ -63,73 +59,81 @@ class SeedProcess:
         return self.proc.returncode, out, err
 
 
-def scrape_seeders(run, torrents: list[Path], infohash: str) -> int:  # type: ignore[no-untyped-def]
-    args: list[str | Path] = ["seedlist", "--max-size", "1GB", "--json", "--timeout", "5"]
-    for t in torrents:
-        args += ["--torrent", t]
-    result = run(*args)
+def scrape_seeders(cli: Runner, infohash: str) -> int:
+    result = cli("seedlist", "--max-size", "1GB", "--json", "--timeout", "5")
     data = orjson.loads(result.stdout)
     row = next(c for c in data["chosen"] + data["passed_over"] if c["infohash"] == infohash)
     return int(row["seeders"] or 0)
 
 
-def test_seed_download_verify_scrape(  # type: ignore[no-untyped-def]
-    run, archive, tmp_path: Path, tracker: Opentracker, qbittorrent: QBittorrent
-) -> None:
-    seed_dir = tmp_path / "seed"
-    root = make_release(seed_dir / "Demo Release 1", files=6, size=150_000)
-    v1_path, hy_path = tmp_path / "demo-v1.torrent", tmp_path / "demo-hybrid.torrent"
-    v1 = write_torrent(root, v1_path, format="v1", tracker=tracker)
-    hybrid = write_torrent(root, hy_path, format="hybrid", tracker=tracker)
-    assert v1.info_hash_v1 and hybrid.info_hash_v1
-
-    seeder = SeedProcess(
-        archive.root, "--torrent", v1_path, "--torrent", hy_path, "--data", seed_dir
-    )
+def _release_torrents(arc: Archive, release: str) -> list[tuple[Path, Torrent]]:
+    conn = arc.connect_state(readonly=True)
     try:
-        # the tracker's scrape sees the seeder once it has checked the data and announced
+        rows = conn.execute(
+            "SELECT torrent_path FROM torrents WHERE release = ? AND kind = 'audio' ORDER BY name",
+            (release,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(arc.root / r[0], load_torrent(arc.root / r[0])) for r in rows]
+
+
+def test_pack_seed_download_verify_scrape(
+    cli: Runner, arc: Archive, tmp_path: Path, tracker: Opentracker, qbittorrent: QBittorrent
+) -> None:
+    # musicark packs the generated release as v1 (for aria2c), then, after more audio is
+    # ingested, a hybrid release of it (for qbittorrent-nox)
+    announce = ("--piece-size", "16KiB", "--tracker", tracker.announce)
+    cli("pack", "e2e-v1", "--format", "v1", *announce)
+    release_data._ingest(cli, tmp_path / "more", release_data.EXTRA, 500)
+    cli("pack", "e2e-hybrid", "--format", "hybrid", *announce)
+    (v1_path, v1), *_ = _release_torrents(arc, "e2e-v1")
+    (hy_path, hybrid), *_ = _release_torrents(arc, "e2e-hybrid")
+    assert v1.version == "v1" and hybrid.version == "hybrid"
+    for t in (v1, hybrid):
+        tracker.allow(*[h for h in (t.info_hash_v1, (t.info_hash_v2 or "")[:40]) if h])
+
+    seeder = SeedProcess(arc.root, "e2e-v1", "e2e-hybrid")
+    try:
+        # the tracker's scrape (through `musicark seedlist`) sees the seeder once it announced
         wait_for(
-            lambda: scrape_seeders(run, [v1_path, hy_path], v1.info_hash_v1 or "") >= 1,
+            lambda: scrape_seeders(cli, v1.info_hash_v1 or "") >= 1,
             timeout=20,
             what="the seeder in the tracker's scrape",
             step=0.5,
         )
-
-        # aria2c 1.36 downloads the v1 torrent
-        aria = Aria2(tmp_path)
-        result = aria.download(v1_path, tmp_path / "aria", timeout=40)
+        # aria2c 1.36 downloads the v1 torrent, qbittorrent-nox the hybrid one
+        result = Aria2(tmp_path).download(v1_path, tmp_path / "aria", timeout=40)
         assert result.returncode == 0, result.stdout[-2000:]
-
-        # qbittorrent-nox downloads the hybrid one
         qbittorrent.add(hy_path, tmp_path / "qbt")
         qbittorrent.wait_complete(timeout=40)
     finally:
         code, out, err = seeder.stop()
     assert code == 0, err
-    assert "stopped after" in out and "2 seeding" in out
+    assert "stopped after" in out and "seeding" in out
 
-    # both downloads verify
-    for torrent, data in ((v1_path, tmp_path / "aria"), (hy_path, tmp_path / "qbt")):
-        result = run("verify", torrent, "--data", data)
-        assert result.output.startswith("OK Demo Release 1 [full]"), result.output
+    # both downloads verify (their own folder or the folder holding it)
+    for path, data in ((v1_path, tmp_path / "aria"), (hy_path, tmp_path / "qbt")):
+        result = cli("verify", path, "--data", data)
+        assert result.output.startswith("OK "), result.output
 
     # one flipped byte: verify names exactly that file and that piece
-    target = v1.files[4]
-    victim = tmp_path / "aria" / "Demo Release 1" / target.path_str
+    target = max(v1.files, key=lambda f: f.length)
+    victim = tmp_path / "aria" / v1.name / target.path_str
     raw = bytearray(victim.read_bytes())
     at = target.length // 2
     raw[at] ^= 0x10
     victim.write_bytes(bytes(raw))
     rep = orjson.loads(
-        run("verify", v1_path, "--data", tmp_path / "aria", "--json", check=False).output
+        cli("verify", v1_path, "--data", tmp_path / "aria", "--json", check=False).stdout
     )
     assert rep["ok"] is False
     bad = [f for f in rep["torrents"][0]["files"] if f["status"] != "ok"]
     assert [(f["path"], f["status"]) for f in bad] == [(target.path_str, "corrupt")]
-    assert bad[0]["bad_pieces"] == [(target.offset + at) // PIECE]
+    assert bad[0]["bad_pieces"] == [(target.offset + at) // v1.piece_length]
 
     # the seeder kept resume data, so a restart does not need to hash everything again
-    conn = archive.connect_state(readonly=True)
+    conn = arc.connect_state(readonly=True)
     try:
         stored = {r[0] for r in conn.execute("SELECT infohash FROM seed_resume")}
     finally:
@@ -137,11 +141,11 @@ def test_seed_download_verify_scrape(  # type: ignore[no-untyped-def]
     assert v1.info_hash_v1 in stored and hybrid.info_hash_v1 in stored
 
 
-def test_seed_refuses_a_busy_port_and_stops_on_sigint(run, archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_seed_refuses_a_busy_port_and_stops_on_sigint(arc: Archive, tmp_path: Path) -> None:
     root = make_release(tmp_path / "data" / "R", files=2, size=10_000)
     path = tmp_path / "r.torrent"
     path.write_bytes(create_torrent(root, piece_size=PIECE).data)
-    first = SeedProcess(archive.root, "--torrent", path, "--data", root)
+    first = SeedProcess(arc.root, "--torrent", path, "--data", root)
     time.sleep(1.5)
     proc = subprocess.run(
         [
@@ -161,7 +165,7 @@ def test_seed_refuses_a_busy_port_and_stops_on_sigint(run, archive, tmp_path: Pa
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},
+        env={**os.environ, "MUSICARK_ARCHIVE": str(arc.root)},
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("musicark: error: cannot listen")
