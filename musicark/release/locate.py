@@ -158,6 +158,10 @@ def locate(
             )
             params = list(keys)
         if release is not None:
+            if not conn.execute(
+                "SELECT 1 FROM torrents WHERE release = ? LIMIT 1", (release,)
+            ).fetchone():
+                raise ReleaseError(f"no release named {release!r} here")
             where += " AND t.release = ?"
             params.append(release)
         rows = conn.execute(
