@@ -51,6 +51,19 @@ def summarise_catalogue(archive: Archive, ctx: DemoContext) -> None:
     ctx.say(format_stats(catalog_stats(archive)))
 
 
+def plan_budget(archive: Archive, ctx: DemoContext) -> None:
+    from musicark.plan import PlanOptions, plan_archive
+
+    options = PlanOptions.from_config(archive.config, budget_bytes=2_000_000_000)
+    png = ctx.workdir.parent / "coverage.png"
+    result = plan_archive(archive, options, plot=png)
+    sel = result.plan.summary["selected"]
+    ctx.say(
+        f"plan (per-byte, 2 GB budget): {sel['tracks']} tracks, {sel['pct_tracks']:.1f} % of"
+        f" tracks, {sel['pct_listens']:.1f} % of expected listens; coverage curve: {png}"
+    )
+
+
 def pack_publish_locate(archive: Archive, ctx: DemoContext) -> None:
     from musicark.release.demo import run_release_demo
 
@@ -91,6 +104,7 @@ STAGES: list[Callable[[Archive, DemoContext], None]] = [
     generate_catalogue,
     import_catalogue,
     summarise_catalogue,
+    plan_budget,
     search_catalogue,
     pack_publish_locate,
     verify_release,
