@@ -15,10 +15,13 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from audio import import_catalogue, make_file, track
+from playwright.sync_api import expect
 
 from musicark.archive import Archive, init_archive
 from musicark.catalog.importer import import_catalog
 from musicark.catalog.synthetic import generate_catalog
+from tests.conftest import Runner
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -55,6 +58,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
     table = table.set_column(table.schema.get_field_index("title"), "title", pa.array(titles))
     pq.write_table(table, root / "cat.parquet")
     import_catalog(archive, [root / "cat.parquet"])
+    # two tracks with real audio, ingested and packed into a release with a torrent
+    rows = [
+        track("w1", "Wombat Nocturne", "Anna Berg", isrc="USABC2400101", duration_ms=2000),
+        track("w2", "Wombat Lullaby", "Ben Costa", isrc="USABC2400102", duration_ms=2000),
+    ]
+    import_catalogue(archive, rows, root)
+    (root / "in").mkdir()
+    for i, row in enumerate(rows):
+        make_file(
+            root / "in" / f"{i}.ogg",
+            seed=300 + i,
+            seconds=2.0,
+            tags={
+                "title": str(row["title"]),
+                "artist": "Anna Berg" if i == 0 else "Ben Costa",
+                "isrc": str(row["isrc"]),
+            },
+        )
+    cli = Runner(archive)
+    cli("ingest", root / "in", "--jobs", "1", "--no-fingerprint")
+    cli("pack", "r1")
     from musicark.search import update_index
 
     update_index(archive)
@@ -112,9 +136,8 @@ def test_search_as_you_type_then_track_page(server: tuple[str, Archive], page) -
     page.goto(f"{base}/search")
     page.locator("#q").press_sequentially("wombat ser", delay=20)
     first = page.locator("#results li a.title").first
-    first.wait_for()
-    assert first.inner_text() == "Wombat Serenade"
-    assert "1–1 of 1" in page.locator("#status").inner_text()
+    expect(page.locator("#status")).to_have_text("1–1 of 1")
+    expect(first).to_have_text("Wombat Serenade")
     assert "q=wombat+ser" in page.url  # the address follows the query
     first.click()
     page.wait_for_url("**/tracks/*")
@@ -122,6 +145,25 @@ def test_search_as_you_type_then_track_page(server: tuple[str, Archive], page) -
     facts = page.locator("dl.facts").inner_text()
     assert "ISRC" in facts and "Rights" in facts
     assert page.locator("#not-released").inner_text() == "Not released."
+
+
+def test_search_track_magnet(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    page.goto(f"{base}/")
+    page.locator("#q").press_sequentially("wombat noc", delay=20)
+    first = page.locator("#results li a.title").first
+    expect(page.locator("#status")).to_have_text("1–1 of 1")
+    expect(first).to_have_text("Wombat Nocturne")
+    first.click()
+    page.wait_for_url("**/tracks/*")
+    assert "vorbis" in page.locator("table.renditions").inner_text()
+    magnet = page.locator("input.magnet-link").first.input_value()
+    assert magnet.startswith("magnet:?xt=urn:btih:")
+    assert page.locator("ul.locations code.path").first.inner_text().endswith(".ogg")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.locator("button.copy").first.click()
+    assert page.locator("button.copy").first.inner_text() == "Copied"
+    assert page.evaluate("navigator.clipboard.readText()") == magnet
 
 
 def test_paging_as_you_type(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
@@ -142,8 +184,8 @@ def test_hostile_titles_render_as_text(server: tuple[str, Archive], page) -> Non
     page.goto(f"{base}/search")
     page.locator("#q").press_sequentially("window xss onerror", delay=10)
     first = page.locator("#results li a.title").first
-    first.wait_for()
-    assert first.inner_text() == XSS
+    expect(page.locator("#status")).to_have_text("1–1 of 1")
+    expect(first).to_have_text(XSS)
     assert page.evaluate("window.__xss") is None
     first.click()
     page.wait_for_url("**/tracks/*")
