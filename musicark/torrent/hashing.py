@@ -24,7 +24,6 @@ from musicark.errors import TorrentError
 
 BLOCK = 16 * 1024
 ZERO32 = bytes(32)
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +92,10 @@ def _map(source: str, lo: int, hi: int) -> tuple[memoryview, Any]:
             raise TorrentError(f"{source} is shorter than when it was listed")
         base = lo - lo % mmap.ALLOCATIONGRANULARITY
         try:
+            # plain mapping: measured as fast as MAP_POPULATE, MADV_SEQUENTIAL or read()
+            # into a buffer, and it spares the copy out of the page cache
             mapped = mmap.mmap(
-                fd,
-                hi - base,
-                flags=mmap.MAP_SHARED | _POPULATE,
-                prot=mmap.PROT_READ,
-                offset=base,
+                fd, hi - base, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=base
             )
             return memoryview(mapped)[lo - base :], mapped
         except (OSError, ValueError):
