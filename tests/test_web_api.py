@@ -194,3 +194,21 @@ def test_no_index_yet(tmp_path: Path) -> None:
         page = c.get("/search", params={"q": "love"})
         assert page.status_code == 200 and "not been built yet" in page.text
         assert c.get("/api/tracks/5").status_code == 404
+
+
+def test_coverage_from_the_latest_plan(tmp_path: Path) -> None:
+    from tests.conftest import Runner
+
+    archive = make_web_archive(tmp_path)
+    Runner(archive)("plan", "--budget", "200MB")
+    with TestClient(create_app(archive), raise_server_exceptions=False) as c:
+        data = c.get("/api/coverage").json()
+        plan = data["plan"]
+        assert len(plan["curve"]) > 10
+        shares = [p["listens_share"] for p in plan["curve"]]
+        assert shares == sorted(shares) and 0.99 <= shares[-1] <= 1.0
+        assert sum(t["tracks"] for t in plan["tiers"]) == 400
+        assert plan["summary"]["selected.tracks"] > 0
+        page = c.get("/coverage").text
+        assert 'id="coverage-curve"' in page and "<polyline points=" in page
+        assert 'id="tiers"' in page and "main" in page

@@ -1,12 +1,17 @@
 """The coverage page's data: the latest plan's curve and tiers, and what the store holds.
 
-The plan part writes `ARCHIVE/plans/latest.json` (summary and coverage curve). It is read
-as untrusted input: only numbers and short strings are kept, the curve is downsampled.
+The plan part keeps `ARCHIVE/plans/latest.json` ({"format", "summary", "curve"}, the curve
+as columns `bytes`, `tracks`, `pct_listens`, `pct_tracks`) and `plans/latest.parquet`
+(one row per track: `tier`, `size_source` = held/estimated/unknown, `expected_listens`,
+...). Both are read as untrusted input: numbers and short strings only, the curve
+downsampled; the per-tier figures are computed once per version of the plan file.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,11 +19,11 @@ import orjson
 from musicark.archive import Archive
 from musicark.web.data import ArchiveReader
 
-PLAN_SUMMARY = ("plans", "latest.json")
+PLANS = "plans"
 MAX_PLAN_BYTES = 20_000_000
 CURVE_POINTS = 200
-_X_KEYS = ("bytes", "cumulative_bytes", "size", "budget", "x")
-_Y_KEYS = ("listens_share", "share", "coverage", "listens_fraction", "y")
+_tier_cache: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+_tier_lock = threading.Lock()
 
 
 def _number(value: Any) -> float | None:
@@ -27,58 +32,106 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _scalars(data: dict[str, Any]) -> dict[str, Any]:
+def flatten(data: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """Scalars of a nested summary as `a.b.c` keys (short strings, finite numbers)."""
     out: dict[str, Any] = {}
-    for key, value in list(data.items())[:100]:
-        if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 200):
-            out[str(key)[:100]] = value
+    if not isinstance(data, dict) or depth > 3:
+        return out
+    for key, value in list(data.items())[:200]:
+        name = f"{prefix}{str(key)[:60]}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + ".", depth + 1))
+        elif (
+            isinstance(value, bool)
+            or (isinstance(value, str) and len(value) <= 200)
+            or _number(value) is not None
+        ):
+            out[name] = value
     return out
 
 
-def _pick(point: dict[str, Any], keys: tuple[str, ...]) -> float | None:
-    for key in keys:
-        if key in point:
-            return _number(point[key])
-    return None
-
-
 def _curve(raw: Any) -> list[dict[str, float]]:
-    points: list[tuple[float, float]] = []
-    if isinstance(raw, dict):  # columns: {"bytes": [...], "listens_share": [...]}
-        xs: list[Any] = next((raw[k] for k in _X_KEYS if isinstance(raw.get(k), list)), [])
-        ys: list[Any] = next((raw[k] for k in _Y_KEYS if isinstance(raw.get(k), list)), [])
-        for x, y in zip(xs, ys, strict=False):
-            nx, ny = _number(x), _number(y)
-            if nx is not None and ny is not None:
-                points.append((nx, ny))
-    elif isinstance(raw, list):
-        for p in raw:
-            if isinstance(p, dict):
-                x, y = _pick(p, _X_KEYS), _pick(p, _Y_KEYS)
-            elif isinstance(p, list | tuple) and len(p) >= 2:
-                x, y = _number(p[0]), _number(p[1])
-            else:
-                continue
-            if x is not None and y is not None:
-                points.append((x, y))
+    """Points {bytes, listens_share, tracks_share} (shares in 0-1) from the plan's columns."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("bytes"), list):
+        return []
+    xs = raw["bytes"]
+    got_l, got_t = raw.get("pct_listens"), raw.get("pct_tracks")
+    listens: list[Any] = got_l if isinstance(got_l, list) else []
+    tracks: list[Any] = got_t if isinstance(got_t, list) else []
+    points = []
+    for i, x in enumerate(xs[:100_000]):
+        nx = _number(x)
+        ny = _number(listens[i]) if i < len(listens) else None
+        nt = _number(tracks[i]) if i < len(tracks) else None
+        if nx is None or ny is None:
+            continue
+        points.append(
+            {
+                "bytes": nx,
+                "listens_share": min(max(ny / 100.0, 0.0), 1.0),
+                "tracks_share": min(max((nt or 0.0) / 100.0, 0.0), 1.0),
+            }
+        )
     if len(points) > CURVE_POINTS:
         step = len(points) / CURVE_POINTS
         points = [points[int(i * step)] for i in range(CURVE_POINTS)] + [points[-1]]
-    if points and max(y for _, y in points) > 1.0 + 1e-9:  # percentages
-        points = [(x, y / 100.0) for x, y in points]
-    return [{"bytes": x, "listens_share": y} for x, y in points]
+    return points
 
 
-def _tiers(raw: Any) -> list[dict[str, Any]]:
-    if isinstance(raw, dict):
-        raw = [{"tier": k, **v} for k, v in raw.items() if isinstance(v, dict)]
-    if not isinstance(raw, list):
+def _tiers(parquet: Path) -> list[dict[str, Any]]:
+    """Per tier: tracks, tracks held, expected listens and the share of them held."""
+    try:
+        st = parquet.stat()
+    except OSError:
         return []
-    return [_scalars(t) for t in raw[:50] if isinstance(t, dict)]
+    key = (str(parquet), st.st_mtime_ns, st.st_size)
+    with _tier_lock:
+        if key in _tier_cache:
+            return _tier_cache[key]
+    try:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(parquet, columns=["tier", "size_source", "expected_listens"])
+        t = t.set_column(0, "tier", pc.cast(t.column("tier"), "string"))
+        t = t.set_column(1, "size_source", pc.cast(t.column("size_source"), "string"))
+        t = t.set_column(2, "expected_listens", pc.fill_null(t.column("expected_listens"), 0.0))
+        groups = t.group_by(["tier", "size_source"]).aggregate(
+            [("expected_listens", "sum"), ("expected_listens", "count")]
+        )
+    except Exception:  # a plan file being replaced, or of another version: no figures
+        return []
+    tiers: dict[str, dict[str, float]] = {}
+    for row in groups.to_pylist():
+        tier = str(row["tier"])[:40]
+        entry = tiers.setdefault(
+            tier, {"tracks": 0, "held": 0, "listens": 0.0, "held_listens": 0.0}
+        )
+        entry["tracks"] += row["expected_listens_count"]
+        entry["listens"] += row["expected_listens_sum"] or 0.0
+        if row["size_source"] == "held":
+            entry["held"] += row["expected_listens_count"]
+            entry["held_listens"] += row["expected_listens_sum"] or 0.0
+    out = [
+        {
+            "tier": name,
+            "tracks": int(v["tracks"]),
+            "tracks_held": int(v["held"]),
+            "share_of_tracks_held": v["held"] / v["tracks"] if v["tracks"] else None,
+            "expected_listens": v["listens"],
+            "share_of_listens_held": v["held_listens"] / v["listens"] if v["listens"] else None,
+        }
+        for name, v in sorted(tiers.items())
+    ]
+    with _tier_lock:
+        _tier_cache.clear()
+        _tier_cache[key] = out
+    return out
 
 
 def read_plan(archive: Archive) -> dict[str, Any] | None:
-    path = archive.root.joinpath(*PLAN_SUMMARY)
+    folder = archive.root / PLANS
+    path = folder / "latest.json"
     try:
         if path.stat().st_size > MAX_PLAN_BYTES:
             return None
@@ -87,12 +140,14 @@ def read_plan(archive: Archive) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict):
         return None
-    summary = data.get("summary") if isinstance(data.get("summary"), dict) else data
-    assert isinstance(summary, dict)
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+    selected = summary.get("selected") if isinstance(summary, dict) else None
+    selected_tiers = selected.get("tiers") if isinstance(selected, dict) else None
     return {
-        "summary": _scalars(summary),
-        "curve": _curve(data.get("curve", summary.get("curve"))),
-        "tiers": _tiers(data.get("tiers", summary.get("tiers"))),
+        "summary": flatten(summary),
+        "curve": _curve(data.get("curve")),
+        "selected_tiers": flatten(selected_tiers) if isinstance(selected_tiers, dict) else {},
+        "tiers": _tiers(folder / "latest.parquet"),
     }
 
 
@@ -103,12 +158,15 @@ def coverage_data(archive: Archive, reader: ArchiveReader) -> dict[str, Any]:
     return {"plan": read_plan(archive), "holdings": holdings}
 
 
-def svg_points(curve: list[dict[str, float]], *, width: int = 600, height: int = 300) -> str:
-    """The curve as an SVG polyline `points` attribute (numbers only)."""
+def svg_points(
+    curve: list[dict[str, float]],
+    key: str = "listens_share",
+    *,
+    width: int = 600,
+    height: int = 300,
+) -> str:
+    """One line of the curve as an SVG polyline `points` attribute (numbers only)."""
     if not curve:
         return ""
     top = max(p["bytes"] for p in curve) or 1.0
-    return " ".join(
-        f"{p['bytes'] / top * width:.1f},{height - max(0.0, min(1.0, p['listens_share'])) * height:.1f}"
-        for p in curve
-    )
+    return " ".join(f"{p['bytes'] / top * width:.1f},{height - p[key] * height:.1f}" for p in curve)

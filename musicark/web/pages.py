@@ -105,9 +105,18 @@ async def artist_page(request: Request) -> Response:
 async def coverage_page(request: Request) -> Response:
     data = coverage_data(request.app.state.archive, reader(request))
     plan = data["plan"]
-    points = svg_points(plan["curve"]) if plan else ""
-    top = max((p["bytes"] for p in plan["curve"]), default=0) if plan else 0
-    return page("coverage.html", data=data, plan=plan, points=points, top_bytes=top)
+    curve = plan["curve"] if plan else []
+    top = max((p["bytes"] for p in curve), default=0)
+    step = max(1, len(curve) // 10)
+    return page(
+        "coverage.html",
+        data=data,
+        plan=plan,
+        listens_points=svg_points(curve, "listens_share"),
+        tracks_points=svg_points(curve, "tracks_share"),
+        figures=curve[::step] + ([curve[-1]] if curve and (len(curve) - 1) % step else []),
+        top_bytes=top,
+    )
 
 
 async def releases_page(request: Request) -> Response:
