@@ -245,7 +245,7 @@ def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalize
     xids = json_string_map(_arr(t["external_ids"]))
     # Track rows hash their own fields and which artists and album they point to; the
     # artists' and album's own fields are hashed in their rows (last write wins there).
-    credit_text = pc.binary_join_element_wise(_text(a_ext), _text(flat.field("role")), SEP)
+    credit_text = pc.binary_join_element_wise(_text(a_ext), _text(_arr(links["role"])), SEP)
     credits = pc.binary_join(pa.ListArray.from_arrays(_offsets(artists_col), credit_text), "\x1e")
     skip = {"artists", "genres", "external_ids", LINE, "_tid"}
     hashed = [c for c in t.column_names if c not in skip and not c.startswith("album_")]

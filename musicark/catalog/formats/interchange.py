@@ -203,5 +203,8 @@ def coerce_row(row: dict[str, Any]) -> dict[str, Any]:
             extra.update(value)
         else:
             extra[key] = value
-    out["extra"] = orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode() if extra else None
+    try:
+        out["extra"] = orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode() if extra else None
+    except TypeError as exc:  # e.g. an integer beyond 64 bits from a Parquet decimal
+        raise RowError(f"extra fields: {exc}") from None
     return out
