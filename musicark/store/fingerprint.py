@@ -13,6 +13,9 @@ MAX_SECONDS = 120  # as fpcalc and AcoustID: the first two minutes
 SECONDS_PER_VALUE = 0.1238  # 4096 / 3 samples per item at 11025 Hz
 
 
+_cache: dict[None, Fingerprinter] = {}
+
+
 class Fingerprinter:
     """Feed s16 interleaved PCM; `finish()` returns the raw values as uint32."""
 
@@ -20,6 +23,21 @@ class Fingerprinter:
         import chromaprint
 
         self._fp = chromaprint.Fingerprinter()
+        self._fp.start(sample_rate, channels)
+        self._bytes_per_second = sample_rate * channels * 2
+        self.fed_seconds = 0.0
+
+    @classmethod
+    def reuse(cls, sample_rate: int, channels: int) -> Fingerprinter:
+        """A started fingerprinter, reusing this process's Chromaprint context."""
+        fp = _cache.get(None)
+        if fp is None:
+            fp = _cache[None] = cls(sample_rate, channels)
+        else:
+            fp.restart(sample_rate, channels)
+        return fp
+
+    def restart(self, sample_rate: int, channels: int) -> None:
         self._fp.start(sample_rate, channels)
         self._bytes_per_second = sample_rate * channels * 2
         self.fed_seconds = 0.0

@@ -252,7 +252,7 @@ def analyse_stage(
     from musicark.store.tags import read_tags
 
     a = analyse(tmp, fingerprint=fingerprint)
-    tags, problem = read_tags(tmp)
+    tags, problem = read_tags(tmp, container=a.container, codec=a.codec)
     info = {
         "container": a.container,
         "codec": a.codec,
@@ -407,8 +407,6 @@ def ingest(
         archive.config.store.fanout,
     )
     pool: ProcessPoolExecutor | None = None
-    if jobs > 1:
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     inflight: set[Future[list[FileResult]]] = set()
 
     def drain(block_until: int) -> None:
@@ -435,6 +433,8 @@ def ingest(
                     base.state_path,
                     base.fanout,
                 )
+                if jobs > 1 and pool is None:
+                    pool = _start_pool(jobs)
                 if pool is None:
                     recorder.record_results(process_batch(task))
                 else:
@@ -460,6 +460,20 @@ def ingest(
     )
     conn.close()
     return summary
+
+
+def _start_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes, forked when that is safe (no other threads), so they start warm."""
+    import threading
+
+    import av  # noqa: F401  (imported once here, inherited by forked workers)
+    import mutagen  # noqa: F401
+
+    method = "fork" if threading.active_count() == 1 else "forkserver"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["musicark.store.ingest", "av", "mutagen", "chromaprint"])
+    return ProcessPoolExecutor(jobs, mp_context=ctx)
 
 
 def _clean_staging(staging: Path) -> None:

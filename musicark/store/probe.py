@@ -28,6 +28,8 @@ _MAGIC = (b"ID3", b"fLaC", b"OggS", b"RIFF", b"FORM", b"MAC ", b"wvpk", b"TTA1",
 # Shortfall between declared and present audio we accept as rounding (frame padding).
 _TOLERANCE_S = 0.5
 _TOLERANCE_LOSSLESS_S = 0.01  # lossless formats declare their exact length
+_TAIL_SEEK_S = 0.5  # without decoding: a packet must start within this of the declared end
+_TAIL_TOLERANCE_S = 1.0
 
 
 @dataclass
@@ -137,30 +139,64 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
             problems.append(f"{errors} undecodable packet{'s' if errors > 1 else ''}")
         if reached == 0:
             raise Rejected("error_corrupt", f"{codec} stream holds no decodable audio")
-    if declared:
-        # decoding already ran to the end; otherwise seek near the declared end
-        end = reached if fingerprint and sample_rate else _tail_end(container, stream, declared)
-        tolerance = _TOLERANCE_LOSSLESS_S if out.lossless else _TOLERANCE_S
+    is_ogg = container.format.name == "ogg"
+    if declared and ((fingerprint and sample_rate) or not is_ogg):
+        if fingerprint and sample_rate:  # decoding ran to the end
+            end: float | None = reached
+            tolerance = _TOLERANCE_LOSSLESS_S if out.lossless else _TOLERANCE_S
+        else:  # Ogg's declared length is its last page: the end-of-stream check below
+            end = _tail_end(container, stream, declared)
+            tolerance = _TAIL_TOLERANCE_S
         if end is None or end < declared - tolerance:
             have = 0.0 if end is None else end
             problems.append(f"truncated: audio ends at {have:.1f} s of {declared:.1f} s declared")
             out.extra["present_ms"] = round(have * 1000)
-    if container.format.name == "ogg" and not _ogg_ends_cleanly(path, size):
+    if is_ogg and not _ogg_ends_cleanly(path, size):
         problems.append("truncated: the Ogg stream has no end-of-stream page")
     if problems:
         out.damaged = "; ".join(problems)
     return out
 
 
+def _pcm16(chunks: list[np.ndarray], planar: bool) -> bytes:
+    """Decoded frames (as PyAV arrays) -> interleaved signed 16-bit PCM bytes."""
+    data = np.concatenate(chunks, axis=1)
+    if planar:
+        data = data.T  # (samples, channels)
+    if data.dtype == np.int16:
+        return np.ascontiguousarray(data).tobytes()
+    if data.dtype.kind == "f":
+        return (np.clip(data, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    if data.dtype == np.int32:
+        return (data >> 16).astype("<i2").tobytes()
+    if data.dtype == np.uint8:
+        return ((data.astype(np.int16) - 128) << 8).astype("<i2").tobytes()
+    return data.astype("<i2").tobytes()
+
+
 def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, np.ndarray | None]:
-    """Decode up to MAX_SECONDS into a fingerprint: (seconds decoded, errors, values)."""
+    """Decode up to MAX_SECONDS into a fingerprint: (seconds decoded, errors, values).
+
+    Frames are converted to 16-bit PCM with numpy in chunks of about a second and fed to
+    Chromaprint with the source's channels (it downmixes and resamples itself).
+    """
     import av
 
-    resampler = av.AudioResampler(format="s16", layout="stereo", rate=sample_rate)
-    fp = Fingerprinter(sample_rate, 2)
+    fp: Fingerprinter | None = None
     limit = MAX_SECONDS * sample_rate
     samples = 0
     errors = 0
+    chunks: list[np.ndarray] = []
+    pending = 0
+    layout: tuple[str, int] | None = None
+
+    def flush() -> None:
+        nonlocal pending
+        if chunks and fp is not None and layout is not None:
+            fp.feed(_pcm16(chunks, planar=layout[0].endswith("p")))
+        chunks.clear()
+        pending = 0
+
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -168,37 +204,62 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
             errors += 1
             continue
         for frame in frames:
-            for out in resampler.resample(frame):
-                pcm = out.to_ndarray()
-                if samples < limit:
-                    fp.feed(pcm[:, : (limit - samples) * 2].tobytes())
-                samples += out.samples
+            n = frame.samples
+            if not n or frame.sample_rate != sample_rate:
+                continue
+            kind = (frame.format.name, frame.layout.nb_channels)
+            if kind != layout:
+                flush()
+                if fp is None:
+                    fp = Fingerprinter.reuse(sample_rate, kind[1])
+                elif layout is not None and kind[1] != layout[1]:
+                    continue  # a channel-count change mid-stream: keep the first layout
+                layout = kind
+            arr = frame.to_ndarray()
+            take = min(n, limit - samples)
+            if take < n:
+                arr = arr[:, :take] if kind[0].endswith("p") else arr[:, : take * kind[1]]
+            if take > 0:
+                chunks.append(arr)
+                pending += take
+            samples += n
+            if pending >= sample_rate:
+                flush()
         if samples >= limit:
+            flush()
             # keep demuxing (cheaply) to find where the audio ends
             end = _demux_end(container, stream)
             seconds = max(samples / sample_rate, end or 0.0)
-            return seconds, errors, fp.finish()
-    values = fp.finish() if samples else None
+            return seconds, errors, fp.finish() if fp else None
+    flush()
+    values = fp.finish() if fp is not None and samples else None
     return samples / sample_rate, errors, values
 
 
 def _demux_end(container: Any, stream: Any) -> float | None:
     end = None
-    tb = stream.time_base
     for packet in container.demux(stream):
-        if packet.pts is not None:
-            e = float((packet.pts + (packet.duration or 0)) * tb)
-            end = e if end is None or e > end else end
-    return end
+        pts = packet.pts
+        if pts is not None:
+            e = pts + (packet.duration or 0)
+            if end is None or e > end:
+                end = e
+    return None if end is None else float(end * stream.time_base)
 
 
 def _tail_end(container: Any, stream: Any, declared: float) -> float | None:
-    """Where the audio really ends: seek near the declared end and demux to the last packet."""
+    """Roughly where the audio ends: seek just before the declared end, read one packet.
+
+    A complete file has a packet there; a truncated one seeks short (or fails).
+    """
     import av
 
     tb = stream.time_base
     try:
-        container.seek(int(max(0.0, declared - 2.0) / tb), stream=stream, backward=True)
-        return _demux_end(container, stream)
+        container.seek(int(max(0.0, declared - _TAIL_SEEK_S) / tb), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                return float((packet.pts + (packet.duration or 0)) * tb)
     except (av.error.FFmpegError, OverflowError, ZeroDivisionError):
         return None
+    return None

@@ -8,6 +8,7 @@ to `MAX_VALUE` characters (a 10 MB tag does not end up in the database).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 MAX_VALUE = 1000
 MAX_VALUES = 20
@@ -91,8 +92,38 @@ def _register_mp4_keys() -> None:
     _registered = True
 
 
-def read_tags(path: Path) -> tuple[dict[str, list[str]], str | None]:
-    """(tags, problem): the known tags of `path`; problem says why none could be read."""
+def _mutagen_class(container: str | None, codec: str | None) -> Any:
+    """The mutagen class for a format PyAV identified (skips mutagen's format scoring)."""
+    if container == "mp3":
+        from mutagen.easyid3 import EasyID3
+
+        return EasyID3  # the tag alone: no scan of the MPEG frames
+    if container == "flac":
+        from mutagen.flac import FLAC
+
+        return FLAC
+    if container == "ogg" and codec == "vorbis":
+        from mutagen.oggvorbis import OggVorbis
+
+        return OggVorbis
+    if container == "ogg" and codec == "opus":
+        from mutagen.oggopus import OggOpus
+
+        return OggOpus
+    if container and container.startswith("mov,mp4"):
+        from mutagen.easymp4 import EasyMP4
+
+        return EasyMP4
+    return None
+
+
+def read_tags(
+    path: Path, *, container: str | None = None, codec: str | None = None
+) -> tuple[dict[str, list[str]], str | None]:
+    """(tags, problem): the known tags of `path`; problem says why none could be read.
+
+    `container` and `codec` (PyAV's names, when known) pick mutagen's class directly.
+    """
     import mutagen
 
     if not _registered:
@@ -103,17 +134,26 @@ def read_tags(path: Path) -> tuple[dict[str, list[str]], str | None]:
         tags = _tags_from_ffmpeg(path)
         return tags, f"ID3 tag of {big / 1e6:.1f} MB read by FFmpeg"
     try:
-        f = mutagen.File(str(path), easy=True)
+        cls = _mutagen_class(container, codec)
+        f = None
+        if cls is not None:
+            try:
+                f = cls(str(path))
+            except mutagen.MutagenError:
+                f = None
+        if f is None:
+            f = mutagen.File(str(path), easy=True)
     except mutagen.MutagenError as exc:
         return {}, f"tags unreadable: {exc}"
     except (ValueError, KeyError, IndexError, OverflowError, EOFError, UnicodeError) as exc:
         return {}, f"tags unreadable: {type(exc).__name__}"
-    if f is None or f.tags is None:
+    found = getattr(f, "tags", f)  # EasyID3 is itself the tags
+    if f is None or found is None:
         return {}, None
     out: dict[str, list[str]] = {}
     for key in KEYS:
         try:
-            values = f.tags.get(key)
+            values = found.get(key)
         except (ValueError, KeyError, UnicodeError):
             continue
         if not values:

@@ -1,0 +1,152 @@
+"""Ingest speed against beets and against decoding alone, in the same run.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--files 2000] [--seconds 2] [--jobs N]
+
+A seeded corpus of short tagged files in MP3, FLAC, Ogg Vorbis, Opus and M4A (cached
+under --corpus) is ingested by:
+
+1. `musicark ingest --no-fingerprint` (fresh archive)        goal: >= 10x beets files/s
+2. `beet import -A -q` (beets, no autotagging, own config)
+3. `musicark ingest` with Chromaprint fingerprints (fresh)    goal: >= 0.8x decoding alone
+4. decoding alone: `ffmpeg -f null` on every file, `--jobs` at a time
+
+Figures are files per second; the goals are ratios measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+BIN = Path(sys.executable).parent
+EXTS = ("mp3", "flac", "ogg", "opus", "m4a")
+
+
+def _make(args: tuple[Path, int, float]) -> None:
+    from audio import make_file
+
+    path, seed, seconds = args
+    make_file(
+        path,
+        seed=seed,
+        seconds=seconds,
+        tags={
+            "title": f"Track {seed}",
+            "artist": f"Artist {seed % 97}",
+            "album": f"Album {seed % 211}",
+            "tracknumber": str(seed % 15 + 1),
+            "isrc": f"SEXYZ24{seed:05d}",
+        },
+    )
+
+
+def corpus(folder: Path, files: int, seconds: float, jobs: int) -> list[Path]:
+    paths = [folder / f"{i // 100:03d}" / f"f{i:05d}.{EXTS[i % len(EXTS)]}" for i in range(files)]
+    todo = [(p, i, seconds) for i, p in enumerate(paths) if not p.exists()]
+    for p in {p.parent for p, _, _ in todo}:
+        p.mkdir(parents=True, exist_ok=True)
+    if todo:
+        print(f"generating {len(todo)} files in {folder} ...", flush=True)
+        t = time.perf_counter()
+        with ProcessPoolExecutor(jobs) as pool:
+            list(pool.map(_make, todo, chunksize=16))
+        print(f"  {time.perf_counter() - t:.1f} s", flush=True)
+    return paths
+
+
+def timed(cmd: list[str], **kw: object) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    elapsed = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} ... failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return elapsed, done
+
+
+def musicark_ingest(src: Path, work: Path, jobs: int, *, fingerprint: bool) -> tuple[float, dict]:
+    archive = work / ("archive-fp" if fingerprint else "archive")
+    shutil.rmtree(archive, ignore_errors=True)
+    subprocess.run([str(BIN / "musicark"), "init", str(archive)], check=True, capture_output=True)
+    cmd = [str(BIN / "musicark"), "ingest", str(src), "--archive", str(archive), "--jobs", str(jobs), "--json"]
+    if not fingerprint:
+        cmd.append("--no-fingerprint")
+    elapsed, done = timed(cmd)
+    return elapsed, json.loads(done.stdout)
+
+
+def beets_import(src: Path, work: Path) -> float | None:
+    beet = BIN / "beet"
+    if not beet.exists():
+        print("beets is not installed: .venv/bin/pip install beets (the `bench` extra)")
+        return None
+    home = work / "beets"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir()
+    (home / "config.yaml").write_text(
+        f"directory: {home / 'music'}\nlibrary: {home / 'library.db'}\nplugins: []\n"
+        "import:\n  copy: no\n  write: no\n  move: no\n  log: null\n"
+    )
+    elapsed, _ = timed([str(beet), "import", "-A", "-q", str(src)], env={**os.environ, "BEETSDIR": str(home)})
+    return elapsed
+
+
+def decode_alone(paths: list[Path], jobs: int) -> float:
+    def one(p: Path) -> None:
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(p), "-f", "null", "-"], check=True)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, paths))
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000, help="corpus size")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of each file")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers for every contender")
+    parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (kept between runs)")
+    parser.add_argument("--skip-beets", action="store_true", help="do not run beets")
+    args = parser.parse_args()
+    corpus_dir = args.corpus or Path(tempfile.gettempdir()) / f"musicark-bench-corpus-{args.files}-{args.seconds:g}"
+    paths = corpus(corpus_dir, args.files, args.seconds, args.jobs)
+    n = len(paths)
+    total_bytes = sum(p.stat().st_size for p in paths)
+    print(f"corpus: {n} files, {total_bytes / 1e6:.1f} MB, {args.seconds:g} s each; jobs={args.jobs}")
+    with tempfile.TemporaryDirectory(prefix="musicark-bench-") as tmp:
+        work = Path(tmp)
+        for p in paths[:50]:  # warm the page cache the same way for everyone
+            p.read_bytes()
+        t_plain, s_plain = musicark_ingest(corpus_dir, work, args.jobs, fingerprint=False)
+        print(f"musicark ingest --no-fingerprint: {t_plain:.2f} s, {n / t_plain:.0f} files/s  {s_plain['counts']}")
+        t_beets = None if args.skip_beets else beets_import(corpus_dir, work)
+        if t_beets:
+            print(f"beet import -A -q:                {t_beets:.2f} s, {n / t_beets:.0f} files/s")
+        t_fp, s_fp = musicark_ingest(corpus_dir, work, args.jobs, fingerprint=True)
+        print(f"musicark ingest (fingerprints):   {t_fp:.2f} s, {n / t_fp:.0f} files/s  {s_fp['counts']}")
+        t_dec = decode_alone(paths, args.jobs)
+        print(f"ffmpeg -f null (decode alone):    {t_dec:.2f} s, {n / t_dec:.0f} files/s")
+    print()
+    ok = True
+    if t_beets:
+        ratio = t_beets / t_plain
+        ok &= ratio >= 10
+        print(f"ingest without fingerprints / beets: {ratio:.1f}x  (goal >= 10x) {'ok' if ratio >= 10 else 'MISSED'}")
+    ratio = t_dec / t_fp
+    ok &= ratio >= 0.8
+    print(f"ingest with fingerprints / decoding alone: {ratio:.2f}x  (goal >= 0.8x) {'ok' if ratio >= 0.8 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

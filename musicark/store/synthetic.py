@@ -1,0 +1,148 @@
+"""Seeded synthetic audio: short "songs" encoded with real codecs (PyAV), tagged with mutagen.
+
+Used by the demo, the tests and the benchmarks; nothing here is read from the network.
+
+A song is a melody of seeded notes over a seeded bass line with a little noise, so two
+seeds give different recordings (and different Chromaprint fingerprints) while one seed
+encoded twice gives two renditions of the same recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+# extension -> (container format, codec, codec options, sample rate)
+FORMATS: dict[str, tuple[str, str, dict[str, str], int]] = {
+    "mp3": ("mp3", "libmp3lame", {}, 44100),
+    "flac": ("flac", "flac", {}, 44100),
+    "ogg": ("ogg", "vorbis", {"strict": "experimental"}, 44100),
+    "opus": ("ogg", "libopus", {}, 48000),
+    "m4a": ("ipod", "aac", {}, 44100),
+}
+
+
+def song(seed: int, seconds: float, rate: int = 44100) -> np.ndarray:
+    """A seeded stereo float32 signal, shape (2, samples), in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    out = np.zeros(n, dtype=np.float64)
+    pos = 0
+    while pos < n:
+        length = int(rate * rng.uniform(0.15, 0.5))
+        freq = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+        seg = slice(pos, min(n, pos + length))
+        env = np.minimum(1.0, np.linspace(4, 0, seg.stop - seg.start))
+        out[seg] += 0.35 * env * np.sin(2 * np.pi * freq * t[seg])
+        out[seg] += 0.15 * env * np.sin(2 * np.pi * 2 * freq * t[seg])
+        pos += length
+    bass = 55.0 * 2 ** (rng.integers(0, 12) / 12)
+    out += 0.2 * np.sin(2 * np.pi * bass * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    out += 0.02 * rng.standard_normal(n)
+    out = np.clip(out, -1, 1).astype(np.float32)
+    right = np.roll(out, 7) * 0.9
+    return np.stack([out, right])
+
+
+def encode(
+    path: Path,
+    signal: np.ndarray,
+    *,
+    rate: int = 44100,
+    bitrate: int | None = None,
+    fmt: str | None = None,
+) -> Path:
+    """Encode a (2, samples) float32 signal at `rate` to `path` (format from its suffix)."""
+    ext = fmt or path.suffix.lstrip(".").lower()
+    container_format, codec, options, codec_rate = FORMATS[ext]
+    if codec_rate != rate:
+        resampled = av.AudioResampler(format="fltp", layout="stereo", rate=codec_rate)
+    else:
+        resampled = None
+    with av.open(str(path), "w", format=container_format) as out:
+        stream: Any = out.add_stream(codec, rate=codec_rate, options=dict(options))
+        stream.layout = "stereo"
+        if bitrate:
+            stream.bit_rate = bitrate
+        ctx = stream.codec_context
+        resampler = av.AudioResampler(
+            format=ctx.format.name,
+            layout="stereo",
+            rate=codec_rate,
+            frame_size=ctx.frame_size or 1024,
+        )
+        step = 4096
+        pts = 0
+        for start in range(0, signal.shape[1], step):
+            chunk = np.ascontiguousarray(signal[:, start : start + step])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate = rate
+            frame.pts = start
+            frame.time_base = Fraction(1, rate)
+            frames = [frame]
+            if resampled is not None:
+                frames = resampled.resample(frame)
+            for f in frames:
+                for g in resampler.resample(f):
+                    g.pts = pts
+                    pts += g.samples
+                    for packet in stream.encode(g):
+                        out.mux(packet)
+        tail = [] if resampled is None else resampled.resample(None)
+        for f in tail:
+            for g in resampler.resample(f):
+                g.pts = pts
+                pts += g.samples
+                for packet in stream.encode(g):
+                    out.mux(packet)
+        for g in resampler.resample(None):
+            g.pts = pts
+            pts += g.samples
+            for packet in stream.encode(g):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def tag(path: Path, tags: Mapping[str, str | Sequence[str]]) -> Path:
+    """Write easy tags (title, artist, album, isrc, musicbrainz_trackid, tracknumber ...)."""
+    import mutagen
+    from mutagen.easymp4 import EasyMP4Tags
+
+    if "isrc" not in EasyMP4Tags.Get:
+        EasyMP4Tags.RegisterFreeformKey("isrc", "ISRC")
+    f = mutagen.File(str(path), easy=True)
+    if f is None:
+        raise ValueError(f"{path}: mutagen cannot tag this file")
+    if f.tags is None:
+        f.add_tags()
+    for key, value in tags.items():
+        f[key] = [value] if isinstance(value, str) else list(value)
+    f.save()
+    return path
+
+
+def make_file(
+    path: Path,
+    *,
+    seed: int,
+    seconds: float = 8.0,
+    bitrate: int | None = None,
+    tags: Mapping[str, str | Sequence[str]] | None = None,
+    trim_start: float = 0.0,
+) -> Path:
+    """One tagged file of song `seed` (optionally with its first `trim_start` seconds cut)."""
+    signal = song(seed, seconds)
+    if trim_start:
+        signal = signal[:, int(trim_start * 44100) :]
+    encode(path, signal, bitrate=bitrate)
+    if tags:
+        tag(path, tags)
+    return path
