@@ -7,16 +7,17 @@ killed if it lingers) by its own process id.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import libtorrent as lt
 
 
 def free_port() -> int:
@@ -59,30 +60,6 @@ def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout)
-
-
-def make_torrent(
-    root: Path,
-    *,
-    piece_size: int,
-    hybrid: bool = False,
-    trackers: Iterable[str] = (),
-) -> bytes:
-    """A .torrent of folder `root` made by libtorrent (sorted paths, explicit piece size)."""
-    fs = lt.file_storage()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root.parent).as_posix()
-        fs.add_file(rel, path.stat().st_size)
-    flags = 0 if hybrid else 64  # 64 = v1_only
-    ct = lt.create_torrent(fs, piece_size, flags)
-    for tier, url in enumerate(trackers):
-        ct.add_tracker(url, tier)
-    lt.set_piece_hashes(ct, str(root.parent))
-    return bytes(lt.bencode(ct.generate()))
-
-
-def v1_infohash(torrent: bytes) -> str:
-    return str(lt.torrent_info(torrent).info_hashes().v1)
 
 
 class Opentracker:
@@ -295,3 +272,35 @@ class QBittorrent:
             pass
         stop_process(self.proc)
         self.log.close()
+
+
+def make_release(root: Path, *, files: int, size: int, seed: int = 11) -> Path:
+    rng = random.Random(seed)
+    for i in range(files):
+        path = root / f"Artist {i % 3}" / f"{i:03d} Track.ogg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(size + rng.randrange(size)))
+    return root
+
+
+class SeedProcess:
+    """`musicark seed` as its own process, as a user runs it."""
+
+    def __init__(self, archive: Path, *args: str | Path) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "musicark", "seed", "--listen", f"127.0.0.1:{self.port}"]
+        argv += [str(a) for a in args]
+        env = {**os.environ, "MUSICARK_ARCHIVE": str(archive)}
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+        )
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out, err

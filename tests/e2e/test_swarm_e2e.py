@@ -4,7 +4,6 @@ aria2c (v1) and qbittorrent-nox (hybrid), then `musicark verify` and `musicark s
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 import release_data
-from harness import Aria2, Opentracker, QBittorrent, free_port, wait_for
+from harness import Aria2, Opentracker, QBittorrent, SeedProcess, make_release, wait_for
 
 from musicark.archive import Archive
 from musicark.torrent.create import create_torrent
@@ -25,38 +24,6 @@ pytestmark = pytest.mark.e2e
 PIECE = 64 * 1024
 # an archive with a small catalogue and real ingested audio (module-scoped, copied per test)
 template, arc, cli = release_data.template, release_data.arc, release_data.cli
-
-
-def make_release(root: Path, *, files: int, size: int, seed: int = 11) -> Path:
-    rng = random.Random(seed)
-    for i in range(files):
-        path = root / f"Artist {i % 3}" / f"{i:03d} Track.ogg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(size + rng.randrange(size)))
-    return root
-
-
-class SeedProcess:
-    """`musicark seed` as its own process, as a user runs it."""
-
-    def __init__(self, archive: Path, *args: str | Path) -> None:
-        self.port = free_port()
-        argv = [sys.executable, "-m", "musicark", "seed", "--listen", f"127.0.0.1:{self.port}"]
-        argv += [str(a) for a in args]
-        env = {**os.environ, "MUSICARK_ARCHIVE": str(archive)}
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-        )
-
-    def stop(self) -> tuple[int, str, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        return self.proc.returncode, out, err
 
 
 def scrape_seeders(cli: Runner, infohash: str) -> int:
