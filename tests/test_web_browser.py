@@ -58,27 +58,44 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
     table = table.set_column(table.schema.get_field_index("title"), "title", pa.array(titles))
     pq.write_table(table, root / "cat.parquet")
     import_catalog(archive, [root / "cat.parquet"])
-    # two tracks with real audio, ingested and packed into a release with a torrent
+    # tracks with real audio, ingested and packed into a release with a torrent; the third
+    # file is the first one's song at another bit rate (an acoustic duplicate)
     rows = [
-        track("w1", "Wombat Nocturne", "Anna Berg", isrc="USABC2400101", duration_ms=2000),
-        track("w2", "Wombat Lullaby", "Ben Costa", isrc="USABC2400102", duration_ms=2000),
+        track("w1", "Wombat Nocturne", "Anna Berg", isrc="USABC2400101", duration_ms=6000),
+        track("w2", "Wombat Lullaby", "Ben Costa", isrc="USABC2400102", duration_ms=6000),
+        track("w3", "Wombat Echo", "Cleo Dahl", isrc="USABC2400103", duration_ms=6000),
     ]
     import_catalogue(archive, rows, root)
     (root / "in").mkdir()
-    for i, row in enumerate(rows):
+    for i, (row, seed, rate) in enumerate(
+        zip(rows, (300, 301, 300), (None, None, 64000), strict=True)
+    ):
+        artists = row["artists"]
+        assert isinstance(artists, list)
         make_file(
             root / "in" / f"{i}.ogg",
-            seed=300 + i,
-            seconds=2.0,
+            seed=seed,
+            seconds=6.0,
+            bitrate=rate,
             tags={
                 "title": str(row["title"]),
-                "artist": "Anna Berg" if i == 0 else "Ben Costa",
+                "artist": artists[0]["name"],
                 "isrc": str(row["isrc"]),
             },
         )
     cli = Runner(archive)
-    cli("ingest", root / "in", "--jobs", "1", "--no-fingerprint")
+    cli("ingest", root / "in", "--jobs", "1")
     cli("pack", "r1")
+    from musicark.swarm.history import ScrapeRecord, migrate, record_scrapes
+
+    state = archive.connect_state()
+    migrate(state)
+    torrents = state.execute("SELECT name, infohash_v1 FROM torrents").fetchall()
+    record_scrapes(
+        state,
+        [ScrapeRecord(ih, name, "http://127.0.0.1:1/announce", 7, 2, 11) for name, ih in torrents],
+    )
+    state.close()
     from musicark.search import update_index
 
     update_index(archive)
@@ -164,6 +181,22 @@ def test_search_track_magnet(server: tuple[str, Archive], page) -> None:  # type
     page.locator("button.copy").first.click()
     assert page.locator("button.copy").first.inner_text() == "Copied"
     assert page.evaluate("navigator.clipboard.readText()") == magnet
+
+
+def test_duplicates_and_swarm_health(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    page.goto(f"{base}/search?q=wombat+nocturne")
+    page.locator("#results li a.title").first.click()
+    page.wait_for_url("**/tracks/*")
+    duplicate = page.locator("ul.duplicates li a").first
+    duplicate.click()
+    page.wait_for_url("**/tracks/*")
+    expect(page.locator("#track-title")).to_have_text("Wombat Echo")
+    page.goto(f"{base}/releases")
+    row = page.locator("table.torrents tbody tr").first
+    cells = row.locator("td").all_inner_texts()
+    assert cells[4:6] == ["7", "2"]
+    assert row.locator("input.magnet-link").input_value().startswith("magnet:?")
 
 
 def test_paging_as_you_type(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]

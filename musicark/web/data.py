@@ -297,27 +297,49 @@ class ArchiveReader:
         ]
 
     def duplicates(self, track_id: int, renditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Other catalogue tracks whose held audio is the same recording (same blob or
-        an acoustic near-duplicate the store recorded)."""
+        """Held audio elsewhere in the archive that sounds the same as this track's
+        renditions (the store's Chromaprint index; read-only look-ups)."""
         conn = self.state()
-        if not renditions or not self.columns(conn, "renditions"):
+        if not renditions or not {"id", "sha256", "fp"} <= self.columns(conn, "fingerprints"):
+            return []
+        assert conn is not None
+        try:
+            from musicark.store.acoustic import near_duplicates_of
+            from musicark.store.fingerprint import from_bytes
+        except ImportError:
             return []
         out: list[dict[str, Any]] = []
-        if "near_duplicates" in self._tables(conn):
-            cols = self.columns(conn, "near_duplicates")
-            if {"sha256_a", "sha256_b"} <= cols:
-                shas = [r["sha256"] for r in renditions]
-                marks = ",".join("?" * len(shas))
-                out = self.rows(
-                    conn,
-                    "SELECT DISTINCT r.track_id AS track_id, r.sha256 AS sha256 FROM near_duplicates d"
-                    " JOIN renditions r ON r.sha256 = CASE WHEN d.sha256_a IN"
-                    f" ({marks}) THEN d.sha256_b ELSE d.sha256_a END"
-                    f" WHERE (d.sha256_a IN ({marks}) OR d.sha256_b IN ({marks}))"
-                    " AND r.track_id IS NOT NULL AND r.track_id != ? LIMIT 50",
-                    [*shas, *shas, *shas, track_id],
-                )
-        return [{"track_id": sid(r["track_id"]), "sha256": r["sha256"]} for r in out]
+        own = {r["sha256"] for r in renditions}
+        try:
+            for r in renditions[:8]:
+                row = conn.execute(
+                    "SELECT id, fp FROM fingerprints WHERE sha256 = ?", (r["sha256"],)
+                ).fetchone()
+                if row is None:
+                    continue
+                for other, ber, _offset, _overlap in near_duplicates_of(
+                    conn, row[0], from_bytes(row[1])
+                ):
+                    found = conn.execute(
+                        "SELECT f.sha256, r.track_id FROM fingerprints f"
+                        " LEFT JOIN renditions r ON r.sha256 = f.sha256 WHERE f.id = ?",
+                        (other,),
+                    ).fetchone()
+                    if found is None or found[0] in own:
+                        continue
+                    out.append(
+                        {
+                            "sha256": found[0],
+                            "track_id": sid(found[1]),
+                            "of": r["sha256"],
+                            "bit_error_rate": round(float(ber), 4),
+                        }
+                    )
+                    if len(out) >= 50:
+                        return out
+        except (sqlite3.Error, ValueError):
+            return out
+        return out
 
     def _tables(self, conn: sqlite3.Connection | None) -> set[str]:
         return {
@@ -398,48 +420,39 @@ class ArchiveReader:
                     "created": t.get("created"),
                     "obsolete": bool(t.get("obsolete")),
                     "embargo": t.get("embargo"),
-                    "swarm": health.get(str(ih)) if ih else None,
+                    "swarm": health.get(str(t.get("infohash_v1") or "").lower())
+                    or health.get(str(t.get("infohash_v2") or "").lower())
+                    or health.get(str(t.get("infohash_v2") or "")[:40].lower()),
                 }
             )
-        safe = {
-            "id",
-            "name",
-            "created",
-            "kind",
-            "status",
-            "tracks",
-            "files",
-            "size",
-            "data_size",
-            "published",
-        }
+        safe = {"name", "created", "restricted", "published", "next_serial"}
         return {
             "releases": [{k: v for k, v in r.items() if k in safe} for r in releases],
             "torrents": out_t,
         }
 
     def swarm_health(self) -> dict[str, dict[str, Any]]:
-        """The latest swarm observation per infohash, when the swarm part records any."""
+        """The latest tracker figures per infohash (the swarm part's scrape history)."""
         conn = self.state()
-        for table in ("swarm_history", "swarm_observations", "swarm"):
-            cols = self.columns(conn, table)
-            if "infohash" in cols and {"seeders", "leechers"} <= cols:
-                at = "at" if "at" in cols else "observed" if "observed" in cols else "rowid"
-                rows = self.rows(
-                    conn,
-                    f"SELECT * FROM {table} s WHERE s.{at} = (SELECT max(s2.{at}) FROM {table} s2"
-                    " WHERE s2.infohash = s.infohash) LIMIT 5000",
-                )
-                return {
-                    str(r["infohash"]): {
-                        "seeders": r.get("seeders"),
-                        "leechers": r.get("leechers"),
-                        "completed": r.get("completed"),
-                        "at": r.get(at) if at != "rowid" else None,
-                    }
-                    for r in rows
-                }
-        return {}
+        if conn is None or not self.columns(conn, "swarm_scrapes"):
+            return {}
+        try:
+            from musicark.swarm.history import latest_figures
+
+            figures = latest_figures(conn)
+        except (ImportError, sqlite3.Error):
+            return {}
+        return {
+            str(infohash).lower(): {
+                "seeders": f.seeders,
+                "leechers": f.leechers,
+                "completed": f.completed,
+                "at": f.scraped_at,
+                "trackers_ok": f.trackers_ok,
+                "errors": [str(e)[:300] for e in f.errors[:10]],
+            }
+            for infohash, f in figures.items()
+        }
 
     # ------------------------------------------------------------ health and coverage
 
