@@ -51,6 +51,22 @@ def summarise_catalogue(archive: Archive, ctx: DemoContext) -> None:
     ctx.say(format_stats(catalog_stats(archive)))
 
 
+def ingest_audio(archive: Archive, ctx: DemoContext) -> None:
+    from musicark.catalog.synthetic import generate_catalog
+    from musicark.store.dupes import find_dupes
+    from musicark.store.ingest import ingest
+    from musicark.store.synthetic import demo_files
+
+    tracks = generate_catalog(ctx.tracks, seed=ctx.seed, source="demo")
+    files = demo_files(ctx.workdir / "audio", tracks, seed=ctx.seed)
+    summary = ingest(archive, [files[0].parent], jobs=1)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    ctx.say(f"ingested {summary.files} generated audio files: {counts}")
+    for group in find_dupes(archive)["same_recording"]:
+        best = next(r for r in group["renditions"] if r["preferred"])
+        ctx.say(f"track {group['track_id']}: preferred {best['codec']} ({best['preferred_reason']})")
+
+
 def plan_budget(archive: Archive, ctx: DemoContext) -> None:
     from musicark.plan import PlanOptions, plan_archive
 
@@ -104,6 +120,7 @@ STAGES: list[Callable[[Archive, DemoContext], None]] = [
     generate_catalogue,
     import_catalogue,
     summarise_catalogue,
+    ingest_audio,
     plan_budget,
     search_catalogue,
     pack_publish_locate,

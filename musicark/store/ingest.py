@@ -47,8 +47,8 @@ from musicark.store.match import Matcher
 from musicark.store.walk import Entry, Issue, WalkStats, walk
 
 MODES = ("copy", "hardlink", "move")
-BATCH_FILES = 48
-BATCH_BYTES = 64 * 1024 * 1024
+BATCH_FILES = 200
+BATCH_BYTES = 256 * 1024 * 1024
 MAX_PROBLEM_LINES = 1000
 
 

@@ -146,3 +146,52 @@ def make_file(
     if tags:
         tag(path, tags)
     return path
+
+
+def demo_files(folder: Path, tracks: Any, *, seed: int = 7) -> list[Path]:
+    """A handful of tagged files for catalogue `tracks` (an interchange-format Arrow table).
+
+    Two renditions (FLAC and MP3) of the most popular track, tagged with its ISRC; one Ogg
+    tagged with another track's ISRC; one Opus of the shortest track tagged only with its
+    artist and title (at its catalogue length, so artist + title + duration matches); an
+    untagged M4A that matches nothing; and a byte-for-byte copy of the MP3.
+    """
+    import pyarrow.compute as pc
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = tracks.take(pc.sort_indices(tracks, [("popularity", "descending")])).to_pylist()
+    top, second = rows[0], rows[1]
+    shortest = min(rows[2:200], key=lambda r: r["duration_ms"])
+
+    def names(row: dict[str, Any]) -> dict[str, str]:
+        return {"title": row["title"], "artist": row["artists"][0]["name"]}
+
+    out = [
+        make_file(
+            folder / "top.flac", seed=seed, seconds=10, tags={**names(top), "isrc": top["isrc"]}
+        ),
+        make_file(
+            folder / "top.mp3",
+            seed=seed,
+            seconds=10,
+            bitrate=128_000,
+            tags={**names(top), "isrc": top["isrc"]},
+        ),
+        make_file(
+            folder / "second.ogg",
+            seed=seed + 1,
+            seconds=10,
+            tags={**names(second), "isrc": second["isrc"]},
+        ),
+        make_file(
+            folder / "by-name.opus",
+            seed=seed + 2,
+            seconds=shortest["duration_ms"] / 1000,
+            tags=names(shortest),
+        ),
+        make_file(folder / "unknown.m4a", seed=seed + 3, seconds=6),
+    ]
+    copy = folder / "copies" / "top-again.mp3"
+    copy.parent.mkdir(exist_ok=True)
+    copy.write_bytes(out[1].read_bytes())
+    return [*out, copy]
