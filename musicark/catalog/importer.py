@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from musicark.archive import Archive
 from musicark.catalog.db import drop_indexes, ensure_indexes
-from musicark.catalog.formats import FORMATS, detect_format, read_batches
-from musicark.catalog.formats.interchange import LINE
-from musicark.catalog.formats.readers import Reject
+from musicark.catalog.formats import FORMATS, detect_format
 from musicark.catalog.ids import source_id
-from musicark.catalog.normalize import Normalized, normalize
 from musicark.catalog.rights import normalize_rights
+from musicark.catalog.staging import StageJob, staged
 from musicark.errors import CatalogError, FormatError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
 
@@ -112,29 +109,6 @@ def _estimate_rows(path: Path, fmt: str) -> int:
     return path.stat().st_size // 150
 
 
-class _Stager:
-    """Writes a batch's tables into the staging database through ADBC."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, norm: Normalized) -> None:
-        import adbc_driver_sqlite.dbapi as adbc
-
-        with adbc.connect(str(self.path)) as conn:
-            cur = conn.cursor()
-            for name, table in (
-                ("tracks", norm.tracks.replace_schema_metadata(None)),
-                ("artists", norm.artists),
-                ("albums", norm.albums),
-                ("links", norm.links),
-                ("xids", norm.external_ids),
-            ):
-                cur.adbc_ingest(name, table, mode="replace")
-            cur.close()
-            conn.commit()
-
-
 def _upsert_entities(x: Any) -> None:
     for table, columns in (("artists", ARTIST_COLUMNS), ("albums", ALBUM_COLUMNS)):
         sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(",")[1:])
@@ -201,29 +175,6 @@ def _merge(conn: sqlite3.Connection) -> tuple[int, int, int]:
     return inserted, changed - inserted, total - changed
 
 
-def _write_rejects(handle: object, path: Path, rejects: list[Reject], rejected: pa.Table) -> int:
-    from io import BufferedWriter
-
-    assert isinstance(handle, BufferedWriter)
-    for r in rejects:
-        handle.write(
-            orjson.dumps({"file": str(path), "line": r.line, "reason": r.reason, "row": r.raw})
-            + b"\n"
-        )
-    if rejected.num_rows:
-        rows = rejected.drop_columns([LINE, "_reason"]).to_pylist()
-        for line, reason, row in zip(
-            rejected[LINE].to_pylist(), rejected["_reason"].to_pylist(), rows, strict=True
-        ):
-            handle.write(
-                orjson.dumps(
-                    {"file": str(path), "line": line, "reason": reason, "row": row}, default=str
-                )
-                + b"\n"
-            )
-    return len(rejects) + rejected.num_rows
-
-
 def import_file(
     archive: Archive,
     path: Path,
@@ -245,7 +196,7 @@ def import_file(
     key = file_key(path)
     summary = FileSummary(path=str(path), format=fmt)
     conn = archive.connect_catalog()
-    stage_path = archive.staging_dir / f"import-{key[:16]}.sqlite"
+    stage_dir = archive.staging_dir / f"import-{key[:16]}"
     rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
     try:
         row = conn.execute(
@@ -273,46 +224,52 @@ def import_file(
         else:
             ensure_indexes(conn)
         conn.execute("PRAGMA cache_size=-1048576")
-        stager = _Stager(stage_path)
+        if not resume_after:
+            rejects_path.write_bytes(b"")
+        stage_dir.mkdir(exist_ok=True)
+        job = StageJob(
+            path=str(path),
+            fmt=fmt,
+            batch_rows=archive.config.catalog.batch_rows,
+            resume_after=resume_after,
+            source=src,
+            rights=rights,
+            stage_dir=str(stage_dir),
+            rejects_path=str(rejects_path),
+        )
         done_rows = 0
-        with rejects_path.open("ab" if resume_after else "wb") as rejects_out:
-            for chunk in read_batches(path, fmt, batch_rows=archive.config.catalog.batch_rows):
-                if chunk.last_line <= resume_after:
-                    continue
-                norm = normalize(chunk.table, source=src, default_rights=rights)
-                summary.rejected += _write_rejects(rejects_out, path, chunk.rejects, norm.rejected)
-                summary.duplicates += norm.duplicates
-                summary.unchanged += norm.duplicates
-                stager.write(norm)
-                sources = (norm.tracks.schema.metadata or {}).get(b"sources", b"").decode()
-                conn.execute(f"ATTACH DATABASE '{stage_path}' AS stage")
+        parallel = estimate > 2 * job.batch_rows
+        for batch in staged(job, parallel=parallel):
+            summary.rejected += batch.rejected
+            summary.duplicates += batch.duplicates
+            summary.unchanged += batch.duplicates
+            conn.execute("ATTACH DATABASE ? AS stage", (batch.stage,))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        for name in filter(None, sources.split("\x1f")):
-                            conn.execute(
-                                "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)",
-                                (source_id(name), name),
-                            )
-                        ins, upd, same = _append(conn) if mode == "bulk" else _merge(conn)
+                    for name in batch.sources:
                         conn.execute(
-                            "UPDATE imports SET done_line = ?, imported = imported + ?, "
-                            "updated = updated + ?, unchanged = unchanged + ?, rejected = rejected + ? "
-                            "WHERE file_key = ?",
-                            (chunk.last_line, ins, upd, same, summary.rejected, key),
+                            "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)",
+                            (source_id(name), name),
                         )
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                finally:
-                    conn.execute("DETACH DATABASE stage")
-                rejects_out.flush()
-                summary.imported += ins
-                summary.updated += upd
-                summary.unchanged += same
-                done_rows += chunk.table.num_rows + len(chunk.rejects)
-                report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
+                    ins, upd, same = _append(conn) if mode == "bulk" else _merge(conn)
+                    conn.execute(
+                        "UPDATE imports SET done_line = ?, imported = imported + ?, "
+                        "updated = updated + ?, unchanged = unchanged + ?, "
+                        "rejected = rejected + ? WHERE file_key = ?",
+                        (batch.last_line, ins, upd, same, batch.rejected, key),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            finally:
+                conn.execute("DETACH DATABASE stage")
+            summary.imported += ins
+            summary.updated += upd
+            summary.unchanged += same
+            done_rows += batch.rows
+            report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
         report(progress, Progress("indexes", 0, None, "indexes"))
         superseded = ensure_indexes(conn)
         summary.imported -= superseded  # the same id twice in a bulk load: the last row won
@@ -323,7 +280,7 @@ def import_file(
         raise CatalogError(f"{path}: {exc.strerror or exc}") from None
     finally:
         conn.close()
-        stage_path.unlink(missing_ok=True)
+        shutil.rmtree(stage_dir, ignore_errors=True)
     if summary.rejected:
         summary.rejects_file = str(rejects_path)
     else:
