@@ -161,3 +161,11 @@ def test_held_files_count_at_their_real_size(run, archive, tmp_path) -> None:  #
     other = [r for r in table if r["size_source"] == "estimated"]
     assert other[0]["expected_bytes"] == 8_000 * 160_000 // 8000
     assert data["summary"]["selected"]["bytes_held"] == f.stat().st_size
+
+
+def test_unreadable_catalogue_is_a_one_line_error(run, archive) -> None:  # type: ignore[no-untyped-def]
+    archive.catalog_path.write_bytes(b"this is not an SQLite database" * 100)
+    result = run("plan", "--budget", "1TB", check=False)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot read the catalogue" in lines[0]

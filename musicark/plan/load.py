@@ -9,6 +9,7 @@ tracks) are hash look-ups in Arrow (`pyarrow.compute.index_in`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 from musicark.archive import Archive
 from musicark.catalog.ids import hash_strings
 from musicark.catalog.rights import REDISTRIBUTABLE
-from musicark.errors import CatalogError
+from musicark.errors import CatalogError, MusicarkError
 from musicark.progress import Progress, ProgressCallback, report
 
 BATCH_ROWS = 1 << 18
@@ -153,6 +154,12 @@ def isrc_keys(isrc: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    """A database error in one line (ADBC's messages span several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _query(uri: str, sql: str) -> pa.Table:
     import adbc_driver_sqlite.dbapi as adbc
 
@@ -214,8 +221,12 @@ def fetch_catalog(archive: Archive) -> CatalogTables:
     try:
         tracks = _query(uri, TRACKS_SQL)
         credits, artists, albums = _side_tables(uri)
+    except MusicarkError:
+        raise
     except Exception as exc:  # ADBC raises its own DB-API errors
-        raise CatalogError(f"{archive.catalog_path}: cannot read the catalogue ({exc})") from None
+        raise CatalogError(
+            f"{archive.catalog_path}: cannot read the catalogue ({_first_line(exc)})"
+        ) from None
     return CatalogTables(tracks=tracks, credits=credits, artists=artists, albums=albums)
 
 
@@ -282,11 +293,19 @@ def load_catalog(
     uri = _uri(archive)
     report(progress, Progress(stage, 0, 3, "steps"))
     try:
-        cols, album_id = _track_columns(_batches(uri, TRACKS_SQL))
-        report(progress, Progress(stage, 1, 3, "steps"))
-        credits, artists, albums = _side_tables(uri)
+        # The credits, artists and albums are read on a second connection meanwhile
+        # (the SQLite reads release the GIL).
+        with ThreadPoolExecutor(1) as pool:
+            side = pool.submit(_side_tables, uri)
+            cols, album_id = _track_columns(_batches(uri, TRACKS_SQL))
+            report(progress, Progress(stage, 1, 3, "steps"))
+            credits, artists, albums = side.result()
+    except MusicarkError:
+        raise
     except Exception as exc:  # ADBC raises its own DB-API errors
-        raise CatalogError(f"{archive.catalog_path}: cannot read the catalogue ({exc})") from None
+        raise CatalogError(
+            f"{archive.catalog_path}: cannot read the catalogue ({_first_line(exc)})"
+        ) from None
     _join(cols, album_id, credits, artists, albums)
     del credits, artists, albums, album_id
     pa.default_memory_pool().release_unused()  # hand the Arrow buffers back to the system
@@ -340,7 +359,9 @@ def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
             " WHERE r.preferred = 1 AND r.track_id IS NOT NULL GROUP BY r.track_id",
         )
     except Exception as exc:
-        raise CatalogError(f"{path}: cannot read the store's renditions ({exc})") from None
+        raise CatalogError(
+            f"{path}: cannot read the store's renditions ({_first_line(exc)})"
+        ) from None
     if held.num_rows == 0:
         return 0
     at = _lookup(_int_column(held, "track_id"), cols.track_id)
