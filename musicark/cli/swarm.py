@@ -69,7 +69,7 @@ def _print_report(rep: Any, *, verbose: bool) -> None:
 @click.option(
     "--level", type=LEVEL_CHOICE, default="full", show_default=True, help="How deep to check."
 )
-@click.option("--jobs", type=int, default=0, help="Hashing threads (0: one per core).")
+@click.option("--jobs", type=int, default=0, help="Hashing threads (0: two per core).")
 @click.option("--verbose", "-v", is_flag=True, help="List every file, not only the problems.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @archive_option

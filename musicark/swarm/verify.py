@@ -283,9 +283,7 @@ class _Hasher:
         k = piece - f.first_piece
         length = min(t.piece_length, f.length - k * t.piece_length)
         data = chunk[:length]
-        leaves = [
-            hashlib.sha256(data[i : i + BLOCK_SIZE]).digest() for i in range(0, length, BLOCK_SIZE)
-        ]
+        leaves = [_sha256(data[i : i + BLOCK_SIZE]) for i in range(0, length, BLOCK_SIZE)]
         assert f.pieces_root is not None
         if f.length <= t.piece_length:
             return merkle_root(leaves, next_pow2(len(leaves))) == f.pieces_root
@@ -317,6 +315,12 @@ def _sha1(data: memoryview) -> bytes:
     return h.digest()
 
 
+def _sha256(data: memoryview) -> bytes:
+    h = hashlib.sha256()
+    h.update(data)  # releases the GIL (see _sha1)
+    return h.digest()
+
+
 def _piece_runs(checkable_pieces: list[bool], per_unit: int) -> Iterator[tuple[int, int]]:
     """Consecutive checkable pieces in runs of at most `per_unit`."""
     i, n = 0, len(checkable_pieces)
@@ -344,7 +348,7 @@ def verify_torrent(
 
     `manifest` maps file paths (as in the torrent, relative to its root) to sha256 hex;
     at level `full` each listed file's sha256 is checked too. `jobs` threads hash in
-    parallel (0: one per core).
+    parallel (0: two per core).
     """
     if level not in LEVELS:
         raise SwarmError(f"unknown level {level!r} (choose {', '.join(LEVELS)})")
@@ -466,7 +470,9 @@ def _run(
     Workers pull tasks from one shared iterator and push results to a queue, so a busy
     machine that delays this (collecting) thread never leaves the workers idle.
     """
-    workers = jobs or os.cpu_count() or 1
+    # two threads per core: a thread that finished hashing waits for the GIL (and, on a
+    # busy machine, for the scheduler) before its next piece; a second one keeps the core busy
+    workers = jobs or 2 * (os.cpu_count() or 1)
     tasks = _tasks(runs, plan)
     take = threading.Lock()
     stop = threading.Event()
@@ -502,23 +508,34 @@ def _run(
                 continue
             if kind == "error":
                 raise out
-            if kind == "pieces":
-                bad, nbytes = out
-                checked += arg[1] - arg[0] + 1
-                failed += len(bad)
-                for piece in bad:
-                    for i in plan.files_of_piece(piece):
-                        bad_by_file.setdefault(i, set()).add(piece)
-            else:
-                sha_results[arg] = out
-                nbytes = plan.torrent.files[arg].length
-            done += nbytes
+            done += _collect(plan, kind, arg, out, bad_by_file, sha_results)
+            checked += arg[1] - arg[0] + 1 if kind == "pieces" else 0
+            failed += len(out[0]) if kind == "pieces" else 0
             report(progress, Progress("verify", done, total, "bytes"))
     finally:
         stop.set()
         for th in threads:
             th.join()
     return checked, failed, done
+
+
+def _collect(
+    plan: _Plan,
+    kind: str,
+    arg: Any,
+    out: Any,
+    bad_by_file: dict[int, set[int]],
+    sha_results: dict[int, str],
+) -> int:
+    """Record one task's result; returns the bytes it hashed."""
+    if kind == "pieces":
+        bad, nbytes = out
+        for piece in bad:
+            for i in plan.files_of_piece(piece):
+                bad_by_file.setdefault(i, set()).add(piece)
+        return int(nbytes)
+    sha_results[arg] = out
+    return plan.torrent.files[arg].length
 
 
 def _tasks(runs: Iterator[tuple[int, int]], plan: _Plan) -> Iterator[tuple[str, Any]]:
