@@ -34,7 +34,8 @@ from musicark.archive import init_archive
 from musicark.catalog.synthetic import generate_catalog
 from musicark.search import TrackIndex, rebuild_index
 from musicark.search.analysis import words
-from musicark.search.index import Row, catalog_rows, write_index
+from musicark.search.index import Row, write_index
+from musicark.search.scan import scan_catalog
 
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 50.0
@@ -91,7 +92,9 @@ def make_queries(table: pa.Table, count: int, seed: int) -> tuple[list[str], set
     sample = table.column("title").take(
         pa.array(np.random.default_rng(seed).integers(0, table.num_rows, 5000))
     )
-    names = pc.struct_field(pc.list_flatten(table.column("artists").slice(0, 5000)), "name").to_pylist()
+    names = pc.struct_field(
+        pc.list_flatten(table.column("artists").slice(0, 5000)), "name"
+    ).to_pylist()
     vocab: list[str] = []
     for text in sample.to_pylist() + names:
         vocab.extend(text.split())
@@ -178,9 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             build_s = time.perf_counter() - t0
             assert summary.documents == args.n
             t0 = time.perf_counter()
-            conn = archive.connect_catalog(readonly=True)
-            fts_n = build_fts(work / "fts.sqlite", catalog_rows(conn))
-            conn.close()
+            with scan_catalog(archive) as scan:  # the same reader the index build uses
+                fts_n = build_fts(work / "fts.sqlite", scan.batches)
             fts_s = time.perf_counter() - t0
         assert fts_n == args.n
         size = sum(

@@ -112,6 +112,26 @@ def test_exact_identifier_lookups(run, catalogue: pa.Table) -> None:  # type: ig
     assert by_ext["mode"] == "id" and by_ext["total"] == 1 and by_ext["hits"][0]["title"] == title
 
 
+def test_external_id_lookup(run, archive: Archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from audio import import_catalogue, track
+
+    row = track("x1", "Numbat Hymn", "Ida Olsen", isrc="GBXYZ2500001", mbid="5B2E-77 aa")
+    import_catalogue(archive, [row], tmp_path)
+    run("index", "update")
+    for query in (
+        "musicbrainz:5b2e-77aa",
+        "MUSICBRAINZ:5B2E77AA",
+        "5b2e77aa",
+        "x1",
+        "isrc:gbxyz2500001",
+    ):
+        found = _search(run, query)
+        assert found["mode"] == "id" and [h["title"] for h in found["hits"]] == ["Numbat Hymn"], (
+            query
+        )
+    assert _search(run, "discogs:5b2e77aa")["total"] == 0
+
+
 def test_paging_and_bounds(run, catalogue: pa.Table) -> None:  # type: ignore[no-untyped-def]
     first = _search(run, "love", "--limit", "10")
     second = _search(run, "love", "--limit", "10", "--offset", "10")

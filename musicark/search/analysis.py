@@ -16,6 +16,7 @@ import tantivy
 from musicark.errors import QueryError
 
 ANALYZER = "musicark_fold"
+KEYS_ANALYZER = "musicark_keys"  # identifiers, space-separated in one value
 MAX_QUERY_CHARS = 256
 _ISRC_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$")
 _UPC_RE = re.compile(r"^[0-9]{8,14}$")
@@ -33,11 +34,13 @@ def make_analyzer() -> tantivy.TextAnalyzer:
 
 
 _ANALYZER = make_analyzer()
+_KEYS = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
 
 
 def register_analyzer(index: tantivy.Index) -> None:
     """tantivy forgets custom analyzers on every `Index.open`: register ours again."""
     index.register_tokenizer(ANALYZER, _ANALYZER)
+    index.register_tokenizer(KEYS_ANALYZER, _KEYS)
 
 
 def words(text: str) -> list[str]:
@@ -83,9 +86,7 @@ def parse_query(text: str) -> ParsedQuery:
     m = _KIND_VALUE_RE.match(stripped)
     if m:
         kind, value = m.group(1).lower(), normalize_key(m.group(2))
-        keys.append(f"{kind}:{value}")
-        if kind in ("isrc", "upc"):
-            keys.append(value)
+        keys.append(value if kind in ("isrc", "upc", "ean") else f"{kind}:{value}")
     if " " not in stripped and len(stripped) <= 128 and any(c.isalnum() for c in stripped):
         key = normalize_key(stripped)
         if key not in keys:

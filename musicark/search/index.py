@@ -34,9 +34,9 @@ import tantivy
 from musicark.archive import Archive
 from musicark.errors import Cancelled, MusicarkError, SearchError
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.search.analysis import ANALYZER, register_analyzer
+from musicark.search.analysis import ANALYZER, KEYS_ANALYZER, register_analyzer
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WRITER_HEAP = 256_000_000
 CHANGE_BATCH = 20_000
 # An update with more pending changes than this (or a quarter of the index) rebuilds.
@@ -53,7 +53,7 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("all", stored=False, tokenizer_name=ANALYZER, index_option="freq")
     # the title again, so that matches in it count extra
     sb.add_text_field("title", stored=False, tokenizer_name=ANALYZER, index_option="freq")
-    sb.add_text_field("keys", stored=False, tokenizer_name="raw", index_option="basic")
+    sb.add_text_field("keys", stored=False, tokenizer_name=KEYS_ANALYZER, index_option="basic")
     sb.add_integer_field("popularity", stored=True, fast=True)
     # what a result shows, as one JSON value: [title, artists, album, album_id, isrc, duration_ms]
     sb.add_bytes_field("show", stored=True, indexed=False)
@@ -177,11 +177,9 @@ def _row(r: tuple[Any, ...], artists: str) -> Row:
     tid, title, pop, isrc, duration, ext_id, ext_ids, album_id, album, upc = r
     keys: list[str] = []
     if isrc:
-        k = _key(isrc)
-        keys += (k, "isrc:" + k)
+        keys.append(_key(isrc))
     if upc:
-        k = _key(upc)
-        keys += (k, "upc:" + k)
+        keys.append(_key(upc))
     if ext_id:
         keys.append(_key(ext_id))
     if ext_ids and ext_ids != "{}":
@@ -193,7 +191,7 @@ def _row(r: tuple[Any, ...], artists: str) -> Row:
             for kind, value in parsed.items():
                 if isinstance(value, str | int) and str(value).strip():
                     v = _key(str(value))
-                    keys += (v, f"{str(kind).lower()}:{v}")
+                    keys += (v, f"{''.join(str(kind).lower().split())}:{v}")
     return (
         int(tid),
         title or "",
@@ -253,19 +251,15 @@ def catalog_rows_for(conn: sqlite3.Connection, ids: list[int]) -> list[Row]:
 
 def make_document(row: Row) -> tantivy.Document:
     tid, title, artists, album_id, album, pop, isrc, duration, keys = row
-    show = orjson.dumps([title, artists, album, album_id, isrc, duration])
+    doc = tantivy.Document()  # add_* calls: several times cheaper than keyword arguments
+    doc.add_integer("id", tid)
+    doc.add_text("all", f"{title}\n{artists}\n{album}")
+    doc.add_text("title", title)
     if keys:
-        return tantivy.Document(
-            id=tid,
-            all=f"{title}\n{artists}\n{album}",
-            title=title,
-            keys=keys,
-            popularity=pop,
-            show=show,
-        )
-    return tantivy.Document(
-        id=tid, all=f"{title}\n{artists}\n{album}", title=title, popularity=pop, show=show
-    )
+        doc.add_text("keys", " ".join(keys))
+    doc.add_integer("popularity", pop)
+    doc.add_bytes("show", orjson.dumps([title, artists, album, album_id, isrc, duration]))
+    return doc
 
 
 # ---------------------------------------------------------------- building

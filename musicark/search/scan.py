@@ -81,7 +81,7 @@ def _external_keys(text: str) -> list[str]:
         for kind, value in parsed.items():
             if isinstance(value, str | int) and str(value).strip():
                 v = "".join(str(value).split()).replace("-", "").lower()
-                keys += (v, f"{str(kind).lower()}:{v}")
+                keys += (v, f"{''.join(str(kind).lower().split())}:{v}")
     return keys
 
 
@@ -102,9 +102,9 @@ def _rows(t: pa.Table, credits: _Credits) -> list[Row]:
     for i, tid in enumerate(ids.tolist()):
         keys: list[str] = []
         if isrc_k[i]:
-            keys += (isrc_k[i], "isrc:" + isrc_k[i])
+            keys.append(isrc_k[i])
         if upc_k[i]:
-            keys += (upc_k[i], "upc:" + upc_k[i])
+            keys.append(upc_k[i])
         if ext_k[i]:
             keys.append(ext_k[i])
         if ext_json[i] and ext_json[i] != "{}":
