@@ -61,7 +61,7 @@ def warm(root: Path) -> None:
                     pass
 
 
-REPEAT = 3
+REPEAT = 5
 
 
 @dataclass
@@ -112,7 +112,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="hashing processes (default 2)")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per tool, best kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per tool, best kept (default 5)")
     args = parser.parse_args()
     global REPEAT
     REPEAT = max(1, args.repeat)
