@@ -83,7 +83,7 @@ def plan_budget(archive: Archive, ctx: DemoContext) -> None:
 def pack_publish_locate(archive: Archive, ctx: DemoContext) -> None:
     from musicark.release.demo import run_release_demo
 
-    for line in run_release_demo(archive, ctx.workdir):
+    for line in run_release_demo(archive):
         ctx.say(line)
 
 
