@@ -37,7 +37,13 @@ from musicark.release.names import (
     file_name,
     folder_name,
 )
-from musicark.torrent.create import check_url, create_torrent, write_torrent
+from musicark.torrent.create import (
+    TRACKER_SCHEMES,
+    CreatedTorrent,
+    check_url,
+    create_torrent,
+    write_torrent,
+)
 from musicark.torrent.magnet import magnet_link
 from musicark.torrent.metainfo import load_torrent
 from musicark.torrent.piece_size import FORMATS, check_piece_size
@@ -129,6 +135,46 @@ def parse_piece_size(text: str | int | None, *, format: str) -> int | None:
         return check_piece_size(value, format=format)
     except TorrentError as exc:
         raise UsageError(str(exc)) from None
+
+
+def settle_urls(
+    archive: Archive, trackers: Sequence[str] | None, web_seeds: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """Trackers and web seeds as given, else from the settings; each must be a URL."""
+    settings = archive.config.release
+    try:
+        return (
+            [
+                check_url(u, what="tracker", schemes=TRACKER_SCHEMES)
+                for u in (trackers if trackers is not None else settings.trackers)
+            ],
+            [
+                check_url(u, what="web seed")
+                for u in (web_seeds if web_seeds is not None else settings.web_seeds)
+            ],
+        )
+    except TorrentError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def placed_torrent(
+    archive: Archive,
+    base: Path,
+    made: CreatedTorrent,
+    trackers: Sequence[str],
+    web_seeds: Sequence[str],
+) -> tuple[str, str, str]:
+    """Magnet link, .torrent path and data folder (relative to the archive) of `made`."""
+    magnet = magnet_link(
+        name=made.name,
+        info_hash_v1=made.info_hash_v1,
+        info_hash_v2=made.info_hash_v2,
+        trackers=trackers,
+        web_seeds=web_seeds,
+    )
+    torrent = (base / "torrents" / f"{made.name}.torrent").relative_to(archive.root)
+    data = (base / "data" / made.name).relative_to(archive.root)
+    return magnet, torrent.as_posix(), data.as_posix()
 
 
 def _store_ready(conn: sqlite3.Connection) -> bool:
@@ -445,15 +491,7 @@ def _build_folder(
         os.replace(work / "manifests" / fn, base / "manifests" / fn)
     shutil.rmtree(work, ignore_errors=True)
 
-    magnet = magnet_link(
-        name=name,
-        info_hash_v1=made.info_hash_v1,
-        info_hash_v2=made.info_hash_v2,
-        trackers=trackers,
-        web_seeds=web_seeds,
-    )
-    torrent_rel = (base / "torrents" / f"{name}.torrent").relative_to(archive.root).as_posix()
-    data_rel = (base / "data" / name).relative_to(archive.root).as_posix()
+    magnet, torrent_rel, data_rel = placed_torrent(archive, base, made, trackers, web_seeds)
     _record(
         conn,
         release,
@@ -607,17 +645,7 @@ def pack(
     piece = parse_piece_size(
         piece_size if piece_size is not None else settings.piece_size, format=fmt
     )
-    try:
-        tracker_list = [
-            check_url(u, what="tracker", schemes=("http", "https", "udp", "ws", "wss"))
-            for u in (trackers if trackers is not None else settings.trackers)
-        ]
-        seed_list = [
-            check_url(u, what="web seed")
-            for u in (web_seeds if web_seeds is not None else settings.web_seeds)
-        ]
-    except TorrentError as exc:
-        raise UsageError(str(exc)) from None
+    tracker_list, seed_list = settle_urls(archive, trackers, web_seeds)
     if plan is not None and not Path(plan).is_file():
         raise UsageError(f"no plan at {plan}")
 

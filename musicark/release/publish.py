@@ -30,15 +30,14 @@ from typing import Any
 import orjson
 
 from musicark.archive import Archive
-from musicark.errors import ReleaseError, TorrentError, UsageError
+from musicark.errors import ReleaseError
 from musicark.progress import ProgressCallback
 from musicark.release import schema
 from musicark.release.locate import LOCATE_DB
-from musicark.release.manifest import bagit_name, jsonl_name, write_jsonl_zst
+from musicark.release.manifest import FIELDS, bagit_name, jsonl_name, write_jsonl_zst
 from musicark.release.names import check_release_name
-from musicark.release.pack import clean_leftovers, release_dir
-from musicark.torrent.create import check_url, create_torrent, write_torrent
-from musicark.torrent.magnet import magnet_link
+from musicark.release.pack import clean_leftovers, placed_torrent, release_dir, settle_urls
+from musicark.torrent.create import create_torrent, write_torrent
 
 CATALOGUE_FILES = (
     ("catalog.sqlite.zst", "sqlite"),
@@ -167,28 +166,11 @@ def _locate_db(conn_path: Path, out: Path, release: str, names: Sequence[str]) -
 
 def _ledger(conn: sqlite3.Connection, names: Sequence[str], out: Path) -> int:
     marks = ",".join("?" * len(names))
+    keys = ("torrent", *FIELDS)
     rows = conn.execute(
-        "SELECT torrent, path, serial, sha256, track_id, isrc, artists, title, album, rights,"
-        " size, offset, first_piece, last_piece FROM release_files"
-        f" WHERE torrent IN ({marks}) ORDER BY serial",
+        f"SELECT {', '.join(keys)} FROM release_files WHERE torrent IN ({marks}) ORDER BY serial",
         list(names),
     ).fetchall()
-    keys = (
-        "torrent",
-        "path",
-        "serial",
-        "sha256",
-        "track_id",
-        "isrc",
-        "artists",
-        "title",
-        "album",
-        "rights",
-        "size",
-        "offset",
-        "first_piece",
-        "last_piece",
-    )
     records = []
     for r in rows:
         rec = dict(zip(keys, r, strict=True))
@@ -213,17 +195,7 @@ def publish(
     """Write `release`'s metadata and pack it into a torrent (see the module docstring)."""
     settings = archive.config.release
     fmt = format or settings.format
-    try:
-        tracker_list = [
-            check_url(u, what="tracker", schemes=("http", "https", "udp", "ws", "wss"))
-            for u in (trackers if trackers is not None else settings.trackers)
-        ]
-        seed_list = [
-            check_url(u, what="web seed")
-            for u in (web_seeds if web_seeds is not None else settings.web_seeds)
-        ]
-    except TorrentError as exc:
-        raise UsageError(str(exc)) from None
+    tracker_list, seed_list = settle_urls(archive, trackers, web_seeds)
     conn = schema.connect(archive)
     try:
         known_release(conn, release)
@@ -312,15 +284,7 @@ def publish(
         os.replace(folder, base / "data" / name)
         os.replace(torrent_file, base / "torrents" / f"{name}.torrent")
         shutil.rmtree(work, ignore_errors=True)
-        magnet = magnet_link(
-            name=name,
-            info_hash_v1=made.info_hash_v1,
-            info_hash_v2=made.info_hash_v2,
-            trackers=tracker_list,
-            web_seeds=seed_list,
-        )
-        torrent_rel = (base / "torrents" / f"{name}.torrent").relative_to(archive.root).as_posix()
-        data_rel = (base / "data" / name).relative_to(archive.root).as_posix()
+        magnet, torrent_rel, data_rel = placed_torrent(archive, base, made, tracker_list, seed_list)
         now = schema.now()
         conn.execute("BEGIN IMMEDIATE")
         try:
