@@ -214,28 +214,6 @@ def _credits(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> dic
     return {tid: ", ".join(n) for tid, n in names.items()}
 
 
-def catalog_rows(conn: sqlite3.Connection, *, batch: int = 50_000) -> Iterator[list[Row]]:
-    """Every catalogue track as index rows, in batches of stored (rowid) order: a
-    sequential scan of tracks, and an index look-up of each batch's credits."""
-    last = -(2**63)
-    while True:
-        chunk = conn.execute(
-            "SELECT t.rowid, "
-            + _TRACK_SQL.strip().removeprefix("SELECT")
-            + " WHERE t.rowid > ? ORDER BY t.rowid LIMIT ?",
-            (last, batch),
-        ).fetchall()
-        if not chunk:
-            return
-        first, last = chunk[0][0], chunk[-1][0]
-        credits = _credits(
-            conn,
-            "ta.track_id IN (SELECT id FROM tracks WHERE rowid BETWEEN ? AND ?)",
-            (first, last),
-        )
-        yield [_row(r[1:], credits.get(r[1], "")) for r in chunk]
-
-
 def catalog_rows_for(conn: sqlite3.Connection, ids: list[int]) -> list[Row]:
     out: list[Row] = []
     for i in range(0, len(ids), 500):
