@@ -274,7 +274,7 @@ class ArchiveReader:
             conn,
             "SELECT b.*, r.match_method, r.confidence, r.preferred, r.preferred_reason"
             " FROM renditions r JOIN blobs b ON b.sha256 = r.sha256 WHERE r.track_id = ?"
-            " ORDER BY r.preferred DESC, b.bitrate DESC",
+            " ORDER BY r.preferred DESC, b.bitrate DESC LIMIT 100",
             (track_id,),
         )
         return [
