@@ -205,3 +205,15 @@ def test_interrupted_pack_resumes_identically(cli: Runner, arc: Archive) -> None
     _pack(cli)
     assert _torrents(arc) == good
     assert not (arc.releases_dir / "r1" / ".building").exists()
+
+
+def test_one_pack_or_publish_of_a_release_at_a_time(cli: Runner, arc: Archive) -> None:
+    from musicark.release.pack import lock_release
+
+    fd = lock_release(arc, "r1")
+    try:
+        result = _pack(cli, check=False)
+        assert result.exit_code == 1 and "another process" in result.output
+    finally:
+        os.close(fd)
+    _pack(cli)

@@ -14,6 +14,7 @@ byte for byte). Packed files are never repacked: later runs add new folders only
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -135,6 +136,22 @@ def parse_piece_size(text: str | int | None, *, format: str) -> int | None:
         return check_piece_size(value, format=format)
     except TorrentError as exc:
         raise UsageError(str(exc)) from None
+
+
+def lock_release(archive: Archive, release: str) -> int:
+    """Hold `releases/.RELEASE.lock` (one pack or publish of a release at a time); returns
+    the descriptor to close when done."""
+    archive.releases_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(archive.releases_dir / f".{release}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ReleaseError(
+            f"release {release} is being packed or published by another process;"
+            " run the command again when it ends"
+        ) from None
+    return fd
 
 
 def settle_urls(
@@ -649,6 +666,7 @@ def pack(
     if plan is not None and not Path(plan).is_file():
         raise UsageError(f"no plan at {plan}")
 
+    lock = lock_release(archive, release)
     conn = schema.connect(archive)
     try:
         summary = PackSummary(release=release)
@@ -698,3 +716,4 @@ def pack(
     finally:
         shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
         conn.close()
+        os.close(lock)

@@ -36,7 +36,13 @@ from musicark.release import schema
 from musicark.release.locate import LOCATE_DB
 from musicark.release.manifest import FIELDS, bagit_name, jsonl_name, write_jsonl_zst
 from musicark.release.names import check_release_name
-from musicark.release.pack import clean_leftovers, placed_torrent, release_dir, settle_urls
+from musicark.release.pack import (
+    clean_leftovers,
+    lock_release,
+    placed_torrent,
+    release_dir,
+    settle_urls,
+)
 from musicark.torrent.create import create_torrent, write_torrent
 
 CATALOGUE_FILES = (
@@ -197,8 +203,10 @@ def publish(
     fmt = format or settings.format
     tracker_list, seed_list = settle_urls(archive, trackers, web_seeds)
     conn = schema.connect(archive)
+    lock: int | None = None
     try:
         known_release(conn, release)
+        lock = lock_release(archive, release)
         clean_leftovers(archive, conn, release)
         torrents = _torrent_rows(conn, release)
         if not torrents:
@@ -343,7 +351,9 @@ def publish(
             " run the command again"
         ) from None
     finally:
-        shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
+        if lock is not None:
+            shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
+            os.close(lock)
         conn.close()
 
 
