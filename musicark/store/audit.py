@@ -14,8 +14,9 @@ import json
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,12 @@ from musicark.errors import UsageError
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.store import schema
 from musicark.store.blobs import hash_file, is_sha256
+from musicark.store.pool import worker_pool
 
 LEVELS = ("presence", "size", "full")
 MAX_LISTED = 1000
+BATCH_FILES = 64  # blobs per task sent to a hashing process
+BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -115,24 +119,32 @@ def audit(
     total = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
     rows = conn.execute("SELECT sha256, size FROM blobs ORDER BY sha256")
     on_disk: dict[str, tuple[str, int]] = {}  # out-of-order files (a misplaced blob)
-    to_hash: list[tuple[str, int]] = []
-    pool = ThreadPoolExecutor(jobs) if level == "full" else None
+    inflight: deque[tuple[list[tuple[str, int]], Future[list[str | None]]]] = deque()
+    pool = worker_pool(jobs) if level == "full" and jobs > 1 else None
+    batch: list[tuple[str, int]] = []
+    batch_paths: list[str] = []
+    batch_bytes = 0
 
-    def flush() -> None:
-        if pool is None or not to_hash:
-            return
-        for (sha, size), actual in zip(
-            to_hash,
-            pool.map(_hash_or_none, [str(store / _expected_rel(s, fanout)) for s, _ in to_hash]),
-            strict=True,
-        ):
-            if actual is None:
-                result._add("missing", sha)
-            elif actual != sha:
-                result._add("changed", {"sha256": sha, "problem": f"hashes to {actual}"})
-            result.bytes += size
-        to_hash.clear()
-        report(progress, Progress("audit", result.checked, total, "blobs"))
+    def check(sha: str, size: int, actual: str | None) -> None:
+        if actual is None:
+            result._add("missing", sha)
+        elif actual != sha:
+            result._add("changed", {"sha256": sha, "problem": f"hashes to {actual}"})
+        result.bytes += size
+
+    def settle(keep: int) -> None:
+        while len(inflight) > keep:
+            items, fut = inflight.popleft()
+            for (sha, size), actual in zip(items, fut.result(), strict=True):
+                check(sha, size, actual)
+            report(progress, Progress("audit", result.checked, total, "blobs"))
+
+    def submit() -> None:
+        nonlocal batch, batch_paths, batch_bytes
+        if batch and pool is not None:
+            inflight.append((batch, pool.submit(_hash_many, batch_paths)))
+            settle(jobs * 2)  # a few batches queued ahead: no worker waits on the merge
+        batch, batch_paths, batch_bytes = [], [], 0
 
     files = _placed_files(_store_files(store), fanout, on_disk, result)
     current = next(files, None)
@@ -156,13 +168,20 @@ def audit(
         if level in ("size", "full") and found[1] != size:
             result._add("changed", {"sha256": sha, "problem": f"size {found[1]}, expected {size}"})
             continue
-        if level == "full":
-            to_hash.append((sha, size))
-            if len(to_hash) >= 256:
-                flush()
+        if level == "full" and pool is None:
+            check(sha, size, _hash_or_none(str(store / found[0])))
+            if result.checked % 256 == 0:
+                report(progress, Progress("audit", result.checked, total, "blobs"))
+        elif level == "full":
+            batch.append((sha, size))
+            batch_paths.append(str(store / found[0]))
+            batch_bytes += size
+            if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                submit()
         elif result.checked % 1000 == 0:
             report(progress, Progress("audit", result.checked, total, "blobs"))
-    flush()
+    submit()
+    settle(0)
     while current is not None:
         result._add("untracked", current[1])
         current = next(files, None)
@@ -217,6 +236,10 @@ def _placed_files(
             on_disk[name] = (rel, size)  # misplaced: reported with its row (or at the end)
         else:
             result._add("untracked", rel)
+
+
+def _hash_many(paths: list[str]) -> list[str | None]:
+    return [_hash_or_none(p) for p in paths]
 
 
 def _hash_or_none(path: str) -> str | None:

@@ -49,6 +49,8 @@ def hash_file(path: Path | str, *, chunk: int = CHUNK) -> tuple[str, int]:
     size = 0
     fd = os.open(path, os.O_RDONLY)
     try:
+        # a buffer no larger than the file: zeroing 4 MiB per small file costs more than hashing it
+        chunk = max(65536, min(chunk, os.fstat(fd).st_size + 1))
         with memoryview(bytearray(chunk)) as buf:
             while True:
                 n = os.readv(fd, [buf])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import sqlite3
 import time
@@ -44,6 +43,7 @@ from musicark.store.blobs import (
 )
 from musicark.store.ledger import FINAL, STORED, Rejected, display
 from musicark.store.match import Matcher
+from musicark.store.pool import worker_pool
 from musicark.store.walk import Entry, Issue, WalkStats, walk
 
 MODES = ("copy", "hardlink", "move")
@@ -463,17 +463,10 @@ def ingest(
 
 
 def _start_pool(jobs: int) -> ProcessPoolExecutor:
-    """Worker processes, forked when that is safe (no other threads), so they start warm."""
-    import threading
-
     import av  # noqa: F401  (imported once here, inherited by forked workers)
     import mutagen  # noqa: F401
 
-    method = "fork" if threading.active_count() == 1 else "forkserver"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["musicark.store.ingest", "av", "mutagen", "chromaprint"])
-    return ProcessPoolExecutor(jobs, mp_context=ctx)
+    return worker_pool(jobs, preload=["musicark.store.ingest", "av", "mutagen", "chromaprint"])
 
 
 def _clean_staging(staging: Path) -> None:
