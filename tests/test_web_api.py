@@ -212,3 +212,16 @@ def test_coverage_from_the_latest_plan(tmp_path: Path) -> None:
         page = c.get("/coverage").text
         assert 'id="coverage-curve"' in page and "<polyline points=" in page
         assert 'id="tiers"' in page and "main" in page
+
+
+def test_serve_refuses_an_address_in_use(run) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--port", str(port), check=False)
+    assert result.exit_code == 2
+    assert "musicark: error: cannot listen on 127.0.0.1:" in result.output
+    assert "Traceback" not in result.output

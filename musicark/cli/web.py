@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import click
@@ -48,6 +49,7 @@ def serve_command(
     archive = get_archive(archive_path)
     host = host or archive.config.serve.host
     port = archive.config.serve.port if port is None else port
+    _check_listen(host, port)
     click.echo(f"serving {archive.root} read-only at http://{host}:{port}/", err=True)
     target: Any
     options: dict[str, Any] = {}
@@ -69,6 +71,21 @@ def serve_command(
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail with one line before starting when the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def register(cli: click.Group) -> None:
