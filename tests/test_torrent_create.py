@@ -256,3 +256,15 @@ def test_auto_piece_size_limits() -> None:
     assert padding(small, piece) <= 0.05 * sum(small)
     assert auto_piece_size(small, format="hybrid") == piece  # stable
     assert auto_piece_size([1000], format="v1") == 16384
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2", "hybrid"])
+def test_size_estimate_is_an_upper_bound(tmp_path: Path, fmt: str) -> None:
+    root = _tree(tmp_path / "album", tricky=True)
+    files = list_files(root)
+    sizes = [f.length for f in files]
+    path_bytes = sum(len("/".join(f.path).encode()) for f in files)
+    for piece in (16384, 65536):
+        made = create_torrent(root, format=fmt, piece_size=piece, trackers=["http://127.0.0.1:1/a"])
+        estimate = estimate_torrent_bytes(sizes, path_bytes, piece, format=fmt)
+        assert len(made.data) <= estimate <= 4 * len(made.data) + 2048
