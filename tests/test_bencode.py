@@ -19,7 +19,7 @@ values = st.recursive(
 
 
 @given(values)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_round_trip(value: object) -> None:
     data = encode(value)  # type: ignore[arg-type]
     assert decode(data) == value
@@ -27,7 +27,7 @@ def test_round_trip(value: object) -> None:
 
 
 @given(st.binary(max_size=200))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_arbitrary_bytes_decode_or_raise_torrent_error(data: bytes) -> None:
     try:
         value = decode(data)

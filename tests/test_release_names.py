@@ -19,7 +19,7 @@ from musicark.release.pack import Candidate, cut_folders
 
 
 @given(st.text(max_size=80), st.text(max_size=80), st.integers(1, 99_999_999))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_file_names_are_safe_ascii(artist: str, title: str, serial: int) -> None:
     name = file_name(serial, artist=artist, title=title, ext="ogg")
     sub, leaf = name.split("/")
