@@ -91,7 +91,12 @@ class DirCache:
 
     def ensure(self, folder: Path) -> None:
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                folder.mkdir(parents=True, exist_ok=True)
             self._made.add(folder)
 
 

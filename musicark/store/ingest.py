@@ -143,8 +143,10 @@ def _changed(before: os.stat_result, after: os.stat_result, read: int) -> bool:
     )
 
 
-def store_stage(task: Task, path: str, staging: Path) -> tuple[str, int, int, Path | None, bool]:
-    """Hash while copying to a temporary file: (sha256, size, mtime_ns, tmp, known)."""
+def store_stage(
+    task: Task, path: str, staging: Path
+) -> tuple[str, int, int, Path | None, bool, bytes]:
+    """Hash while copying to a temporary file: (sha256, size, mtime_ns, tmp, known, head)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -156,6 +158,7 @@ def store_stage(task: Task, path: str, staging: Path) -> tuple[str, int, int, Pa
             raise Rejected("error_not_regular", "not a regular file")
         h = hashlib.sha256()
         read = 0
+        head = b""
         if st.st_size <= SMALL_FILE:
             data = _read_all(fd, st.st_size)
             read = len(data)
@@ -165,13 +168,13 @@ def store_stage(task: Task, path: str, staging: Path) -> tuple[str, int, int, Pa
                 raise Rejected("error_changed", "the file changed while being read")
             sha = h.hexdigest()
             if _known_blob(task.state_path, sha):
-                return sha, read, st.st_mtime_ns, None, True
+                return sha, read, st.st_mtime_ns, None, True, data[:16]
             tmp = _tmp_name(staging, path)
             if task.mode == "hardlink":
                 _link(path, tmp, st)
             else:
                 write_new(tmp, data)
-            return sha, read, st.st_mtime_ns, tmp, False
+            return sha, read, st.st_mtime_ns, tmp, False, data[:16]
         tmp = _tmp_name(staging, path)
         out = (
             None
@@ -185,6 +188,8 @@ def store_stage(task: Task, path: str, staging: Path) -> tuple[str, int, int, Pa
                     if not n:
                         break
                     h.update(buf[:n])
+                    if not read:
+                        head = bytes(buf[:16])
                     read += n
                     if out is not None:
                         view = buf[:n]
@@ -201,8 +206,8 @@ def store_stage(task: Task, path: str, staging: Path) -> tuple[str, int, int, Pa
             _link(path, tmp, st)
         elif _known_blob(task.state_path, sha):
             tmp.unlink(missing_ok=True)
-            return sha, read, st.st_mtime_ns, None, True
-        return sha, read, st.st_mtime_ns, tmp, False
+            return sha, read, st.st_mtime_ns, None, True, head
+        return sha, read, st.st_mtime_ns, tmp, False, head
     except OSError as exc:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -244,14 +249,14 @@ def _link(path: str, tmp: Path, st: os.stat_result) -> None:
 
 
 def analyse_stage(
-    tmp: Path, *, fingerprint: bool
+    tmp: Path, *, fingerprint: bool, size: int | None = None, head: bytes | None = None
 ) -> tuple[dict[str, Any], dict[str, list[str]], bytes | None, int | None]:
     """Probe, tags and fingerprint of a stored temporary file."""
     from musicark.store.fingerprint import to_bytes
     from musicark.store.probe import analyse
     from musicark.store.tags import read_tags
 
-    a = analyse(tmp, fingerprint=fingerprint)
+    a = analyse(tmp, fingerprint=fingerprint, size=size, head=head)
     tags, problem = read_tags(tmp, container=a.container, codec=a.codec)
     info = {
         "container": a.container,
@@ -280,14 +285,14 @@ def process_batch(task: Task) -> list[FileResult]:
         results.append(res)
         tmp = None
         try:
-            sha, res.size, res.mtime_ns, tmp, known = store_stage(task, path, staging)
+            sha, res.size, res.mtime_ns, tmp, known, head = store_stage(task, path, staging)
             res.sha256 = sha
             if known:
                 res.status = "known"
                 continue
             assert tmp is not None
             res.info, res.tags, res.fingerprint, res.fingerprint_ms = analyse_stage(
-                tmp, fingerprint=task.fingerprint
+                tmp, fingerprint=task.fingerprint, size=res.size, head=head
             )
             pending.append((res, tmp))
         except Rejected as exc:
@@ -385,6 +390,7 @@ def ingest(
     conn = schema.connect(archive)
     staging = archive.staging_dir / "ingest"
     staging.mkdir(parents=True, exist_ok=True)
+    _make_fanout(archive)
     _clean_staging(staging)
     run_id = int(
         conn.execute(
@@ -467,6 +473,14 @@ def _start_pool(jobs: int) -> ProcessPoolExecutor:
     import mutagen  # noqa: F401
 
     return worker_pool(jobs, preload=["musicark.store.ingest", "av", "mutagen", "chromaprint"])
+
+
+def _make_fanout(archive: Archive) -> None:
+    """The first level of fan-out folders, made once (workers then make one folder per blob)."""
+    if archive.config.store.fanout < 1 or (archive.store_dir / "ff").is_dir():
+        return
+    for i in range(256):
+        (archive.store_dir / f"{i:02x}").mkdir(parents=True, exist_ok=True)
 
 
 def _clean_staging(staging: Path) -> None:

@@ -44,9 +44,9 @@ def display(path: str | bytes) -> str:
     """A one-line printable form of a path: invalid bytes as \\xNN, control characters escaped."""
     raw = os.fsencode(path)
     text = raw.decode("utf-8", "backslashreplace")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text.isprintable():
         text = "".join(
-            c if 32 <= ord(c) != 127 else c.encode("unicode_escape").decode("ascii") for c in text
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
         )
     return text
 

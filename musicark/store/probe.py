@@ -76,17 +76,54 @@ def _ogg_ends_cleanly(path: Path, size: int) -> bool:
     return False
 
 
-def analyse(path: Path, *, fingerprint: bool = True) -> Analysis:
-    """Probe (and optionally fingerprint) one file; raise `Rejected` if it is not usable audio."""
+def _format_hint(head: bytes) -> str | None:
+    """The demuxer the leading bytes name (skips FFmpeg's probing of every format)."""
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if len(head) >= 8 and head[4:8] == b"ftyp":
+        return "mov"
+    if head.startswith(b"ID3") or (
+        len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06)
+    ):
+        return "mp3"
+    return None
+
+
+def _open(path: Path, head: bytes) -> Any:
     import av
 
-    size = os.stat(path).st_size
+    hint = _format_hint(head)
+    if hint is not None:
+        try:
+            container = av.open(str(path), format=hint, metadata_errors="ignore")
+            if container.streams.audio:
+                return container
+            container.close()
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+            pass
+    return av.open(str(path), metadata_errors="ignore")
+
+
+def analyse(
+    path: Path, *, fingerprint: bool = True, size: int | None = None, head: bytes | None = None
+) -> Analysis:
+    """Probe (and optionally fingerprint) one file; raise `Rejected` if it is not usable audio.
+
+    `size` and `head` (its first bytes), when the caller has them, save re-reading.
+    """
+    import av
+
+    if size is None:
+        size = os.stat(path).st_size
     if size == 0:
         raise Rejected("error_empty", "zero-byte file")
-    with open(path, "rb") as f:
-        head = f.read(16)
+    if head is None:
+        with open(path, "rb") as f:
+            head = f.read(16)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = _open(path, head)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         if _looks_like_audio(head):
             raise Rejected(

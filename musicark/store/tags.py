@@ -95,9 +95,9 @@ def _register_mp4_keys() -> None:
 def _mutagen_class(container: str | None, codec: str | None) -> Any:
     """The mutagen class for a format PyAV identified (skips mutagen's format scoring)."""
     if container == "mp3":
-        from mutagen.easyid3 import EasyID3
+        from mutagen.id3 import ID3
 
-        return EasyID3  # the tag alone: no scan of the MPEG frames
+        return ID3  # the tag alone: no scan of the MPEG frames
     if container == "flac":
         from mutagen.flac import FLAC
 
@@ -147,15 +147,22 @@ def read_tags(
         return {}, f"tags unreadable: {exc}"
     except (ValueError, KeyError, IndexError, OverflowError, EOFError, UnicodeError) as exc:
         return {}, f"tags unreadable: {type(exc).__name__}"
-    found = getattr(f, "tags", f)  # EasyID3 is itself the tags
+    found = getattr(f, "tags", f)  # an ID3 is itself the tags
     if f is None or found is None:
         return {}, None
     out: dict[str, list[str]] = {}
+    try:
+        if _is_id3(found):
+            present = _from_id3(found)
+        elif hasattr(found, "as_dict"):  # Vorbis comments: one pass over the list
+            present = found.as_dict()
+        else:
+            wanted = set(KEYS)
+            present = {k: found[k] for k in found if k in wanted}
+    except (ValueError, KeyError, UnicodeError):
+        return {}, "tags unreadable"
     for key in KEYS:
-        try:
-            values = found.get(key)
-        except (ValueError, KeyError, UnicodeError):
-            continue
+        values = present.get(key)
         if not values:
             continue
         if isinstance(values, str):
@@ -164,6 +171,50 @@ def read_tags(
         if clean:
             out[key] = clean
     return out, None
+
+
+_ID3_TEXT = {
+    "TIT2": "title",
+    "TPE1": "artist",
+    "TPE2": "albumartist",
+    "TALB": "album",
+    "TSRC": "isrc",
+    "TRCK": "tracknumber",
+    "TPOS": "discnumber",
+    "TDRC": "date",
+    "TCON": "genre",
+    "TPUB": "label",
+}
+_ID3_TXXX = {
+    "musicbrainz release track id": "musicbrainz_releasetrackid",
+    "musicbrainz album id": "musicbrainz_albumid",
+    "musicbrainz artist id": "musicbrainz_artistid",
+    "acoustid id": "acoustid_id",
+    "barcode": "barcode",
+    "artists": "artists",
+}
+
+
+def _is_id3(tags: Any) -> bool:
+    from mutagen.id3 import ID3
+
+    return isinstance(tags, ID3)
+
+
+def _from_id3(tags: Any) -> dict[str, list[str]]:
+    """Our keys from ID3 frames (as EasyID3 maps them, without its per-key lookups)."""
+    out: dict[str, list[str]] = {}
+    for frame in tags.values():
+        fid = frame.FrameID
+        if fid in _ID3_TEXT:
+            out.setdefault(_ID3_TEXT[fid], []).extend(str(t) for t in frame.text)
+        elif fid == "TXXX":
+            key = _ID3_TXXX.get(frame.desc.lower())
+            if key:
+                out.setdefault(key, []).extend(str(t) for t in frame.text)
+        elif fid == "UFID" and frame.owner == "http://musicbrainz.org":
+            out["musicbrainz_trackid"] = [frame.data.decode("ascii", "replace")]
+    return out
 
 
 def first(tags: dict[str, list[str]], key: str) -> str | None:
