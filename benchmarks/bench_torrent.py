@@ -109,10 +109,12 @@ def main() -> int:
     )
     parser.add_argument("--size", default="400MB", help="total data size (default 400MB)")
     parser.add_argument("--files", type=int, default=300, help="number of files (default 300)")
-    parser.add_argument("--jobs", type=int, default=2, help="hashing processes (default 2)")
+    parser.add_argument("--jobs", type=int, default=2, help="hashing threads (default 2)")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=5, help="runs per tool, best kept (default 5)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="runs per tool, best kept (default 5)"
+    )
     args = parser.parse_args()
     global REPEAT
     REPEAT = max(1, args.repeat)
