@@ -176,7 +176,6 @@ class _Hasher:
 
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
-        self.local = threading.local()
         self.maps: dict[int, memoryview] = {}
         self.mmaps: list[mmap.mmap] = []
         self.lock = threading.Lock()
@@ -184,6 +183,7 @@ class _Hasher:
         self.v1 = bool(t.pieces)
         self.v2 = bool(t.info_hash_v2)
         self.leaves_per_piece = max(t.piece_length // BLOCK_SIZE, 1)
+        self.leaf = _leaf_holding_gil if self.v1 else _leaf_releasing_gil
         # piece index -> (file index, piece index within the file) for v2
         self.v2_owner: dict[int, int] = {}
         if self.v2:
@@ -226,37 +226,27 @@ class _Hasher:
         self.maps.clear()
         self.mmaps.clear()
 
-    def _buffer(self, size: int) -> memoryview:
-        buf: bytearray | None = getattr(self.local, "buf", None)
-        if buf is None or len(buf) < size:
-            buf = bytearray(size)
-            self.local.buf = buf
-        return memoryview(buf)[:size]
-
-    def _piece(self, lo: int, hi: int) -> memoryview:
-        """The piece-space bytes [lo, hi): a view into one file's mapping when the range
-        lies in one file, else copied together into a buffer (padding is zeros)."""
+    def _segments(self, lo: int, hi: int) -> list[memoryview | int]:
+        """The piece-space bytes [lo, hi) as views into the files' mappings, in order; an
+        int is that many zero bytes of padding. Nothing is copied."""
         t = self.plan.torrent
         i = max(bisect.bisect_right(self.plan.starts, lo) - 1, 0)
-        first = t.files[i]
-        if first.offset <= lo and hi <= first.offset + first.length:
-            return self._map(i)[lo - first.offset : hi - first.offset]
-        view = self._buffer(hi - lo)
+        out: list[memoryview | int] = []
         pos = lo
         while pos < hi:
             f = t.files[i] if i < len(t.files) else None
             if f is None or f.offset >= hi:
-                view[pos - lo :] = bytes(hi - pos)
+                out.append(hi - pos)
                 break
             if f.offset > pos:  # padding before this file
-                view[pos - lo : f.offset - lo] = bytes(f.offset - pos)
+                out.append(f.offset - pos)
                 pos = f.offset
             end = min(f.offset + f.length, hi)
             if end > pos:
-                view[pos - lo : end - lo] = self._map(i)[pos - f.offset : end - f.offset]
+                out.append(self._map(i)[pos - f.offset : end - f.offset])
                 pos = end
             i += 1
-        return view
+        return out
 
     def check(self, first: int, last: int) -> tuple[list[int], int]:
         """Hash pieces first..last (inclusive); returns the failing ones and bytes read."""
@@ -265,11 +255,19 @@ class _Hasher:
         bad: list[int] = []
         for piece in range(first, last + 1):
             lo = piece * pl
-            chunk = self._piece(lo, min(lo + pl, t.padded_size))
-            if self.v1 and _sha1(chunk) != t.pieces[piece]:
-                bad.append(piece)
-                continue
-            if self.v2 and not self._check_v2(piece, chunk):
+            segments = self._segments(lo, min(lo + pl, t.padded_size))
+            if self.v1:
+                h = hashlib.sha1()
+                for seg in segments:
+                    # update() releases the GIL on large buffers; hashlib.sha1(data) does
+                    # not in every Python build, which would serialise the hashing threads
+                    h.update(seg if isinstance(seg, memoryview) else _zeros(seg))
+                if h.digest() != t.pieces[piece]:
+                    bad.append(piece)
+                    continue
+            # v2 pieces never span files: the first segment is the file's part of the piece
+            head = segments[0]
+            if self.v2 and (not isinstance(head, memoryview) or not self._check_v2(piece, head)):
                 bad.append(piece)
         return bad, min((last + 1) * pl, t.padded_size) - first * pl
 
@@ -283,7 +281,8 @@ class _Hasher:
         k = piece - f.first_piece
         length = min(t.piece_length, f.length - k * t.piece_length)
         data = chunk[:length]
-        leaves = [_sha256(data[i : i + BLOCK_SIZE]) for i in range(0, length, BLOCK_SIZE)]
+        leaf = self.leaf
+        leaves = [leaf(data[i : i + BLOCK_SIZE]) for i in range(0, length, BLOCK_SIZE)]
         assert f.pieces_root is not None
         if f.length <= t.piece_length:
             return merkle_root(leaves, next_pow2(len(leaves))) == f.pieces_root
@@ -307,17 +306,25 @@ class _Hasher:
         return h.hexdigest()
 
 
-def _sha1(data: memoryview) -> bytes:
-    # update() releases the GIL on large buffers; the constructor (hashlib.sha1(data))
-    # does not in every Python build, which would serialise the hashing threads
-    h = hashlib.sha1()
-    h.update(data)
-    return h.digest()
+_ZEROS = bytes(4 * 2**20)
 
 
-def _sha256(data: memoryview) -> bytes:
+def _zeros(n: int) -> memoryview:
+    """A view of `n` zero bytes (padding), from one shared buffer when it is big enough."""
+    return memoryview(_ZEROS)[:n] if n <= len(_ZEROS) else memoryview(bytes(n))
+
+
+def _leaf_holding_gil(data: memoryview) -> bytes:
+    # hybrid: a 16 KiB v2 leaf is hashed without releasing the GIL (the constructor keeps
+    # it in some Python builds): tens of thousands of GIL hand-offs per GB between threads
+    # cost more than they save, and the other threads meanwhile hash their SHA-1 pieces
+    return hashlib.sha256(data).digest()
+
+
+def _leaf_releasing_gil(data: memoryview) -> bytes:
+    # v2 only: nothing else to overlap with, so release the GIL for every leaf
     h = hashlib.sha256()
-    h.update(data)  # releases the GIL (see _sha1)
+    h.update(data)
     return h.digest()
 
 
