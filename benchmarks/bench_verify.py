@@ -120,6 +120,11 @@ def main() -> None:
         print(
             f"ratio libtorrent/musicark: {best_lt / best_ma:.2f}x wall (above 1: musicark faster)"
         )
+        med_lt, med_ma = statistics.median(lt_times), statistics.median(ma_times)
+        print(
+            f"median wall: libtorrent {med_lt:.3f} s, musicark {med_ma:.3f} s;"
+            f" ratio {med_lt / med_ma:.2f}x"
+        )
         print(
             f"CPU seconds (best): libtorrent {min(lt_cpu):.3f}, musicark {min(ma_cpu):.3f};"
             f" ratio {min(lt_cpu) / min(ma_cpu):.2f}x (above 1: musicark uses less CPU)"
