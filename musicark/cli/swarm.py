@@ -188,11 +188,14 @@ def _status_line(status: Any) -> str:
     for ts in status.torrents:
         states[ts.state] = states.get(ts.state, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    return (
+    line = (
         f"[{status.elapsed:6.0f} s] {len(status.torrents)} torrents ({summary}),"
         f" {status.peers} peers, up {format_size(status.upload_rate)}/s,"
         f" uploaded {format_size(status.uploaded)}"
     )
+    if len(status.torrents) <= 3:  # a few torrents: each one's state too
+        line += "".join(f" | {t.name[:24]}: {t.state}, {t.peers} peers" for t in status.torrents)
+    return line
 
 
 @click.command("seed")

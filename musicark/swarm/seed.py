@@ -123,6 +123,7 @@ class Seeder:
     trackers: Sequence[str] = ()
     _session: Any = None
     _entries: dict[str, _Entry] = field(default_factory=dict)
+    _by_handle: dict[Any, _Entry] = field(default_factory=dict)
     _started: float = 0.0
     _listening: str = ""
     _messages: list[str] = field(default_factory=list)
@@ -164,13 +165,12 @@ class Seeder:
             handle = self._session.add_torrent(atp)
         except RuntimeError as exc:
             raise SwarmError(f"{item.name}: cannot seed it ({exc})") from None
-        self._entries[infohash] = _Entry(item=item, handle=handle, infohash=infohash)
+        entry = _Entry(item=item, handle=handle, infohash=infohash)
+        self._entries[infohash] = entry
+        self._by_handle[handle] = entry
 
     def _entry_for(self, handle: Any) -> _Entry | None:
-        for entry in self._entries.values():
-            if entry.handle == handle:
-                return entry
-        return None
+        return self._by_handle.get(handle)
 
     def _handle_alerts(self) -> None:
         for alert in self._session.pop_alerts():
