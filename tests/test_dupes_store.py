@@ -24,8 +24,8 @@ def test_preferred_rendition_lossless_then_bitrate_and_override(run, archive, tm
     src = tmp_path / "in"
     src.mkdir()
     tags = {"title": "Silver Moon", "artist": "Anna Berg", "isrc": "SEABC2400007"}
-    low = make_file(src / "low.mp3", seed=7, bitrate=96_000, tags=tags)
-    high = make_file(src / "high.mp3", seed=7, bitrate=256_000, tags=tags)
+    low = make_file(src / "low.mp3", seed=7, seconds=4, bitrate=96_000, tags=tags)
+    high = make_file(src / "high.mp3", seed=7, seconds=4, bitrate=256_000, tags=tags)
     run("ingest", src, "--jobs", "1", "--no-fingerprint")
     data = json.loads(run("dupes", "--json").output)
     (group,) = data["same_recording"]
@@ -36,7 +36,7 @@ def test_preferred_rendition_lossless_then_bitrate_and_override(run, archive, tm
     ] == "higher bit rate (mp3float 256 kbit/s over mp3float 96 kbit/s)" or (
         best[0]["preferred_reason"].startswith("higher bit rate")
     )
-    lossless = make_file(tmp_path / "lossless.flac", seed=7, tags=tags)
+    lossless = make_file(tmp_path / "lossless.flac", seed=7, seconds=4, tags=tags)
     run("ingest", lossless, "--jobs", "1", "--no-fingerprint")
     data = json.loads(run("dupes", "--json").output)
     (group,) = data["same_recording"]
@@ -48,7 +48,7 @@ def test_preferred_rendition_lossless_then_bitrate_and_override(run, archive, tm
     # the operator overrides the rule, and it sticks across later ingests
     out = run("dupes", "--prefer", sha(low)).output
     assert f"preferred {sha(low)}" in out
-    make_file(src / "another.ogg", seed=7, tags=tags)
+    make_file(src / "another.ogg", seed=7, seconds=4, tags=tags)
     run("ingest", src, "--jobs", "1", "--no-fingerprint")
     conn = sqlite3.connect(archive.state_path)
     rows = conn.execute(

@@ -40,9 +40,11 @@ def snapshot(archive: Archive) -> tuple[list[tuple[object, ...]], ...]:
 def library(tmp_path: Path) -> Path:
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
-    make_file(src / "a.mp3", seed=1, tags={"title": "Alpha", "artist": "Anna Berg"})
-    make_file(src / "sub" / "b.flac", seed=2, tags={"title": "Beta", "artist": "Ben Costa"})
-    make_file(src / "c.opus", seed=3)
+    make_file(src / "a.mp3", seed=1, seconds=4, tags={"title": "Alpha", "artist": "Anna Berg"})
+    make_file(
+        src / "sub" / "b.flac", seed=2, seconds=4, tags={"title": "Beta", "artist": "Ben Costa"}
+    )
+    make_file(src / "c.opus", seed=3, seconds=4)
     return src
 
 
@@ -64,7 +66,7 @@ def test_ingest_stores_blobs_by_sha256_and_records_everything(run, archive, libr
     blob = conn.execute(
         "SELECT duration_ms, sample_rate, channels, lossless, bitrate, tags FROM blobs WHERE codec = 'flac'"
     ).fetchone()
-    assert abs(blob[0] - 8000) < 100 and blob[1] == 44100 and blob[2] == 2 and blob[3] == 1
+    assert abs(blob[0] - 4000) < 100 and blob[1] == 44100 and blob[2] == 2 and blob[3] == 1
     assert blob[4] > 100_000
     assert json.loads(blob[5])["title"] == ["Beta"]
     assert conn.execute("SELECT count(*) FROM fingerprints").fetchone()[0] == 3
@@ -96,7 +98,7 @@ def test_same_bytes_under_two_paths_is_one_blob_two_provenance_records(
 ) -> None:
     src = tmp_path / "in"
     src.mkdir()
-    make_file(src / "one.flac", seed=5)
+    make_file(src / "one.flac", seed=5, seconds=3)
     (src / "two.flac").write_bytes((src / "one.flac").read_bytes())
     data = json.loads(run("ingest", src, "--jobs", "1", "--json").output)
     assert data["counts"] == {"unmatched": 1, "duplicate": 1}
@@ -113,18 +115,26 @@ def test_matching_by_isrc_external_id_and_artist_title_duration(run, archive, tm
         [
             track("t1", "Silver Moon", "Anna Berg", isrc="USABC2400001", duration_ms=300_000),
             track("t2", "Paper Heart", "Ben Costa", mbid=MBID),
-            track("t3", "Café Naïve (Remastered)", "Clara Dahl", duration_ms=8_500),
+            track("t3", "Café Naïve (Remastered)", "Clara Dahl", duration_ms=4_500),
             track("t4", "Glass River", "Dora Evans", duration_ms=200_000),
         ],
         tmp_path,
     )
     src = tmp_path / "in"
     src.mkdir()
-    make_file(src / "isrc.mp3", seed=11, tags={"title": "whatever", "isrc": "US-ABC-24-00001"})
-    make_file(src / "mbid.flac", seed=12, tags={"title": "x", "musicbrainz_trackid": MBID})
-    make_file(src / "att.m4a", seed=13, tags={"title": "cafe naive", "artist": "CLARA DAHL"})
-    make_file(src / "far.ogg", seed=14, tags={"title": "Glass River", "artist": "Dora Evans"})
-    make_file(src / "none.opus", seed=15, tags={"title": "Unknown", "artist": "Nobody"})
+    make_file(
+        src / "isrc.mp3", seed=11, seconds=4, tags={"title": "whatever", "isrc": "US-ABC-24-00001"}
+    )
+    make_file(
+        src / "mbid.flac", seed=12, seconds=4, tags={"title": "x", "musicbrainz_trackid": MBID}
+    )
+    make_file(
+        src / "att.m4a", seed=13, seconds=4, tags={"title": "cafe naive", "artist": "CLARA DAHL"}
+    )
+    make_file(
+        src / "far.ogg", seed=14, seconds=4, tags={"title": "Glass River", "artist": "Dora Evans"}
+    )
+    make_file(src / "none.opus", seed=15, seconds=4, tags={"title": "Unknown", "artist": "Nobody"})
     data = json.loads(run("ingest", src, "--jobs", "1", "--no-fingerprint", "--json").output)
     assert data["counts"] == {"success": 3, "unmatched": 2}
     conn = state(archive)
@@ -151,7 +161,7 @@ def test_matching_by_isrc_external_id_and_artist_title_duration(run, archive, tm
 def test_hardlink_mode_links_the_original(run, archive, tmp_path) -> None:
     src = tmp_path / "in"
     src.mkdir()
-    f = make_file(src / "x.flac", seed=21)
+    f = make_file(src / "x.flac", seed=21, seconds=3)
     run("ingest", f, "--mode", "hardlink", "--jobs", "1", "--no-fingerprint")
     stored = blob_path(archive, sha(f))
     assert stored.stat().st_ino == f.stat().st_ino
@@ -161,7 +171,7 @@ def test_hardlink_mode_links_the_original(run, archive, tmp_path) -> None:
 def test_move_mode_removes_the_original_after_verification(run, archive, tmp_path) -> None:
     src = tmp_path / "in"
     src.mkdir()
-    f = make_file(src / "x.mp3", seed=22)
+    f = make_file(src / "x.mp3", seed=22, seconds=3)
     g = src / "copy.mp3"
     g.write_bytes(f.read_bytes())
     digest = sha(f)
