@@ -146,3 +146,29 @@ def test_missing_data_folder_is_a_clear_error(release: tuple[Torrent, Path]) -> 
         verify_torrent(torrent, root / "nope")
     with pytest.raises(SwarmError, match="unknown level"):
         verify_torrent(torrent, root, level="quick")
+
+
+def test_files_are_unmapped_once_checked(release: tuple[Torrent, Path]) -> None:
+    from musicark.swarm.verify import _Hasher, _piece_runs, _Plan
+
+    torrent, root = release
+    files = [root.joinpath(*f.path) for f in torrent.files]
+    plan = _Plan(
+        torrent=torrent,
+        root=root,
+        paths=files,
+        starts=[f.offset for f in torrent.files],
+        checkable=[True] * len(files),
+        sha256={0: "0" * 64},
+    )
+    piece_ok = [True] * torrent.num_pieces
+    hasher = _Hasher(plan, piece_ok)
+    runs = list(_piece_runs(piece_ok, 2))
+    for first, last in runs[: len(runs) // 2]:
+        hasher.check(first, last)
+    assert hasher.maps  # some files are still being checked
+    for first, last in runs[len(runs) // 2 :]:
+        hasher.check(first, last)
+    assert hasher.maps.keys() == {0}  # waits for its sha256
+    hasher.file_sha256(0)
+    assert not hasher.maps and not hasher.mmaps and not hasher.leftover

@@ -172,14 +172,25 @@ class _Plan:
 
 
 class _Hasher:
-    """Reads piece runs into one reused buffer per thread and checks their hashes."""
+    """Checks piece runs and whole-file sha256s from memory-mapped files.
 
-    def __init__(self, plan: _Plan) -> None:
+    A file stays mapped while pieces (or its sha256) touching it are still to be checked,
+    and is unmapped after the last one, so a large torrent is never mapped all at once.
+    """
+
+    def __init__(self, plan: _Plan, piece_ok: list[bool]) -> None:
         self.plan = plan
         self.maps: dict[int, memoryview] = {}
-        self.mmaps: list[mmap.mmap] = []
+        self.mmaps: dict[int, mmap.mmap] = {}
+        self.leftover: list[mmap.mmap] = []
         self.lock = threading.Lock()
         t = plan.torrent
+        self.pending = [
+            sum(1 for p in range(f.first_piece, f.last_piece + 1) if piece_ok[p]) if f.length else 0
+            for f in t.files
+        ]
+        for i in plan.sha256:
+            self.pending[i] += 1
         self.v1 = bool(t.pieces)
         self.v2 = bool(t.info_hash_v2)
         self.leaves_per_piece = max(t.piece_length // BLOCK_SIZE, 1)
@@ -213,22 +224,38 @@ class _Hasher:
             if view is not None:  # another thread mapped it meanwhile
                 mm.close()
                 return view
-            self.mmaps.append(mm)
+            self.mmaps[index] = mm
             view = memoryview(mm)
             self.maps[index] = view
             return view
 
+    def _done(self, index: int) -> None:
+        """One more piece (or the sha256) of file `index` checked; unmap it after the last."""
+        with self.lock:
+            self.pending[index] -= 1
+            if self.pending[index] > 0 or index not in self.maps:
+                return
+            view, mm = self.maps.pop(index), self.mmaps.pop(index)
+        try:
+            view.release()
+            mm.close()
+        except BufferError:  # still referenced: unmapped at close()
+            self.leftover.append(mm)
+
     def close(self) -> None:
         for view in self.maps.values():
             view.release()
-        for mm in self.mmaps:
-            mm.close()
+        for mm in [*self.mmaps.values(), *self.leftover]:
+            with contextlib.suppress(BufferError):
+                mm.close()
         self.maps.clear()
         self.mmaps.clear()
+        self.leftover.clear()
 
-    def _segments(self, lo: int, hi: int) -> list[memoryview | int]:
+    def _segments(self, lo: int, hi: int, files: list[int]) -> list[memoryview | int]:
         """The piece-space bytes [lo, hi) as views into the files' mappings, in order; an
-        int is that many zero bytes of padding. Nothing is copied."""
+        int is that many zero bytes of padding. Nothing is copied. The indices of the
+        files read are appended to `files`."""
         t = self.plan.torrent
         i = max(bisect.bisect_right(self.plan.starts, lo) - 1, 0)
         out: list[memoryview | int] = []
@@ -244,32 +271,38 @@ class _Hasher:
             end = min(f.offset + f.length, hi)
             if end > pos:
                 out.append(self._map(i)[pos - f.offset : end - f.offset])
+                files.append(i)
                 pos = end
             i += 1
         return out
 
+    def _piece_ok(self, piece: int, files: list[int]) -> bool:
+        t = self.plan.torrent
+        lo = piece * t.piece_length
+        segments = self._segments(lo, min(lo + t.piece_length, t.padded_size), files)
+        if self.v1:
+            h = hashlib.sha1()
+            for seg in segments:
+                # update() releases the GIL on large buffers; hashlib.sha1(data) does not
+                # in every Python build, which would serialise the hashing threads
+                h.update(seg if isinstance(seg, memoryview) else _zeros(seg))
+            if h.digest() != t.pieces[piece]:
+                return False
+        # v2 pieces never span files: the first segment is the file's part of the piece
+        head = segments[0]
+        return not self.v2 or (isinstance(head, memoryview) and self._check_v2(piece, head))
+
     def check(self, first: int, last: int) -> tuple[list[int], int]:
         """Hash pieces first..last (inclusive); returns the failing ones and bytes read."""
         t = self.plan.torrent
-        pl = t.piece_length
         bad: list[int] = []
         for piece in range(first, last + 1):
-            lo = piece * pl
-            segments = self._segments(lo, min(lo + pl, t.padded_size))
-            if self.v1:
-                h = hashlib.sha1()
-                for seg in segments:
-                    # update() releases the GIL on large buffers; hashlib.sha1(data) does
-                    # not in every Python build, which would serialise the hashing threads
-                    h.update(seg if isinstance(seg, memoryview) else _zeros(seg))
-                if h.digest() != t.pieces[piece]:
-                    bad.append(piece)
-                    continue
-            # v2 pieces never span files: the first segment is the file's part of the piece
-            head = segments[0]
-            if self.v2 and (not isinstance(head, memoryview) or not self._check_v2(piece, head)):
+            files: list[int] = []
+            if not self._piece_ok(piece, files):
                 bad.append(piece)
-        return bad, min((last + 1) * pl, t.padded_size) - first * pl
+            for i in files:  # the piece's views are gone: its files may be unmapped
+                self._done(i)
+        return bad, min((last + 1) * t.piece_length, t.padded_size) - first * t.piece_length
 
     def _check_v2(self, piece: int, chunk: memoryview) -> bool:
         t = self.plan.torrent
@@ -297,12 +330,16 @@ class _Hasher:
         return keys
 
     def file_sha256(self, index: int) -> str:
-        h = hashlib.sha256()
         size = self.plan.torrent.files[index].length
-        if size:
-            view = self._map(index)
-            for pos in range(0, size, UNIT_BYTES):
-                h.update(view[pos : pos + UNIT_BYTES])
+        digest = self._sha256(index, size) if size else hashlib.sha256().hexdigest()
+        self._done(index)
+        return digest
+
+    def _sha256(self, index: int, size: int) -> str:
+        h = hashlib.sha256()
+        view = self._map(index)
+        for pos in range(0, size, UNIT_BYTES):
+            h.update(view[pos : pos + UNIT_BYTES])
         return h.hexdigest()
 
 
@@ -403,7 +440,7 @@ def verify_torrent(
                     piece_ok[p] = False
                     unchecked.add(p)
         per_unit = max(UNIT_BYTES // torrent.piece_length, 1)
-        hasher = _Hasher(plan)
+        hasher = _Hasher(plan, piece_ok)
         total = sum(f.length for i, f in enumerate(torrent.files) if checkable[i])
         total += sum(torrent.files[i].length for i in expected_sha)
         try:
