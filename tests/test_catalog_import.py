@@ -280,3 +280,54 @@ def test_ids_do_not_depend_on_import_order(tmp_path: Path) -> None:
     import_catalog(b, [write_jsonl(tmp_path / "part1.jsonl", rows[:15])])
     da, db = dump_catalog(a), dump_catalog(b)
     assert da == db
+
+
+def test_bulk_load_into_an_empty_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bulk mode (append without indexes, in a staging process) gives the same catalogue."""
+    from musicark.catalog import importer
+    from musicark.catalog.synthetic import generate_catalog
+
+    table = generate_catalog(3000, seed=5)
+    src = tmp_path / "big.parquet"
+    pq.write_table(table, src)
+    upsert = init_archive(tmp_path / "upsert")
+    import_catalog(upsert, [src])
+    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1)
+    bulk = init_archive(tmp_path / "bulk")
+    config = bulk.root / "musicark.toml"
+    config.write_text(config.read_text().replace("batch_rows = 200000", "batch_rows = 700"))
+    from musicark.archive import open_archive
+
+    bulk = open_archive(bulk.root)
+    summary = import_catalog(bulk, [src])  # 5 batches: staged in a child process
+    assert (summary.imported, summary.rejected) == (3000, 0)
+    conn = bulk.connect_catalog(readonly=True)
+    assert conn.execute("SELECT mode FROM imports").fetchone() == ("bulk",)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"tracks_id", "tracks_isrc", "track_artists_track"} <= indexes
+    conn.close()
+    assert dump_catalog(bulk) == dump_catalog(upsert)
+    again = import_catalog(bulk, [src])
+    assert (again.imported, again.unchanged) == (0, 3000)
+
+
+def test_bulk_load_keeps_the_last_of_a_repeated_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicark.archive import open_archive
+    from musicark.catalog import importer
+
+    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1)
+    root = init_archive(tmp_path / "ark").root
+    config = root / "musicark.toml"
+    config.write_text(config.read_text().replace("batch_rows = 200000", "batch_rows = 10"))
+    archive = open_archive(root)
+    rows = [track(i) for i in range(30)]
+    rows[25] = track(2, title="Second thoughts")
+    summary = import_catalog(archive, [write_jsonl(tmp_path / "dup.jsonl", rows)])
+    assert (summary.imported, summary.updated) == (29, 1)
+    conn = archive.connect_catalog(readonly=True)
+    assert conn.execute("SELECT title FROM tracks WHERE external_id = 't2'").fetchall() == [
+        ("Second thoughts",)
+    ]
+    assert conn.execute("SELECT count(*) FROM track_artists").fetchone()[0] == 29

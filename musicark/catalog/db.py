@@ -81,8 +81,12 @@ def drop_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the catalogue (creating and migrating it unless `readonly`)."""
+def connect(path: Path, *, readonly: bool = False, indexes: bool = True) -> sqlite3.Connection:
+    """Open the catalogue (creating and migrating it unless `readonly`).
+
+    A writer also restores indexes an interrupted bulk load left missing, unless
+    `indexes` is False (the bulk load itself, which builds them when it is done).
+    """
     try:
         if readonly:
             if not path.exists():
@@ -97,10 +101,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-262144")  # 256 MiB
         conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute("PRAGMA threads=2")
         if not readonly:
             migrate(conn)
-            ensure_indexes(conn)
+            if indexes:
+                ensure_indexes(conn)
     except sqlite3.DatabaseError as exc:
         raise CatalogError(f"{path}: not a usable catalogue ({exc})") from None
     return conn

@@ -8,6 +8,7 @@ most the batch in flight; the next run skips what was committed and goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from musicark.archive import Archive
-from musicark.catalog.db import drop_indexes, ensure_indexes
+from musicark.catalog.db import connect, drop_indexes, ensure_indexes
 from musicark.catalog.formats import FORMATS, detect_format
 from musicark.catalog.ids import source_id
+from musicark.catalog.normalize import Normalized
 from musicark.catalog.rights import normalize_rights
 from musicark.catalog.staging import StageJob, staged
 from musicark.errors import CatalogError, FormatError, UsageError
@@ -109,27 +112,60 @@ def _estimate_rows(path: Path, fmt: str) -> int:
     return path.stat().st_size // 150
 
 
-def _upsert_entities(x: Any) -> None:
+def _upsert_entities(x: Any, prefix: str = "stage.") -> None:
     for table, columns in (("artists", ARTIST_COLUMNS), ("albums", ALBUM_COLUMNS)):
         sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(",")[1:])
         x(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM stage.{table} WHERE true "
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {prefix}{table} WHERE true "
             f"ORDER BY id ON CONFLICT(id) DO UPDATE SET {sets} "
             f"WHERE {table}.row_hash != excluded.row_hash"
         )
 
 
-def _append(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    """Bulk mode: the catalogue had no tracks, so every staged track is new."""
-    x = conn.execute
-    _upsert_entities(x)
-    x(f"INSERT INTO tracks ({TRACK_COLUMNS}) SELECT {TRACK_COLUMNS} FROM stage.tracks")
-    x("INSERT INTO track_artists (track_id, position, artist_id, role) SELECT * FROM stage.links")
-    x(
-        "INSERT OR IGNORE INTO external_ids (kind, value, entity, entity_id) SELECT * FROM stage.xids"
-    )
-    x("INSERT INTO track_changes (track_id) SELECT id FROM stage.tracks")
-    return x("SELECT count(*) FROM stage.tracks").fetchone()[0], 0, 0
+class _BulkWriter:
+    """Bulk mode: append batches straight into the catalogue through ADBC (no staging copy).
+
+    The catalogue had no tracks, so every track is new; the indexes are dropped and built
+    once at the end. The caller's sqlite3 connection is closed meanwhile: two SQLite
+    libraries must not hold the same file open in one process.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        self.conn = adbc.connect(str(path))
+        self.cur = self.conn.cursor()
+        self.cur.execute("PRAGMA cache_size=-1048576")
+
+    def write(self, norm: Normalized, sources: Sequence[str], key: str, batch: Any) -> int:
+        cur = self.cur
+        for name in sources:
+            cur.execute(
+                "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)", (source_id(name), name)
+            )
+        cur.adbc_ingest("tracks", norm.tracks.replace_schema_metadata(None), mode="append")
+        cur.adbc_ingest("track_artists", norm.links, mode="append")
+        cur.adbc_ingest("track_changes", pa.table({"track_id": norm.tracks["id"]}), mode="append")
+        for name, table in (
+            ("artists", norm.artists),
+            ("albums", norm.albums),
+            ("xids", norm.external_ids),
+        ):
+            cur.adbc_ingest(f"stage_{name}", table, mode="replace", temporary=True)
+        _upsert_entities(cur.execute, prefix="temp.stage_")
+        cur.execute("INSERT OR IGNORE INTO external_ids SELECT * FROM temp.stage_xids")
+        n = norm.tracks.num_rows
+        cur.execute(
+            "UPDATE imports SET done_line = ?, imported = imported + ?, rejected = rejected + ? "
+            "WHERE file_key = ?",
+            (batch.last_line, n, batch.rejected, key),
+        )
+        self.conn.commit()
+        return n
+
+    def close(self) -> None:
+        self.cur.close()
+        self.conn.close()
 
 
 def _merge(conn: sqlite3.Connection) -> tuple[int, int, int]:
@@ -175,6 +211,33 @@ def _merge(conn: sqlite3.Connection) -> tuple[int, int, int]:
     return inserted, changed - inserted, total - changed
 
 
+def _merge_staged(conn: sqlite3.Connection, batch: Any, key: str) -> tuple[int, int, int]:
+    """Merge one staged batch in one transaction, with the file's resume point."""
+    conn.execute("ATTACH DATABASE ? AS stage", (batch.stage,))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for name in batch.sources:
+                conn.execute(
+                    "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)",
+                    (source_id(name), name),
+                )
+            ins, upd, same = _merge(conn)
+            conn.execute(
+                "UPDATE imports SET done_line = ?, imported = imported + ?, "
+                "updated = updated + ?, unchanged = unchanged + ?, "
+                "rejected = rejected + ? WHERE file_key = ?",
+                (batch.last_line, ins, upd, same, batch.rejected, key),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("DETACH DATABASE stage")
+    return ins, upd, same
+
+
 def import_file(
     archive: Archive,
     path: Path,
@@ -195,7 +258,7 @@ def import_file(
     src = source or ("musicbrainz" if fmt == "musicbrainz" else "local")
     key = file_key(path)
     summary = FileSummary(path=str(path), format=fmt)
-    conn = archive.connect_catalog()
+    conn = connect(archive.catalog_path, indexes=False)
     stage_dir = archive.staging_dir / f"import-{key[:16]}"
     rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
     try:
@@ -239,37 +302,30 @@ def import_file(
         )
         done_rows = 0
         parallel = estimate > 2 * job.batch_rows
-        for batch in staged(job, parallel=parallel):
-            summary.rejected += batch.rejected
-            summary.duplicates += batch.duplicates
-            summary.unchanged += batch.duplicates
-            conn.execute("ATTACH DATABASE ? AS stage", (batch.stage,))
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for name in batch.sources:
-                        conn.execute(
-                            "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)",
-                            (source_id(name), name),
-                        )
-                    ins, upd, same = _append(conn) if mode == "bulk" else _merge(conn)
-                    conn.execute(
-                        "UPDATE imports SET done_line = ?, imported = imported + ?, "
-                        "updated = updated + ?, unchanged = unchanged + ?, "
-                        "rejected = rejected + ? WHERE file_key = ?",
-                        (batch.last_line, ins, upd, same, batch.rejected, key),
-                    )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            finally:
-                conn.execute("DETACH DATABASE stage")
-            summary.imported += ins
-            summary.updated += upd
-            summary.unchanged += same
-            done_rows += batch.rows
-            report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
+        bulk: _BulkWriter | None = None
+        if mode == "bulk":
+            job = dataclasses.replace(job, ship_tables=True)
+            conn.close()
+            bulk = _BulkWriter(archive.catalog_path)
+        try:
+            for batch in staged(job, parallel=parallel):
+                summary.rejected += batch.rejected
+                summary.duplicates += batch.duplicates
+                summary.unchanged += batch.duplicates
+                if bulk is not None:
+                    assert batch.norm is not None
+                    ins, upd, same = bulk.write(batch.norm, batch.sources, key, batch), 0, 0
+                else:
+                    ins, upd, same = _merge_staged(conn, batch, key)
+                summary.imported += ins
+                summary.updated += upd
+                summary.unchanged += same
+                done_rows += batch.rows
+                report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
+        finally:
+            if bulk is not None:
+                bulk.close()
+                conn = connect(archive.catalog_path, indexes=False)
         report(progress, Progress("indexes", 0, None, "indexes"))
         superseded = ensure_indexes(conn)
         summary.imported -= superseded  # the same id twice in a bulk load: the last row won

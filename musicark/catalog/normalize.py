@@ -153,9 +153,33 @@ def _dedupe_last(t: pa.Table, key: str) -> tuple[pa.Table, int]:
     return t.take(pa.array(keep)), len(keys) - len(keep)
 
 
+_MUL = np.uint64(0xBF58476D1CE4E5B9)
+_NULL = np.uint64(0x6A09E667F3BCC909)  # stands for a null value in row hashes
+
+
+def _column_hash(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash per value; integers are mixed directly, strings hashed by content."""
+    values = _arr(values)
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type):
+        raw = pc.fill_null(pc.cast(values, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        h = raw.astype(np.uint64)
+        with np.errstate(over="ignore"):
+            h = (h ^ (h >> np.uint64(33))) * _MUL
+            h ^= h >> np.uint64(29)
+    else:
+        h = hash_strings(pc.cast(values, pa.string())).astype(np.uint64)
+    return np.where(valid, h, _NULL)
+
+
 def _row_hash(t: pa.Table, columns: list[str | pa.Array]) -> pa.Array:
-    parts = [_text(t[c]) if isinstance(c, str) else _text(c) for c in columns]
-    return pa.array(hash_strings(pc.binary_join_element_wise(*parts, SEP)))
+    """Hash of a row's values in `columns` (names of `t`, or arrays of its length)."""
+    h = np.full(t.num_rows, 0x9E3779B97F4A7C15, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for c in columns:
+            h = (h ^ _column_hash(t[c] if isinstance(c, str) else c)) * _MUL
+            h ^= h >> np.uint64(31)
+    return pa.array((h >> np.uint64(1)).astype(np.int64))
 
 
 def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalized:

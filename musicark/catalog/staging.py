@@ -39,11 +39,13 @@ class StageJob:
     rights: str
     stage_dir: str
     rejects_path: str
+    ship_tables: bool = False  # hand the normalised tables over instead of staging them
 
 
 @dataclass(frozen=True)
 class StagedBatch:
-    stage: str  # the staging database holding this batch
+    stage: str | None  # the staging database holding this batch, unless shipped
+    norm: Normalized | None  # the batch's tables, when shipped
     last_line: int
     rows: int  # rows read in this stretch, refused ones included
     rejected: int
@@ -94,11 +96,14 @@ def stage_batches(job: StageJob) -> Iterator[StagedBatch]:
             norm = normalize(chunk.table, source=job.source, default_rights=job.rights)
             refused = write_rejects(rejects_out, job.path, chunk.rejects, norm.rejected)
             rejects_out.flush()
-            stage = Path(job.stage_dir) / f"batch-{k % SLOTS}.sqlite"
-            write_stage(stage, norm)
+            stage = None
+            if not job.ship_tables:
+                stage = str(Path(job.stage_dir) / f"batch-{k % SLOTS}.sqlite")
+                write_stage(Path(stage), norm)
             sources = (norm.tracks.schema.metadata or {}).get(b"sources", b"").decode()
             yield StagedBatch(
-                stage=str(stage),
+                stage=stage,
+                norm=norm if job.ship_tables else None,
                 last_line=chunk.last_line,
                 rows=chunk.last_line - done,
                 rejected=refused,
