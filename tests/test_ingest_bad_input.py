@@ -39,8 +39,11 @@ def store_is_clean(archive: Archive) -> None:
 
 
 def ingest(run, *paths: Path | str, extra: tuple[str, ...] = ()) -> dict:  # type: ignore[no-untyped-def]
-    out = run("ingest", *paths, "--jobs", "1", "--json", *extra)
-    return json.loads(out.output)
+    out = run("ingest", *paths, "--jobs", "1", "--json", *extra, check=False)
+    data = json.loads(out.output)
+    errors = any(status.startswith("error_") for status in data["counts"])
+    assert out.exit_code == (1 if errors else 0)
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,8 @@ def test_zero_byte_text_and_corrupt_header_files(run, archive, tmp_path, good) -
     assert lines["notes.mp3"]["reason"] == "not an audio file (no known audio format)"
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
     store_is_clean(archive)
-    text = run("ingest", src, "--jobs", "1").output  # again: all known, nothing redone
-    assert "unchanged since the last run" in text
+    again = run("ingest", src, "--jobs", "1")  # all known, nothing redone, nothing failed
+    assert "unchanged since the last run" in again.output and again.exit_code == 0
 
 
 @pytest.mark.parametrize("fingerprint", [True, False], ids=["fingerprint", "no-fingerprint"])

@@ -64,7 +64,10 @@ def ingest_command(
     as_json: bool,
     archive_path: str | None,
 ) -> None:
-    """Store audio files and folders (PATHS) by sha256, probe, tag, fingerprint and match them."""
+    """Store audio files and folders (PATHS) by sha256, probe, tag, fingerprint and match them.
+
+    Exit status 1 when any file of this run ended in an error (the others are ingested).
+    """
     from musicark.store.ingest import ingest
 
     archive = get_archive(archive_path)
@@ -84,6 +87,8 @@ def ingest_command(
     else:
         for line in _summary_lines(data):
             click.echo(line)
+    if not summary.ok:
+        raise click.exceptions.Exit(1)  # some files could not be ingested (see the ledger)
 
 
 @click.command("dupes")

@@ -14,6 +14,7 @@ files whose path, size and mtime are in the ledger, then files whose hash is kno
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from musicark.archive import Archive
-from musicark.errors import UsageError
+from musicark.errors import StoreError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.store import acoustic, dupes, ledger, schema
 from musicark.store.blobs import (
@@ -213,6 +214,10 @@ def store_stage(
             tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
             raise Rejected("error_disk_full", "no space left in the archive") from None
+        if exc.errno == errno.EXDEV:
+            raise Rejected(
+                "error_io", "--mode hardlink needs the file on the archive's filesystem"
+            ) from None
         raise Rejected("error_io", f"read or write failed: {exc.strerror or exc}") from None
     except Rejected:
         if tmp is not None:
@@ -412,6 +417,36 @@ def ingest(
         str(archive.state_path),
         archive.config.store.fanout,
     )
+    try:
+        _run(paths, stats, recorder, base, jobs, progress, summary)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{archive.state_path}: {exc}; run the command again to resume") from None
+    finally:
+        matcher.close()
+        worker_conn = _worker_state.pop(str(archive.state_path), None)
+        if worker_conn is not None:
+            worker_conn.close()
+    summary.repeated = stats.repeated
+    dupes.update_preferred(conn, recorder.touched_tracks)
+    summary.seconds = time.perf_counter() - started
+    conn.execute(
+        "UPDATE ingest_runs SET finished = ?, summary = ? WHERE id = ?",
+        (schema.now(), json.dumps(summary.as_dict()), run_id),
+    )
+    conn.close()
+    return summary
+
+
+def _run(
+    paths: Sequence[str | os.PathLike[str]],
+    stats: WalkStats,
+    recorder: _Recorder,
+    base: Task,
+    jobs: int,
+    progress: ProgressCallback | None,
+    summary: IngestSummary,
+) -> None:
+    """walk -> skip_known -> worker batches -> record, with a bounded number in flight."""
     pool: ProcessPoolExecutor | None = None
     inflight: set[Future[list[FileResult]]] = set()
 
@@ -453,19 +488,6 @@ def ingest(
             for fut in inflight:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-        matcher.close()
-        worker_conn = _worker_state.pop(str(archive.state_path), None)
-        if worker_conn is not None:
-            worker_conn.close()
-    summary.repeated = stats.repeated
-    dupes.update_preferred(conn, recorder.touched_tracks)
-    summary.seconds = time.perf_counter() - started
-    conn.execute(
-        "UPDATE ingest_runs SET finished = ?, summary = ? WHERE id = ?",
-        (schema.now(), json.dumps(summary.as_dict()), run_id),
-    )
-    conn.close()
-    return summary
 
 
 def _start_pool(jobs: int) -> ProcessPoolExecutor:
@@ -608,6 +630,9 @@ class _Recorder:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        if len(self.touched_tracks) >= 10_000:  # keep memory flat on huge runs
+            dupes.update_preferred(self.conn, self.touched_tracks)
+            self.touched_tracks.clear()
 
     def _record_one(self, res: FileResult, now: str) -> tuple[str | None, str | None]:
         previous = self.known.pop(res.key, None)
