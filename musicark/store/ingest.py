@@ -333,7 +333,11 @@ def _commit(
         final = blob_path_in(store, res.sha256, task.fanout)
         try:
             dirs.ensure(final.parent)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the fan-out folder went away since it was made
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if is_disk_full(exc):
