@@ -6,9 +6,9 @@ torrent). A present file whose pieces could not all be checked, because a v1 pie
 shares with a neighbour lacks the neighbour's bytes, is `unverified`.
 
 Speed: files are memory-mapped and hashed in place from the page cache (a piece that
-spans files is copied together into one reused buffer per thread), in tasks of several
-pieces, on every core: `hashlib` releases the GIL on large buffers, so threads hash in
-parallel without copying data between processes.
+spans files is fed to the hash file by file: nothing is copied), in tasks of several
+pieces, on two threads per core: `hashlib`'s `update()` releases the GIL on large
+buffers, so threads hash in parallel without copying data between processes.
 """
 
 from __future__ import annotations
