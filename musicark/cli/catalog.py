@@ -49,6 +49,8 @@ def import_command(
     """Import catalogue FILES (musicark JSONL/CSV/Parquet, MusicBrainz dump; zst/gz/xz)."""
     from musicark.catalog.importer import import_catalog
 
+    from musicark.search import update_index
+
     archive = get_archive(archive_path)
     with progress_bar() as progress:
         summary = import_catalog(
@@ -59,7 +61,7 @@ def import_command(
             default_rights=default_rights,
             progress=progress,
         )
-    _update_search_index(archive)
+        update_index(archive, progress=progress)  # the search index follows the catalogue
     if as_json:
         echo_json(summary.as_dict())
         return
@@ -72,15 +74,6 @@ def import_command(
             click.echo(f"  rejected rows, with line and reason: {f.rejects_file}")
     if len(summary.files) > 1:
         click.echo(f"total: {summary.describe()}")
-
-
-def _update_search_index(archive: object) -> None:
-    """Keep an existing search index in step with the catalogue."""
-    try:
-        from musicark.search import update_index
-    except ImportError:
-        return
-    update_index(archive)  # type: ignore[arg-type]
 
 
 @catalog_group.command("stats")
