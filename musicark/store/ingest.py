@@ -66,6 +66,7 @@ class FileResult:
     tags: dict[str, list[str]] | None = None
     fingerprint: bytes | None = None
     fingerprint_ms: int | None = None
+    verified: bool = False  # --mode move: the stored blob re-hashed to sha256
 
 
 @dataclass
@@ -310,7 +311,7 @@ def process_batch(task: Task) -> list[FileResult]:
                 tmp.unlink(missing_ok=True)
     _commit(task, pending, store, staging, dirs)
     if task.mode == "move":
-        _remove_originals(task, results, store)
+        _verify_for_move(task, results, store)
     return results
 
 
@@ -347,8 +348,9 @@ def _commit(
     sync_filesystem(store)
 
 
-def _remove_originals(task: Task, results: list[FileResult], store: Path) -> None:
-    """`--mode move`: delete an original only after its blob re-hashes to the right sha256."""
+def _verify_for_move(task: Task, results: list[FileResult], store: Path) -> None:
+    """`--mode move`: re-hash each stored blob; only a verified original may be deleted
+    (by the main process, once the batch is recorded)."""
     for res in results:
         if res.status not in ("new", "known") or res.sha256 is None:
             continue
@@ -357,17 +359,23 @@ def _remove_originals(task: Task, results: list[FileResult], store: Path) -> Non
             actual, _ = hash_file(final)
         except OSError:
             actual = ""
-        if actual != res.sha256:
+        if actual == res.sha256:
+            res.verified = True
+        else:
             res.reason = "kept the original: the stored blob did not verify"
+
+
+def remove_originals(results: list[FileResult]) -> None:
+    """Delete verified originals that have not changed since they were read."""
+    for res in results:
+        if not res.verified:
             continue
         try:
             st = os.stat(res.path)
             if st.st_size == res.size and st.st_mtime_ns == res.mtime_ns:
                 os.unlink(res.path)
-            else:
-                res.reason = "kept the original: it changed after ingest"
-        except OSError as exc:
-            res.reason = f"kept the original: {exc.strerror}"
+        except OSError:
+            pass  # gone already, or not ours to delete: the original stays
 
 
 # ---------------------------------------------------------------- main process side
@@ -634,6 +642,7 @@ class _Recorder:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+        remove_originals(results)  # --mode move, after the batch is recorded
         if len(self.touched_tracks) >= 10_000:  # keep memory flat on huge runs
             dupes.update_preferred(self.conn, self.touched_tracks)
             self.touched_tracks.clear()
