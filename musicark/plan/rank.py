@@ -30,18 +30,23 @@ def isrc_representatives(
     A group with no eligible member has no representative.
     """
     has = np.flatnonzero(isrc_key != 0)
+    if len(isrc_key) < 2**31:
+        has = has.astype(np.int32)
     empty = np.zeros(0, dtype=np.int64)
     if has.size < 2:
         return empty, empty, np.zeros(0, dtype=bool)
-    keys = isrc_key[has]
-    order = np.argsort(keys)
-    sk = keys[order]
+    sk = isrc_key[has]
+    order = np.argsort(sk)
+    sk = sk[order]
     same = sk[1:] == sk[:-1]
     if not same.any():
         return empty, empty, np.zeros(0, dtype=bool)
     in_dup = np.r_[same, False] | np.r_[False, same]
-    members = has[order[in_dup]]
+    del same
+    members = has[order[in_dup]].astype(np.int64)
+    del has, order
     gk = sk[in_dup]
+    del sk, in_dup
     group = np.cumsum(np.r_[True, gk[1:] != gk[:-1]]) - 1
     # Order each group's members: eligible, held, listens, popularity, described, id.
     sub = np.lexsort(

@@ -55,7 +55,7 @@ CANDIDATE = -1
 SIZE_SOURCES = ("held", "estimated", "unknown")
 RIGHTS_CHOICES = ("all", "public")
 PLAN_FORMAT = 1
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
