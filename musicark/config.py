@@ -20,6 +20,9 @@ DEFAULT_TOML = """\
 default_rights = "unknown"
 # rows per import transaction: a crash loses at most one batch, never half of one
 batch_rows = 200000
+# a file of at least this many rows loaded into an empty catalogue is appended with the
+# indexes dropped and built once at the end (much faster than keeping them up to date)
+bulk_min_rows = 500000
 
 [plan]
 # per-byte (most expected listens per byte) or popularity (highest first)
@@ -71,6 +74,7 @@ port = 8000
 class CatalogSettings:
     default_rights: str = "unknown"
     batch_rows: int = 200_000
+    bulk_min_rows: int = 500_000
 
 
 @dataclass(frozen=True)

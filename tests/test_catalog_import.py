@@ -282,9 +282,8 @@ def test_ids_do_not_depend_on_import_order(tmp_path: Path) -> None:
     assert da == db
 
 
-def test_bulk_load_into_an_empty_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bulk_load_into_an_empty_catalogue(tmp_path: Path) -> None:
     """Bulk mode (append without indexes, in a staging process) gives the same catalogue."""
-    from musicark.catalog import importer
     from musicark.catalog.synthetic import generate_catalog
 
     table = generate_catalog(3000, seed=5)
@@ -292,10 +291,10 @@ def test_bulk_load_into_an_empty_catalogue(tmp_path: Path, monkeypatch: pytest.M
     pq.write_table(table, src)
     upsert = init_archive(tmp_path / "upsert")
     import_catalog(upsert, [src])
-    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1)
     bulk = init_archive(tmp_path / "bulk")
     config = bulk.root / "musicark.toml"
-    config.write_text(config.read_text().replace("batch_rows = 200000", "batch_rows = 700"))
+    text = config.read_text().replace("batch_rows = 200000", "batch_rows = 700")
+    config.write_text(text.replace("bulk_min_rows = 500000", "bulk_min_rows = 1"))
     from musicark.archive import open_archive
 
     bulk = open_archive(bulk.root)
@@ -311,16 +310,13 @@ def test_bulk_load_into_an_empty_catalogue(tmp_path: Path, monkeypatch: pytest.M
     assert (again.imported, again.unchanged) == (0, 3000)
 
 
-def test_bulk_load_keeps_the_last_of_a_repeated_id(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bulk_load_keeps_the_last_of_a_repeated_id(tmp_path: Path) -> None:
     from musicark.archive import open_archive
-    from musicark.catalog import importer
 
-    monkeypatch.setattr(importer, "BULK_MIN_ROWS", 1)
     root = init_archive(tmp_path / "ark").root
     config = root / "musicark.toml"
-    config.write_text(config.read_text().replace("batch_rows = 200000", "batch_rows = 10"))
+    text = config.read_text().replace("batch_rows = 200000", "batch_rows = 10")
+    config.write_text(text.replace("bulk_min_rows = 500000", "bulk_min_rows = 1"))
     archive = open_archive(root)
     rows = [track(i) for i in range(30)]
     rows[25] = track(2, title="Second thoughts")

@@ -40,7 +40,6 @@ ALBUM_COLUMNS = (
     "release_date_precision, popularity, total_tracks, row_hash"
 )
 ARTIST_COLUMNS = "id, source_id, external_id, name, popularity, followers, row_hash"
-BULK_MIN_ROWS = 500_000  # below this, keeping indexes up to date beats rebuilding them
 
 
 @dataclass
@@ -271,7 +270,7 @@ def import_file(
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM tracks)").fetchone()[0]
         if resuming and row[2] == "bulk":
             mode = "bulk"
-        elif empty and estimate >= BULK_MIN_ROWS:
+        elif empty and estimate >= archive.config.catalog.bulk_min_rows:
             mode = "bulk"  # append without indexes, build them once at the end
         else:
             mode = "upsert"
