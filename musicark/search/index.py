@@ -37,7 +37,7 @@ from musicark.progress import Progress, ProgressCallback, report
 from musicark.search.analysis import ANALYZER, KEYS_ANALYZER, register_analyzer
 
 SCHEMA_VERSION = 3
-WRITER_HEAP = 256_000_000
+WRITER_HEAP = 1_000_000_000  # split over the indexing threads; fewer segments to merge
 CHANGE_BATCH = 20_000
 # An update with more pending changes than this (or a quarter of the index) rebuilds.
 REBUILD_THRESHOLD = 200_000
