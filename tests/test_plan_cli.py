@@ -169,3 +169,15 @@ def test_unreadable_catalogue_is_a_one_line_error(run, archive) -> None:  # type
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "cannot read the catalogue" in lines[0]
+
+
+def test_parallel_read_matches_one_sequential_read(catalogue: Archive) -> None:
+    from musicark.plan.load import catalog_columns, fetch_catalog, load_catalog
+
+    a = load_catalog(catalogue)
+    b = catalog_columns(fetch_catalog(catalogue))
+    assert len(a) == 3000
+    for name, value in vars(a).items():
+        assert np.array_equal(value, getattr(b, name)), name
+    assert (a.artist_popularity >= 0).all() and (a.album_popularity >= 0).all()
+    assert len(set(a.isrc_key.tolist())) < 3000  # repeated ISRCs share a key

@@ -8,6 +8,7 @@ tracks) are hash look-ups in Arrow (`pyarrow.compute.index_in`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -230,10 +231,13 @@ def fetch_catalog(archive: Archive) -> CatalogTables:
     return CatalogTables(tracks=tracks, credits=credits, artists=artists, albums=albums)
 
 
-def _track_columns(batches: Iterable[pa.RecordBatch]) -> tuple[CatalogColumns, np.ndarray]:
-    """CatalogColumns (credits and albums not yet joined) and each track's album id."""
-    names = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+_NAMES = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
+_DTYPES = (np.int64, np.int32, np.int16, np.int64, np.int64, np.bool_, np.int64)
+
+
+def _track_parts(batches: Iterable[pa.RecordBatch]) -> dict[str, list[np.ndarray]]:
+    """Each batch's columns as compact numpy arrays (not yet concatenated)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in _NAMES}
     for b in batches:
         parts["track_id"].append(_ints(b.column("id"), np.int64))
         parts["duration_ms"].append(_ints(b.column("duration_ms"), np.int32))
@@ -242,11 +246,18 @@ def _track_columns(batches: Iterable[pa.RecordBatch]) -> tuple[CatalogColumns, n
         parts["isrc_key"].append(isrc_keys(b.column("isrc")))
         parts["public"].append(_ints(b.column("redistributable"), np.int8) > 0)
         parts["album"].append(_ints(b.column("album_id"), np.int64))
-    dtypes = (np.int64, np.int32, np.int16, np.int64, np.int64, np.bool_, np.int64)
-    col = {
-        name: np.concatenate(parts.pop(name)) if parts[name] else np.zeros(0, dtype)
-        for name, dtype in zip(names, dtypes, strict=True)
-    }
+    return parts
+
+
+def _track_columns(
+    parts: list[dict[str, list[np.ndarray]]],
+) -> tuple[CatalogColumns, np.ndarray]:
+    """CatalogColumns (credits and albums not yet joined) and each track's album id."""
+    col: dict[str, np.ndarray] = {}
+    for name, dtype in zip(_NAMES, _DTYPES, strict=True):
+        pieces = [a for part in parts for a in part.pop(name)]
+        col[name] = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
+        del pieces
     n = len(col["track_id"])
     cols = CatalogColumns(
         track_id=col["track_id"],
@@ -261,6 +272,33 @@ def _track_columns(batches: Iterable[pa.RecordBatch]) -> tuple[CatalogColumns, n
         held_size=np.full(n, -1, dtype=np.int64),
     )
     return cols, col["album"]
+
+
+def _read_parallel(
+    uri: str, *, ranges: int = 2
+) -> tuple[CatalogColumns, np.ndarray, tuple[pa.Table, pa.Table, pa.Table]]:
+    """Tracks in `ranges` rowid ranges on as many connections, side tables on another.
+
+    SQLite reads and most numpy work release the GIL, so the ranges read in parallel;
+    the result is in rowid order, as one sequential read gives it.
+    """
+    top = _query(uri, "SELECT coalesce(max(rowid), 0) AS top FROM tracks").column("top")
+    hi = int(top[0].as_py())
+    bounds = [hi * i // ranges for i in range(ranges + 1)]
+    bounds[-1] = max(hi, 0)  # the first range has no lower bound: it takes rowids <= 0 too
+    with ThreadPoolExecutor(ranges + 1) as pool:
+        side = pool.submit(_side_tables, uri)
+        futures = [
+            pool.submit(
+                lambda sql: _track_parts(_batches(uri, sql)),
+                f"{TRACKS_SQL} WHERE rowid <= {up}" + (f" AND rowid > {lo}" if i else ""),
+            )
+            for i, (lo, up) in enumerate(itertools.pairwise(bounds))
+        ]
+        parts = [f.result() for f in futures]
+        tables = side.result()
+    cols, album_id = _track_columns(parts)
+    return cols, album_id, tables
 
 
 def _join(
@@ -280,7 +318,7 @@ def _join(
 
 def catalog_columns(tables: CatalogTables) -> CatalogColumns:
     """Per-track numpy columns from fetched tables (credits and albums joined in)."""
-    cols, album_id = _track_columns(tables.tracks.to_batches(BATCH_ROWS))
+    cols, album_id = _track_columns([_track_parts(tables.tracks.to_batches(BATCH_ROWS))])
     _join(cols, album_id, tables.credits, tables.artists, tables.albums)
     return cols
 
@@ -293,13 +331,8 @@ def load_catalog(
     uri = _uri(archive)
     report(progress, Progress(stage, 0, 3, "steps"))
     try:
-        # The credits, artists and albums are read on a second connection meanwhile
-        # (the SQLite reads release the GIL).
-        with ThreadPoolExecutor(1) as pool:
-            side = pool.submit(_side_tables, uri)
-            cols, album_id = _track_columns(_batches(uri, TRACKS_SQL))
-            report(progress, Progress(stage, 1, 3, "steps"))
-            credits, artists, albums = side.result()
+        cols, album_id, (credits, artists, albums) = _read_parallel(uri)
+        report(progress, Progress(stage, 1, 3, "steps"))
     except MusicarkError:
         raise
     except Exception as exc:  # ADBC raises its own DB-API errors
