@@ -195,27 +195,43 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
     return out
 
 
-def _pcm16(chunks: list[np.ndarray], planar: bool) -> bytes:
-    """Decoded frames (as PyAV arrays) -> interleaved signed 16-bit PCM bytes."""
-    data = np.concatenate(chunks, axis=1)
-    if planar:
-        data = data.T  # (samples, channels)
-    if data.dtype == np.int16:
-        return np.ascontiguousarray(data).tobytes()
+_DTYPES = {
+    "u8": np.uint8,
+    "s16": np.int16,
+    "s32": np.int32,
+    "s64": np.int64,
+    "flt": np.float32,
+    "dbl": np.float64,
+}
+
+
+def _pcm16(planes: list[list[bytes]], fmt: str) -> bytes:
+    """Raw plane bytes of decoded frames -> interleaved signed 16-bit PCM bytes.
+
+    `planes[c]` holds channel c's bytes (planar formats) or, for packed formats, one list
+    with the interleaved bytes.
+    """
+    base = fmt.rstrip("p")
+    if base == "s16" and len(planes) == 1:
+        return b"".join(planes[0])  # already what Chromaprint wants
+    dtype = _DTYPES.get(base, np.int16)
+    columns = [np.frombuffer(b"".join(chunks), dtype=dtype) for chunks in planes]
+    data = np.stack(columns, axis=1) if len(columns) > 1 else columns[0]
     if data.dtype.kind == "f":
         return (np.clip(data, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    if data.dtype == np.int32:
-        return (data >> 16).astype("<i2").tobytes()
+    if data.dtype == np.int16:
+        return np.ascontiguousarray(data).tobytes()
     if data.dtype == np.uint8:
         return ((data.astype(np.int16) - 128) << 8).astype("<i2").tobytes()
-    return data.astype("<i2").tobytes()
+    shift = 8 * (data.dtype.itemsize - 2)
+    return (data >> shift).astype("<i2").tobytes()
 
 
 def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, np.ndarray | None]:
     """Decode up to MAX_SECONDS into a fingerprint: (seconds decoded, errors, values).
 
-    Frames are converted to 16-bit PCM with numpy in chunks of about a second and fed to
-    Chromaprint with the source's channels (it downmixes and resamples itself).
+    Frames are collected as raw plane bytes, converted to 16-bit PCM in chunks of about a
+    second and fed to Chromaprint with the source's channels (it downmixes and resamples).
     """
     import av
 
@@ -223,15 +239,16 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
     limit = MAX_SECONDS * sample_rate
     samples = 0
     errors = 0
-    chunks: list[np.ndarray] = []
+    planes: list[list[bytes]] = []
     pending = 0
     layout: tuple[str, int] | None = None
 
     def flush() -> None:
         nonlocal pending
-        if chunks and fp is not None and layout is not None:
-            fp.feed(_pcm16(chunks, planar=layout[0].endswith("p")))
-        chunks.clear()
+        if pending and fp is not None and layout is not None:
+            fp.feed(_pcm16(planes, layout[0]))
+        for chunks in planes:
+            chunks.clear()
         pending = 0
 
     for packet in container.demux(stream):
@@ -252,12 +269,14 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
                 elif layout is not None and kind[1] != layout[1]:
                     continue  # a channel-count change mid-stream: keep the first layout
                 layout = kind
-            arr = frame.to_ndarray()
+                planar = frame.format.is_planar
+                planes = [[] for _ in range(kind[1] if planar else 1)]
+                width = frame.format.bytes * (1 if planar else kind[1])
             take = min(n, limit - samples)
-            if take < n:
-                arr = arr[:, :take] if kind[0].endswith("p") else arr[:, : take * kind[1]]
             if take > 0:
-                chunks.append(arr)
+                nbytes = take * width
+                for chunks, plane in zip(planes, frame.planes, strict=False):
+                    chunks.append(bytes(plane)[:nbytes])
                 pending += take
             samples += n
             if pending >= sample_rate:
