@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Opentracker, QBittorrent
-
-
-def need(*programs: str) -> None:
-    missing = [p for p in programs if shutil.which(p) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (see Makefile DEBIAN_PACKAGES)")
+from harness import Opentracker, QBittorrent, need
 
 
 @pytest.fixture

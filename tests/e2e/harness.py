@@ -13,11 +13,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+
+def need(*programs: str) -> None:
+    """Skip the test when a program it runs is not installed."""
+    import pytest
+
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (see Makefile DEBIAN_PACKAGES)")
 
 
 def free_port() -> int:
@@ -117,6 +127,7 @@ class Aria2:
     """aria2c downloading one (v1) torrent from the swarm, then exiting."""
 
     def __init__(self, workdir: Path) -> None:
+        need("aria2c")
         self.dir = workdir / "aria2"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -284,7 +295,8 @@ def make_release(root: Path, *, files: int, size: int, seed: int = 11) -> Path:
 
 
 class SeedProcess:
-    """`musicark seed` as its own process, as a user runs it."""
+    """`musicark seed` as its own process, as a user runs it; stderr is collected as it
+    comes (the status lines), stdout at the end."""
 
     def __init__(self, archive: Path, *args: str | Path) -> None:
         self.port = free_port()
@@ -294,13 +306,35 @@ class SeedProcess:
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
         )
+        self.err: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
 
-    def stop(self) -> tuple[int, str, str]:
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def wait_seeding(self, timeout: float = 30) -> None:
+        """Until the first status line: the session runs and Ctrl-C/SIGTERM are handled."""
+
+        def started() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"musicark seed exited: {''.join(self.err)}")
+            return any(line.startswith("[") for line in self.err)
+
+        wait_for(started, timeout=timeout, what="musicark seed to start")
+
+    def stop(self, sig: int = signal.SIGTERM, *, timeout: float = 30) -> tuple[int, str, str]:
+        """Send `sig` once, wait for a clean exit (kill after `timeout`)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
-            out, err = self.proc.communicate(timeout=20)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-        return self.proc.returncode, out, err
+            self.proc.wait()
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self._reader.join(5)
+        return self.proc.returncode, out, "".join(self.err)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -113,7 +112,7 @@ def test_seed_refuses_a_busy_port_and_stops_on_sigint(arc: Archive, tmp_path: Pa
     path = tmp_path / "r.torrent"
     path.write_bytes(create_torrent(root, piece_size=PIECE).data)
     first = SeedProcess(arc.root, "--torrent", path, "--data", root)
-    time.sleep(1.5)
+    first.wait_seeding()
     proc = subprocess.run(
         [
             sys.executable,
@@ -136,6 +135,6 @@ def test_seed_refuses_a_busy_port_and_stops_on_sigint(arc: Archive, tmp_path: Pa
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("musicark: error: cannot listen")
-    first.proc.send_signal(signal.SIGINT)
-    code, out, _ = first.stop()
-    assert code == 0 and "1 seeding" in out
+    code, out, err = first.stop(signal.SIGINT)
+    assert code == 0, err
+    assert "1 seeding" in out
