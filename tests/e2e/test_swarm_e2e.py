@@ -64,15 +64,15 @@ def test_pack_seed_download_verify_scrape(
         # the tracker's scrape (through `musicark seedlist`) sees the seeder once it announced
         wait_for(
             lambda: scrape_seeders(cli, v1.info_hash_v1 or "") >= 1,
-            timeout=20,
+            timeout=60,
             what="the seeder in the tracker's scrape",
             step=0.5,
         )
         # aria2c 1.36 downloads the v1 torrent, qbittorrent-nox the hybrid one
-        result = Aria2(tmp_path).download(v1_path, tmp_path / "aria", timeout=40)
+        result = Aria2(tmp_path).download(v1_path, tmp_path / "aria", timeout=90)
         assert result.returncode == 0, result.stdout[-2000:]
         qbittorrent.add(hy_path, tmp_path / "qbt")
-        qbittorrent.wait_complete(timeout=40)
+        qbittorrent.wait_complete(timeout=90)
     finally:
         code, out, err = seeder.stop()
     assert code == 0, err

@@ -47,7 +47,7 @@ def test_full_matrix(
             data = orjson.loads(run(*sl).stdout)
             return {c["infohash"]: c["seeders"] or 0 for c in data["chosen"] + data["passed_over"]}
 
-        wait_for(lambda: min(seeders().values()) >= 1, timeout=30, what="seeders in the scrape")
+        wait_for(lambda: min(seeders().values()) >= 1, timeout=90, what="seeders in the scrape")
         for fmt, p in paths.items():
             qbittorrent.add(p, tmp_path / f"qbt-{fmt}")
         result = Aria2(tmp_path).download(paths["v1"], tmp_path / "aria", timeout=120)
@@ -56,7 +56,7 @@ def test_full_matrix(
         # qbittorrent-nox keeps seeding: the tracker now counts two seeders of each torrent
         wait_for(
             lambda: min(seeders().values()) >= 2,
-            timeout=60,
+            timeout=120,
             what="qbittorrent in the scrape",
             step=1,
         )
