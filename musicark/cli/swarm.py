@@ -40,8 +40,8 @@ def _print_report(rep: Any, *, verbose: bool) -> None:
         if f.bad_pieces:
             shown = ", ".join(str(p) for p in f.bad_pieces[:20])
             more = f" (+{len(f.bad_pieces) - 20} more)" if len(f.bad_pieces) > 20 else ""
-            detail.append(f"pieces {shown}{more}")
-        if f.reason:
+            detail.append(f"failing pieces {shown}{more}")
+        if f.reason and f.reason != "pieces fail":
             detail.append(f.reason)
         tail = f"  ({'; '.join(detail)})" if detail else ""
         click.echo(f"  {f.status:<10} {f.path}{tail}")
@@ -294,8 +294,12 @@ def seed_command(
     tty = sys.stderr.isatty()
     last_text, last_at = [""], [0.0]
     seen: set[str] = set()
+    announced: list[bool] = []
 
     def on_status(status: Any) -> None:
+        if not announced:
+            announced.append(True)
+            click.echo(f"listening on {status.listening or listen}", err=True)
         text = _status_line(status)
         now = time.monotonic()
         if tty:
@@ -315,7 +319,7 @@ def seed_command(
                 seen.add(message)
                 click.echo(f"{'' if not tty else chr(10)}tracker: {message}", err=True)
 
-    click.echo(f"seeding {len(items)} torrent(s), listening on {listen}", err=True)
+    click.echo(f"seeding {len(items)} torrent(s)", err=True)
     try:
         with _stop_on_signals() as stop:
             final = seed(
