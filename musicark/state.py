@@ -11,25 +11,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from musicark.errors import ArchiveError
+from musicark.sqlite import open_sqlite, run_script
 
 
 def connect_state(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open `state.sqlite` in autocommit mode (callers open their own transactions)."""
     try:
-        if readonly:
-            if not path.exists():
-                raise ArchiveError(f"no archive state at {path}")
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-        else:
-            conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+        conn = open_sqlite(path, readonly=readonly, journal_mode="WAL", busy_ms=30000)
+        if not readonly:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_versions"
                 " (domain TEXT PRIMARY KEY, version INTEGER NOT NULL)"
             )
-        conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
+    except FileNotFoundError:
+        raise ArchiveError(f"no archive state at {path}") from None
     except sqlite3.DatabaseError as exc:
         raise ArchiveError(f"{path}: not a usable state database ({exc})") from None
     return conn
@@ -50,9 +46,7 @@ def migrate_domain(conn: sqlite3.Connection, domain: str, migrations: Sequence[s
             if again and again[0] >= number:  # another process migrated meanwhile
                 conn.execute("COMMIT")
                 continue
-            for statement in script.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            run_script(conn, script)
             conn.execute(
                 "INSERT INTO schema_versions (domain, version) VALUES (?, ?)"
                 " ON CONFLICT(domain) DO UPDATE SET version = excluded.version",

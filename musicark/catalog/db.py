@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from musicark.errors import CatalogError
+from musicark.sqlite import open_sqlite, run_script
 
 # Indexes dropped for bulk loads into an empty catalogue and built once after;
 # `ensure_indexes` restores any that an interrupted load left missing.
@@ -41,9 +42,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in sql.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            run_script(conn, sql)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
@@ -88,23 +87,17 @@ def connect(path: Path, *, readonly: bool = False, indexes: bool = True) -> sqli
     `indexes` is False (the bulk load itself, which builds them when it is done).
     """
     try:
-        if readonly:
-            if not path.exists():
-                raise CatalogError(f"no catalogue at {path}")
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-        else:
-            # A rollback journal, not WAL: bulk imports append new pages, which a
-            # rollback journal need not copy, where WAL would write them twice.
-            conn = sqlite3.connect(path, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=TRUNCATE")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        # A rollback journal, not WAL: bulk imports append new pages, which a rollback
+        # journal need not copy, where WAL would write them twice.
+        conn = open_sqlite(path, readonly=readonly, journal_mode="TRUNCATE", busy_ms=10000)
         conn.execute("PRAGMA cache_size=-262144")  # 256 MiB
         conn.execute("PRAGMA temp_store=MEMORY")
         if not readonly:
             migrate(conn)
             if indexes:
                 ensure_indexes(conn)
+    except FileNotFoundError:
+        raise CatalogError(f"no catalogue at {path}") from None
     except sqlite3.DatabaseError as exc:
         raise CatalogError(f"{path}: not a usable catalogue ({exc})") from None
     return conn
