@@ -12,6 +12,7 @@ from pathlib import Path
 import libtorrent as lt
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import release_data
 from click.testing import Result
 from release_data import EXTRA, _ingest, _state
@@ -217,3 +218,47 @@ def test_one_pack_or_publish_of_a_release_at_a_time(cli: Runner, arc: Archive) -
     finally:
         os.close(fd)
     _pack(cli)
+
+
+@pytest.mark.e2e
+def test_libtorrent_downloads_a_folder_from_its_web_seed(
+    cli: Runner, arc: Archive, tmp_path: Path
+) -> None:
+    import functools
+    import http.server
+    import socketserver
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    data = arc.releases_dir / "r1" / "data"
+    data.mkdir(parents=True)
+    server = socketserver.ThreadingTCPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(data))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        out = json.loads(_pack(cli, "--format", "hybrid", "--web-seed", url, "--json").output)
+        folder = out["folders"][0]
+        ses = lt.session(
+            {"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False}
+        )
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(str(arc.root / folder["torrent_path"]))
+        params.save_path = str(tmp_path / "download")
+        handle = ses.add_torrent(params)
+        deadline = time.monotonic() + 30
+        while not handle.status().is_seeding:
+            assert time.monotonic() < deadline, "the web seed did not serve the folder"
+            time.sleep(0.1)
+        for path in (data / folder["name"]).rglob("*"):
+            if path.is_file():
+                got = (
+                    tmp_path / "download" / folder["name"] / path.relative_to(data / folder["name"])
+                )
+                assert got.read_bytes() == path.read_bytes()
+    finally:
+        server.shutdown()
