@@ -51,6 +51,16 @@ def test_verify_seed_and_list_a_release(cli: Runner, arc: Archive) -> None:
     raw[len(raw) // 2] ^= 1
     victim.write_bytes(bytes(raw))
 
+    # a data folder that is gone entirely: its files are reported missing, others still ok
+    assert len(folders) > 1
+    moved = folders[-1].with_name("moved-away")
+    folders[-1].rename(moved)
+    out = orjson.loads(cli("verify", "--json", check=False).stdout)
+    gone = [t for t in out["torrents"] if t["torrent"] == folders[-1].name]
+    assert gone[0]["counts"]["missing"] == len(gone[0]["files"]) > 0
+    assert sum(t["ok"] for t in out["torrents"]) == len(out["torrents"]) - 1
+    moved.rename(folders[-1])
+
     # a published metadata release verifies downloaded data without the archive's tables
     published = json.loads(cli("publish", "r1", "--json").stdout)
     metadata = arc.root / published["data_path"]

@@ -6,10 +6,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -19,6 +19,7 @@ from musicark.errors import ArchiveError, SwarmError, UsageError
 from musicark.units import format_size, parse_size
 
 LEVEL_CHOICE = click.Choice(["presence", "size", "full"])
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # ---------------------------------------------------------------- verify
@@ -128,6 +129,8 @@ def verify_command(
             where = data or item.data_path
             if where is None:
                 raise SwarmError(f"{item.name}: the release tables name no data folder")
+            if not where.exists() and where.parent.is_dir():
+                where = where.parent  # the folder is gone: report its files missing
             jobs_list.append((t, where, archive_manifest(archive, t.name) or None))
 
     reports = []
@@ -363,19 +366,23 @@ def _torrents(archive: Archive, paths: Sequence[Path]) -> list[Any]:
     return items
 
 
+def torrent_paths_option(verb: str) -> Callable[[F], F]:
+    return click.option(
+        "--torrent",
+        "paths",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help=f"{verb} these .torrent files (or folders of them); repeatable.",
+    )
+
+
 def _figure(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
 @click.command("seedlist")
 @click.option("--max-size", required=True, help="Space you can give, e.g. 2TB or 500GiB.")
-@click.option(
-    "--torrent",
-    "paths",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Also consider these .torrent files (or folders of them); repeatable.",
-)
+@torrent_paths_option("Also consider")
 @click.option(
     "--no-scrape", is_flag=True, help="Use the recorded figures; do not ask the trackers."
 )
@@ -454,13 +461,7 @@ def seedlist_command(
 
 
 @click.command("torrents")
-@click.option(
-    "--torrent",
-    "paths",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Also list these .torrent files (or folders of them); repeatable.",
-)
+@torrent_paths_option("Also list")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @archive_option
 def torrents_command(paths: tuple[Path, ...], as_json: bool, archive_path: str | None) -> None:
