@@ -327,3 +327,18 @@ def test_bulk_load_keeps_the_last_of_a_repeated_id(tmp_path: Path) -> None:
         ("Second thoughts",)
     ]
     assert conn.execute("SELECT count(*) FROM track_artists").fetchone()[0] == 29
+
+
+def test_stats_counts_what_was_imported(archive: Archive, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [track(i, rights="cc0" if i % 3 else "all-rights-reserved") for i in range(12)]
+    rows.append(track(12, isrc=rows[0]["isrc"], popularity=None, duration_ms=None))
+    run("catalog", "import", write_jsonl(tmp_path / "s.jsonl", rows))
+    stats = orjson.loads(run("catalog", "stats", "--json", "--bitrate", "80k").output)
+    assert stats["tracks"] == 13 and stats["artists"] == 7 and stats["albums"] == 5
+    assert stats["distinct_isrcs"] == 12 and stats["tracks_with_popularity"] == 12
+    assert stats["by_rights"] == {"cc0": 9, "all-rights-reserved": 4}
+    assert stats["by_source"] == {"test": 13}
+    seconds = sum(180 + i / 1000 for i in range(12))
+    assert stats["estimated_audio_bytes"] == int(seconds * 80_000 / 8)
+    text = run("catalog", "stats").output
+    assert "tracks" in text and "cc0" in text
