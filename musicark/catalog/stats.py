@@ -37,7 +37,7 @@ def catalog_stats(archive: Archive, *, bitrate: int = DEFAULT_BITRATE) -> dict[s
                 )
             ),
             "bitrate": bitrate,
-            "estimated_audio_bytes": int(duration_ms / 1000 * bitrate / 8),
+            "estimated_audio_bytes": int(duration_ms) * bitrate // 8000,
         }
     finally:
         conn.close()
