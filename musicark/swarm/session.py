@@ -53,6 +53,7 @@ def session_settings(options: SessionOptions) -> dict[str, Any]:
         "enable_upnp": options.upnp,
         "enable_natpmp": options.natpmp,
         "alert_mask": int(cat.error | cat.status | cat.storage | cat.tracker),
+        "alert_queue_size": 100_000,  # thousands of torrents checked at start: keep every alert
         # peers behind one NAT (or several clients on one host) share an address
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": True,
