@@ -79,10 +79,6 @@ class Opentracker:
         self.dir = workdir / "opentracker"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)
-        for parent in self.dir.parents:  # nobody must reach the folder it chroots to
-            if parent == Path("/") or parent.stat().st_mode & 0o005 == 0o005:
-                continue
-            parent.chmod(parent.stat().st_mode | 0o005)
         self.whitelist = self.dir / "whitelist.txt"
         self.whitelist.write_text("")
         self.whitelist.chmod(0o644)
