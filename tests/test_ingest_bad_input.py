@@ -248,7 +248,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_disk_full_during_a_write(tmp_path, small_fs, good) -> None:
-    from conftest import Runner
+    from tests.conftest import Runner
 
     archive = init_archive(small_fs / "archive")
     run = Runner(archive)
