@@ -172,3 +172,25 @@ def test_files_are_unmapped_once_checked(release: tuple[Torrent, Path]) -> None:
     assert hasher.maps.keys() == {0}  # waits for its sha256
     hasher.file_sha256(0)
     assert not hasher.maps and not hasher.mmaps and not hasher.leftover
+
+
+def test_a_folder_where_a_file_should_be_and_an_inconsistent_manifest(
+    release: tuple[Torrent, Path],
+) -> None:
+    torrent, root = release
+    first, big = torrent.files[0], next(f for f in torrent.files if f.length == 250_000)
+    root.joinpath(*first.path).unlink()
+    root.joinpath(*first.path).mkdir()
+    path = root.joinpath(*big.path)
+    raw = bytearray(path.read_bytes())
+    raw[3 * PIECE + 5] ^= 1
+    path.write_bytes(bytes(raw))
+    # a manifest that agrees with the damaged bytes cannot excuse a piece of the file's own
+    manifest = {big.path_str: hashlib.sha256(bytes(raw)).hexdigest()}
+    rep = verify_torrent(torrent, root, manifest=manifest)
+    by_path = {f.path: f for f in rep.files}
+    assert by_path[first.path_str].status == "missing"
+    assert by_path[first.path_str].reason == "not a regular file"
+    assert by_path[big.path_str].status == "corrupt"
+    assert by_path[big.path_str].bad_pieces == ((big.offset + 3 * PIECE + 5) // PIECE,)
+    assert "sha256 matches" in by_path[big.path_str].reason

@@ -158,17 +158,22 @@ class _Plan:
     sha256: dict[int, str] = field(default_factory=dict)  # file index -> manifest hash
 
     def files_of_piece(self, piece: int) -> range:
-        """Indices of the files holding a byte of `piece`."""
-        pl = self.torrent.piece_length
-        lo, hi = piece * pl, (piece + 1) * pl
-        first = max(bisect.bisect_right(self.starts, lo) - 1, 0)
-        last = first
-        files = self.torrent.files
-        while last + 1 < len(files) and files[last + 1].offset < hi:
-            last += 1
-        while first < last and files[first].offset + files[first].length <= lo:
-            first += 1
-        return range(first, last + 1)
+        return _files_of_piece(self.torrent, piece, self.starts)
+
+
+def _files_of_piece(torrent: Torrent, piece: int, starts: list[int] | None = None) -> range:
+    """Indices of the files holding a byte of `piece`."""
+    starts = starts if starts is not None else [f.offset for f in torrent.files]
+    pl = torrent.piece_length
+    lo, hi = piece * pl, (piece + 1) * pl
+    first = max(bisect.bisect_right(starts, lo) - 1, 0)
+    last = first
+    files = torrent.files
+    while last + 1 < len(files) and files[last + 1].offset < hi:
+        last += 1
+    while first < last and files[first].offset + files[first].length <= lo:
+        first += 1
+    return range(first, last + 1)
 
 
 class _Hasher:
@@ -460,11 +465,14 @@ def verify_torrent(
             hasher.close()
 
     results: list[FileResult] = []
+    starts = [f.offset for f in torrent.files]
     for i, f in enumerate(torrent.files):
         name = _display(torrent, f)
         size = sizes[i]
         if size is None:
-            results.append(FileResult(name, "missing", None, f.length))
+            odd = paths[i].exists() or paths[i].is_symlink()
+            reason = "not a regular file" if odd else ""
+            results.append(FileResult(name, "missing", None, f.length, reason=reason))
             continue
         if level != "presence" and size != f.length:
             reason = f"size {size}, expected {f.length}"
@@ -472,10 +480,16 @@ def verify_torrent(
             continue
         bad = tuple(sorted(bad_by_file.get(i, ())))
         if i in expected_sha:
+            # a failing piece it shares with a neighbour may be the neighbour's fault; one
+            # of its own cannot be, whatever the manifest says
+            own = [p for p in bad if len(_files_of_piece(torrent, p, starts)) == 1]
             if sha_results.get(i) != expected_sha[i]:
                 reason = "sha256 differs from the manifest"
                 results.append(FileResult(name, "corrupt", size, f.length, bad, reason))
-            else:  # failing pieces it shares with a neighbour are the neighbour's
+            elif own:
+                reason = "pieces fail although the sha256 matches the manifest"
+                results.append(FileResult(name, "corrupt", size, f.length, tuple(own), reason))
+            else:
                 results.append(FileResult(name, "ok", size, f.length))
         elif bad:
             results.append(FileResult(name, "corrupt", size, f.length, bad, "pieces fail"))
