@@ -58,7 +58,7 @@ def parse_bitrate(text: str, *, what: str = "bit rate") -> int:
 def format_size(n: float) -> str:
     """Bytes in SI units with three significant figures: `1.23 TB`."""
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
+        if abs(n) < 999.5 or unit == "PB":  # 999.7 would print as "1e+03"
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
