@@ -59,6 +59,6 @@ def format_size(n: float) -> str:
     """Bytes in SI units with three significant figures: `1.23 TB`."""
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
         if abs(n) < 999.5 or unit == "PB":  # 999.7 would print as "1e+03"
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+            return f"{n:.3g} {unit}" if unit != "B" and abs(n) < 999.5 else f"{n:.0f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
