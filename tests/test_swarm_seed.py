@@ -127,3 +127,22 @@ def test_seed_cli_without_an_archive(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "HOST:PORT" in result.output
     result = run("seed", check=False, env=env)
     assert result.exit_code == 1 and "no musicark archive" in result.output
+
+
+def test_seed_a_folder_of_torrents_with_some_data(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    torrents = tmp_path / "metadata" / "torrents"
+    torrents.mkdir(parents=True)
+    for name in ("A", "B", "C"):
+        root = _data(tmp_path / "src" / name)
+        (torrents / f"{name}.torrent").write_bytes(create_torrent(root, piece_size=PIECE).data)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (tmp_path / "src" / "B").rename(downloads / "B")
+    args = ["seed", "--torrent", torrents, "--data", downloads, "--listen", "127.0.0.1:0"]
+    result = run(*args, "--seconds", "1")
+    assert "1 seeding" in result.stdout
+    assert "2 torrent(s) have no data" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("seed", "--torrent", torrents, "--data", empty, "--seconds", "1", check=False)
+    assert result.exit_code == 1 and "none of the torrents has data" in result.output

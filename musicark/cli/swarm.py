@@ -215,8 +215,8 @@ def _status_line(status: Any) -> str:
     "--torrent",
     "torrent_files",
     multiple=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Seed this .torrent instead of releases (with --data); repeatable.",
+    type=click.Path(exists=True, path_type=Path),
+    help="Seed this .torrent (or a folder of them) instead of releases, with --data; repeatable.",
 )
 @click.option(
     "--data",
@@ -255,6 +255,7 @@ def seed_command(
     from musicark.swarm.seed import SeedItem, seed
     from musicark.swarm.session import SessionOptions, parse_listen
     from musicark.swarm.sources import archive_torrents
+    from musicark.swarm.sources import torrent_files as torrent_files_in
     from musicark.swarm.verify import data_root
     from musicark.torrent.metainfo import load_torrent
 
@@ -271,10 +272,18 @@ def seed_command(
             raise UsageError("give either RELEASE names or --torrent, not both")
         if data is None:
             raise UsageError("--torrent needs --data DIR")
-        for torrent_file in torrent_files:
+        absent = 0
+        for torrent_file in torrent_files_in(torrent_files):
             t = load_torrent(torrent_file)
             root = data_root(t, data)
+            if not root.exists():  # a volunteer holds some of a release's torrents
+                absent += 1
+                continue
             items.append(SeedItem(t.name, torrent_file.read_bytes(), root.parent))
+        if absent:
+            click.echo(f"{absent} torrent(s) have no data under {data}: not seeded", err=True)
+        if not items:
+            raise SwarmError(f"none of the torrents has data under {data}")
     else:
         assert archive is not None
         for item in archive_torrents(archive, releases):
