@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from pathlib import Path
 
@@ -194,3 +195,20 @@ def test_a_folder_where_a_file_should_be_and_an_inconsistent_manifest(
     assert by_path[big.path_str].status == "corrupt"
     assert by_path[big.path_str].bad_pieces == ((big.offset + 3 * PIECE + 5) // PIECE,)
     assert "sha256 matches" in by_path[big.path_str].reason
+
+
+def test_progress_and_cancel(release: tuple[Torrent, Path]) -> None:
+    import threading
+
+    from musicark.errors import Cancelled
+    from musicark.progress import Progress
+
+    torrent, root = release
+    seen: list[Progress] = []
+    verify_torrent(torrent, root, progress=seen.append)
+    assert seen and seen[-1].done == seen[-1].total >= torrent.total_size
+    assert all(a.done <= b.done for a, b in itertools.pairwise(seen))
+    before = threading.active_count()
+    with pytest.raises(Cancelled):
+        verify_torrent(torrent, root, progress=lambda p: False)
+    assert threading.active_count() == before  # the hashing threads are gone

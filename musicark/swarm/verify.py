@@ -446,7 +446,8 @@ def verify_torrent(
                     unchecked.add(p)
         per_unit = max(UNIT_BYTES // torrent.piece_length, 1)
         hasher = _Hasher(plan, piece_ok)
-        total = sum(f.length for i, f in enumerate(torrent.files) if checkable[i])
+        pl, padded = torrent.piece_length, torrent.padded_size
+        total = sum(min(pl, padded - p * pl) for p, ok in enumerate(piece_ok) if ok)
         total += sum(torrent.files[i].length for i in expected_sha)
         try:
             pieces_checked, pieces_failed, hashed = _run(
