@@ -121,13 +121,13 @@ class Seeder:
     options: SessionOptions
     resume: ResumeStore | None = None
     trackers: Sequence[str] = ()
-    _session: Any = None
-    _entries: dict[str, _Entry] = field(default_factory=dict)
-    _by_handle: dict[Any, _Entry] = field(default_factory=dict)
-    _started: float = 0.0
-    _listening: str = ""
-    _messages: list[str] = field(default_factory=list)
-    _pending_saves: int = 0
+    _session: Any = field(default=None, init=False)
+    _entries: dict[str, _Entry] = field(default_factory=dict, init=False)
+    _by_handle: dict[Any, _Entry] = field(default_factory=dict, init=False)
+    _started: float = field(default=0.0, init=False)
+    _listening: str = field(default="", init=False)
+    _messages: list[str] = field(default_factory=list, init=False)
+    _pending_saves: int = field(default=0, init=False)
 
     def start(self, items: Iterable[SeedItem]) -> None:
         self._session = open_session(self.options)
@@ -159,8 +159,8 @@ class Seeder:
         atp.save_path = str(item.save_path)
         atp.flags = (atp.flags | lt.torrent_flags.upload_mode) & ~lt.torrent_flags.paused
         atp.flags &= ~lt.torrent_flags.auto_managed
-        for url in self.trackers:
-            atp.trackers = [*atp.trackers, url]
+        if self.trackers:  # resume data may already list them
+            atp.trackers = list(dict.fromkeys([*atp.trackers, *self.trackers]))
         try:
             handle = self._session.add_torrent(atp)
         except RuntimeError as exc:
