@@ -64,7 +64,9 @@ def ingest_audio(archive: Archive, ctx: DemoContext) -> None:
     ctx.say(f"ingested {summary.files} generated audio files: {counts}")
     for group in find_dupes(archive)["same_recording"]:
         best = next(r for r in group["renditions"] if r["preferred"])
-        ctx.say(f"track {group['track_id']}: preferred {best['codec']} ({best['preferred_reason']})")
+        ctx.say(
+            f"track {group['track_id']}: preferred {best['codec']} ({best['preferred_reason']})"
+        )
 
 
 def plan_budget(archive: Archive, ctx: DemoContext) -> None:
