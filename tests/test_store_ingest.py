@@ -194,3 +194,27 @@ def test_ingest_usage_errors(run, tmp_path) -> None:
     result = run("ingest", tmp_path, "--jobs", "0", check=False)
     assert result.exit_code == 2
     assert "musicark: error: --jobs must be at least 1" in result.output
+
+
+def test_resumes_after_a_crash_between_rename_and_record(run, archive, tmp_path) -> None:
+    import subprocess
+
+    src = tmp_path / "in"
+    src.mkdir()
+    f = make_file(src / "x.ogg", seed=23, seconds=3)
+    digest = sha(f)
+    # what a crash leaves: a blob renamed into place but not recorded, and a stray temporary
+    stored = blob_path(archive, digest)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(f.read_bytes())
+    staging = archive.staging_dir / "ingest"
+    staging.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    (staging / f"{proc.pid}-0.ogg.tmp").write_bytes(b"half a file")
+    audit = run("audit", "--level", "presence", check=False)
+    assert audit.exit_code == 1 and "untracked" in audit.output
+    data = json.loads(run("ingest", src, "--jobs", "1", "--json").output)
+    assert data["counts"] == {"unmatched": 1}
+    assert not list(staging.iterdir())
+    assert run("audit").exit_code == 0

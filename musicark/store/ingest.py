@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -477,15 +477,7 @@ def _run(
             recorder.record_issues(issues)
             todo = recorder.skip_known(entries)
             if todo:
-                task = Task(
-                    [(e.path, e.key, e.size, e.mtime_ns) for e in todo],
-                    base.mode,
-                    base.fingerprint,
-                    base.store_dir,
-                    base.staging_dir,
-                    base.state_path,
-                    base.fanout,
-                )
+                task = replace(base, entries=[(e.path, e.key, e.size, e.mtime_ns) for e in todo])
                 if jobs > 1 and pool is None:
                     pool = _start_pool(jobs)
                 if pool is None:
@@ -518,9 +510,26 @@ def _make_fanout(archive: Archive) -> None:
 
 
 def _clean_staging(staging: Path) -> None:
-    """Remove temporary files a crashed ingest left behind (never read as stored)."""
+    """Remove temporary files a crashed ingest left behind (never read as stored).
+
+    A temporary file is named after its process id; those of a live process (another
+    ingest running now) are left alone.
+    """
     for tmp in staging.glob("*.tmp"):
+        pid = tmp.name.split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
         tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _batches(items: Iterable[Entry | Issue]) -> Iterable[list[Entry | Issue]]:
