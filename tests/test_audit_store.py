@@ -81,3 +81,7 @@ def test_audit_of_an_empty_store(run) -> None:
 def test_bad_level_is_a_usage_error(run) -> None:
     result = run("audit", "--level", "sometimes", check=False)
     assert result.exit_code == 2
+
+
+def test_last_audit_before_any_audit(archive) -> None:
+    assert last_audit(archive) is None

@@ -250,10 +250,15 @@ def _hash_or_none(path: str) -> str | None:
 
 
 def last_audit(archive: Archive) -> dict[str, Any] | None:
-    """The most recent audit's result, as `musicark audit --json` printed it."""
-    conn = schema.connect(archive)
+    """The most recent audit's result, as `musicark audit --json` printed it (read-only;
+    None when no audit has run)."""
+    if not archive.state_path.exists():
+        return None
+    conn = archive.connect_state(readonly=True)
     try:
         row = conn.execute("SELECT result FROM audits ORDER BY id DESC LIMIT 1").fetchone()
-        return json.loads(row[0]) if row else None
+    except sqlite3.OperationalError:  # the store's tables do not exist yet
+        return None
     finally:
         conn.close()
+    return json.loads(row[0]) if row else None
