@@ -263,7 +263,7 @@ def analyse_stage(
     from musicark.store.tags import read_tags
 
     a = analyse(tmp, fingerprint=fingerprint, size=size, head=head)
-    tags, problem = read_tags(tmp, container=a.container, codec=a.codec)
+    tags, problem = read_tags(tmp, container=a.container, codec=a.codec, head=head)
     info = {
         "container": a.container,
         "codec": a.codec,

@@ -54,10 +54,11 @@ _FFMPEG_KEYS = {
 }
 
 
-def _id3_size(path: Path) -> int:
+def _id3_size(path: Path, head: bytes | None = None) -> int:
     """Size of a leading ID3v2 tag (0 when there is none)."""
-    with open(path, "rb") as f:
-        head = f.read(10)
+    if head is None or len(head) < 10:
+        with open(path, "rb") as f:
+            head = f.read(10)
     if len(head) < 10 or not head.startswith(b"ID3"):
         return 0
     b = head[6:10]
@@ -118,7 +119,11 @@ def _mutagen_class(container: str | None, codec: str | None) -> Any:
 
 
 def read_tags(
-    path: Path, *, container: str | None = None, codec: str | None = None
+    path: Path,
+    *,
+    container: str | None = None,
+    codec: str | None = None,
+    head: bytes | None = None,
 ) -> tuple[dict[str, list[str]], str | None]:
     """(tags, problem): the known tags of `path`; problem says why none could be read.
 
@@ -128,7 +133,7 @@ def read_tags(
 
     if not _registered:
         _register_mp4_keys()
-    big = _id3_size(path)
+    big = _id3_size(path, head)
     if big > MAX_ID3:
         # mutagen decodes UTF-16 text frames a character at a time (a minute for 10 MB)
         tags = _tags_from_ffmpeg(path)
