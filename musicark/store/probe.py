@@ -181,7 +181,8 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
         if fingerprint and sample_rate:  # decoding ran to the end
             end: float | None = reached
             tolerance = _TOLERANCE_LOSSLESS_S if out.lossless else _TOLERANCE_S
-        else:  # Ogg's declared length is its last page: the end-of-stream check below
+        else:  # seek near the declared end (not for Ogg: its declared length is its last
+            # page, so a cut shows in the end-of-stream check below instead)
             end = _tail_end(container, stream, declared)
             tolerance = _TAIL_TOLERANCE_S
         if end is None or end < declared - tolerance:
