@@ -76,6 +76,10 @@ def _ogg_ends_cleanly(path: Path, size: int) -> bool:
     return False
 
 
+# FFmpeg's full demuxer names, as an unhinted open reports them
+_CANONICAL = {"mov": "mov,mp4,m4a,3gp,3g2,mj2"}
+
+
 def _format_hint(head: bytes) -> str | None:
     """The demuxer the leading bytes name (skips FFmpeg's probing of every format)."""
     if head.startswith(b"fLaC"):
@@ -155,7 +159,7 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
     sample_rate = ctx.sample_rate or None
     channels = getattr(ctx, "channels", None) or (ctx.layout.nb_channels if ctx.layout else None)
     out = Analysis(
-        container=container.format.name,
+        container=_CANONICAL.get(container.format.name, container.format.name),
         codec=codec,
         duration_ms=round(declared * 1000) if declared else None,
         bitrate=int(bitrate) if bitrate else None,

@@ -111,7 +111,7 @@ def _mutagen_class(container: str | None, codec: str | None) -> Any:
         from mutagen.oggopus import OggOpus
 
         return OggOpus
-    if container and container.startswith("mov,mp4"):
+    if container and container.startswith("mov"):
         from mutagen.easymp4 import EasyMP4
 
         return EasyMP4
