@@ -49,6 +49,7 @@ from musicark.store.walk import Entry, Issue, WalkStats, walk
 
 MODES = ("copy", "hardlink", "move")
 BATCH_FILES = 200
+FIRST_BATCH = 16
 BATCH_BYTES = 256 * 1024 * 1024
 MAX_PROBLEM_LINES = 1000
 
@@ -533,15 +534,19 @@ def _alive(pid: int) -> bool:
 
 
 def _batches(items: Iterable[Entry | Issue]) -> Iterable[list[Entry | Issue]]:
+    """Batches that start small (every worker busy at once, even on a short run) and grow
+    to BATCH_FILES (fewer syncs per file)."""
     batch: list[Entry | Issue] = []
     size = 0
+    limit = FIRST_BATCH
     for item in items:
         batch.append(item)
         if isinstance(item, Entry):
             size += item.size
-        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+        if len(batch) >= limit or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0
+            limit = min(BATCH_FILES, limit * 2)
     if batch:
         yield batch
 
