@@ -134,7 +134,7 @@ class _BulkWriter:
 
         self.conn = adbc.connect(str(path))
         self.cur = self.conn.cursor()
-        self.cur.execute("PRAGMA cache_size=-1048576")
+        self.cur.execute("PRAGMA cache_size=-262144")  # appends need little cache
 
     def write(self, norm: Normalized, sources: Sequence[str], key: str, batch: Any) -> int:
         cur = self.cur
@@ -285,7 +285,7 @@ def import_file(
             drop_indexes(conn)
         else:
             ensure_indexes(conn)
-        conn.execute("PRAGMA cache_size=-1048576")
+            conn.execute("PRAGMA cache_size=-1048576")  # upserts look ids up all over
         if not resume_after:
             rejects_path.write_bytes(b"")
         stage_dir.mkdir(exist_ok=True)
@@ -325,6 +325,8 @@ def import_file(
             if bulk is not None:
                 bulk.close()
                 conn = connect(archive.catalog_path, indexes=False)
+                # Index sorts spill to temporary files rather than grow in memory.
+                conn.execute("PRAGMA temp_store=FILE")
         report(progress, Progress("indexes", 0, None, "indexes"))
         superseded = ensure_indexes(conn)
         summary.imported -= superseded  # the same id twice in a bulk load: the last row won
