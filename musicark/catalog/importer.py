@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from musicark.archive import Archive
@@ -142,9 +141,13 @@ class _BulkWriter:
             cur.execute(
                 "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)", (source_id(name), name)
             )
+        cur.execute("SELECT coalesce(max(rowid), 0) FROM tracks")
+        (last,) = cur.fetchone()  # type: ignore[misc]
         cur.adbc_ingest("tracks", norm.tracks.replace_schema_metadata(None), mode="append")
         cur.adbc_ingest("track_artists", norm.links, mode="append")
-        cur.adbc_ingest("track_changes", pa.table({"track_id": norm.tracks["id"]}), mode="append")
+        cur.execute(
+            "INSERT INTO track_changes (track_id) SELECT id FROM tracks WHERE rowid > ?", (last,)
+        )
         for name, table in (
             ("artists", norm.artists),
             ("albums", norm.albums),
