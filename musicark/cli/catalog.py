@@ -48,7 +48,6 @@ def import_command(
 ) -> None:
     """Import catalogue FILES (musicark JSONL/CSV/Parquet, MusicBrainz dump; zst/gz/xz)."""
     from musicark.catalog.importer import import_catalog
-
     from musicark.search import update_index
 
     archive = get_archive(archive_path)
