@@ -4,6 +4,7 @@ real server (`musicark serve` in a subprocess on a free 127.0.0.1 port)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -155,7 +156,7 @@ def test_search_as_you_type_then_track_page(server: tuple[str, Archive], page) -
     first = page.locator("#results li a.title").first
     expect(page.locator("#status")).to_have_text("1–1 of 1")
     expect(first).to_have_text("Wombat Serenade")
-    assert "q=wombat+ser" in page.url  # the address follows the query
+    expect(page).to_have_url(re.compile(r"q=wombat\+ser"))  # the address follows the query
     first.click()
     page.wait_for_url("**/tracks/*")
     assert page.locator("#track-title").inner_text() == "Wombat Serenade"
