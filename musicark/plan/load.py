@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +47,7 @@ class CatalogColumns:
     isrc_key: np.ndarray  # int64
     redistributable: np.ndarray  # bool
     artist_popularity: np.ndarray  # int16, highest over credited artists
-    artist_followers: np.ndarray  # int64, highest over credited artists
+    artist_followers: np.ndarray  # int32 (clipped), highest over credited artists
     album_popularity: np.ndarray  # int16
     held_size: np.ndarray  # int64
 
@@ -62,7 +63,8 @@ def _ints(col: pa.Array | pa.ChunkedArray, dtype: type[np.integer]) -> np.ndarra
     info = np.iinfo(dtype)
     if dtype is not np.int64 and len(arr) and (arr.max() > info.max or arr.min() < info.min):
         arr = np.clip(arr, info.min, info.max)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # Always a copy: a zero-copy view would keep the whole record batch it came from alive.
+    return np.array(arr, dtype=dtype, copy=True)
 
 
 def _int_column(table: pa.Table, name: str) -> np.ndarray:
@@ -178,12 +180,20 @@ def _batches(uri: str, sql: str) -> Iterator[pa.RecordBatch]:
         yield from cur.fetch_record_batch()
 
 
-def _lookup(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Index of each value in `keys` (-1 where absent): a hash join in Arrow."""
+_Column: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
+
+
+def _lookup(values: _Column, keys: _Column) -> np.ndarray:
+    """Index (int32) of each value in `keys` (-1 where absent): a hash join in Arrow."""
     if len(values) == 0 or len(keys) == 0:
-        return np.full(len(values), -1, dtype=np.int64)
-    found = pc.index_in(pa.array(values), value_set=pa.array(keys))
-    return np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int64)
+        return np.full(len(values), -1, dtype=np.int32)
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    found = pc.index_in(
+        values if not isinstance(values, np.ndarray) else pa.array(values),
+        value_set=keys if not isinstance(keys, np.ndarray) else pa.array(keys),
+    )
+    return np.array(pc.fill_null(found, -1).to_numpy(), dtype=np.int32, copy=True)
 
 
 def _table_exists(uri: str, name: str) -> bool:
@@ -252,13 +262,14 @@ def _track_parts(batches: Iterable[pa.RecordBatch]) -> dict[str, list[np.ndarray
 def _track_columns(
     parts: list[dict[str, list[np.ndarray]]],
 ) -> tuple[CatalogColumns, np.ndarray]:
-    """CatalogColumns (credits and albums not yet joined) and each track's album id."""
+    """CatalogColumns (credits, albums and held sizes not yet attached: empty) and each
+    track's album id. Each column is concatenated and its parts dropped before the next."""
     col: dict[str, np.ndarray] = {}
     for name, dtype in zip(_NAMES, _DTYPES, strict=True):
         pieces = [a for part in parts for a in part.pop(name)]
         col[name] = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
         del pieces
-    n = len(col["track_id"])
+    none = np.zeros(0, dtype=np.int16)
     cols = CatalogColumns(
         track_id=col["track_id"],
         duration_ms=col["duration_ms"],
@@ -266,12 +277,12 @@ def _track_columns(
         play_count=col["play_count"],
         isrc_key=col["isrc_key"],
         redistributable=col["public"],
-        artist_popularity=np.full(n, -1, dtype=np.int16),
-        artist_followers=np.full(n, -1, dtype=np.int64),
-        album_popularity=np.full(n, -1, dtype=np.int16),
-        held_size=np.full(n, -1, dtype=np.int64),
+        artist_popularity=none,
+        artist_followers=none,
+        album_popularity=none,
+        held_size=none,
     )
-    return cols, col["album"]
+    return cols, col.pop("album")
 
 
 def _read_parallel(
@@ -301,25 +312,35 @@ def _read_parallel(
     return cols, album_id, tables
 
 
+def _attach_albums(cols: CatalogColumns, album_id: np.ndarray, albums: pa.Table) -> None:
+    cols.album_popularity = np.full(len(cols), -1, dtype=np.int16)
+    if albums.num_rows and len(cols):
+        at = _lookup(album_id, albums.column("id"))
+        apop = np.r_[_ints(albums.column("popularity"), np.int16), np.int16(-1)]
+        at[at < 0] = len(apop) - 1  # an unknown album: -1
+        cols.album_popularity = apop[at]
+
+
 def _join(
     cols: CatalogColumns,
-    album_id: np.ndarray,
-    credits: pa.Table,
-    artists: pa.Table,
-    albums: pa.Table,
+    album_id: list[np.ndarray],
+    tables: list[pa.Table],
 ) -> None:
+    """Attach albums, then credits, then an empty `held_size`; empties the lists as it goes
+    (the caller hands them over, so each is freed as soon as it is used)."""
+    credits, artists, albums = tables
+    tables.clear()
+    _attach_albums(cols, album_id.pop(), albums)
+    del albums
     _attach_credits(cols, credits, artists)
-    if albums.num_rows and len(cols):
-        at = _lookup(album_id, _int_column(albums, "id"))
-        apop = _ints(albums.column("popularity"), np.int16)
-        hit = at >= 0
-        cols.album_popularity[hit] = apop[at[hit]]
+    del credits, artists
+    cols.held_size = np.full(len(cols), -1, dtype=np.int64)
 
 
 def catalog_columns(tables: CatalogTables) -> CatalogColumns:
     """Per-track numpy columns from fetched tables (credits and albums joined in)."""
     cols, album_id = _track_columns([_track_parts(tables.tracks.to_batches(BATCH_ROWS))])
-    _join(cols, album_id, tables.credits, tables.artists, tables.albums)
+    _join(cols, [album_id], [tables.credits, tables.artists, tables.albums])
     return cols
 
 
@@ -339,8 +360,11 @@ def load_catalog(
         raise CatalogError(
             f"{archive.catalog_path}: cannot read the catalogue ({_first_line(exc)})"
         ) from None
-    _join(cols, album_id, credits, artists, albums)
-    del credits, artists, albums, album_id
+    side = [credits, artists, albums]
+    del credits, artists, albums
+    album = [album_id]
+    del album_id
+    _join(cols, album, side)
     pa.default_memory_pool().release_unused()  # hand the Arrow buffers back to the system
     report(progress, Progress(stage, 2, 3, "steps"))
     if held:
@@ -349,28 +373,46 @@ def load_catalog(
     return cols
 
 
-def _credit_rows(track_id: np.ndarray, credit_track: np.ndarray) -> np.ndarray:
-    """Index into `track_id` of each credit row's track (-1 for an unknown track)."""
-    if len(credit_track) == 0:
-        return np.zeros(0, dtype=np.int64)
-    # Fast path: credits stored in the tracks' own order, every track credited (what an
-    # import writes); then each run of one track id is that track.
-    starts = np.flatnonzero(np.r_[True, credit_track[1:] != credit_track[:-1]])
-    if len(starts) == len(track_id) and np.array_equal(credit_track[starts], track_id):
-        runs = np.diff(np.r_[starts, len(credit_track)])
-        return np.repeat(np.arange(len(track_id), dtype=np.int64), runs)
-    return _lookup(credit_track, track_id)
+def _credit_starts(track_id: np.ndarray, credit_track: np.ndarray) -> np.ndarray | None:
+    """Where each track's run of credit rows starts, when the credits are stored in the
+    tracks' own order with every track credited (what an import writes); else None."""
+    if len(credit_track) == 0 or len(track_id) == 0:
+        return None
+    starts = np.flatnonzero(credit_track[1:] != credit_track[:-1]) + 1
+    if len(starts) + 1 != len(track_id):
+        return None
+    if credit_track[0] != track_id[0] or not np.array_equal(credit_track[starts], track_id[1:]):
+        return None
+    return np.r_[0, starts]
 
 
 def _attach_credits(cols: CatalogColumns, credits: pa.Table, artists: pa.Table) -> None:
-    if credits.num_rows == 0 or artists.num_rows == 0:
+    """Highest popularity and followers over each track's credited artists (-1: none).
+
+    Followers are kept as int32 (clipped): the followers score is 100 from 1e8 up.
+    """
+    n = len(cols)
+    cols.artist_popularity = np.full(n, -1, dtype=np.int16)
+    cols.artist_followers = np.full(n, -1, dtype=np.int32)
+    if credits.num_rows == 0 or artists.num_rows == 0 or n == 0:
         return
-    row = _credit_rows(cols.track_id, _int_column(credits, "track_id"))
-    art = _lookup(_int_column(credits, "artist_id"), _int_column(artists, "id"))
-    ok = (row >= 0) & (art >= 0)
-    row, art = row[ok], art[ok]
-    np.maximum.at(cols.artist_popularity, row, _ints(artists.column("popularity"), np.int16)[art])
-    np.maximum.at(cols.artist_followers, row, _int_column(artists, "followers")[art])
+    # Index of each credit's artist; unknown artists point at a trailing -1.
+    art = _lookup(credits.column("artist_id"), artists.column("id"))
+    art[art < 0] = artists.num_rows
+    ct = np.asarray(credits.column("track_id").to_numpy(), dtype=np.int64)
+    starts = _credit_starts(cols.track_id, ct)
+    for name, dtype, out in (
+        ("popularity", np.int16, cols.artist_popularity),
+        ("followers", np.int32, cols.artist_followers),
+    ):
+        values = _ints(artists.column(name), dtype)
+        values = np.r_[values, np.array([-1], dtype=dtype)]
+        if starts is not None:
+            out[:] = np.maximum.reduceat(values[art], starts)
+        else:
+            row = _lookup(ct, cols.track_id)
+            ok = row >= 0
+            np.maximum.at(out, row[ok], values[art[ok]])
 
 
 def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:

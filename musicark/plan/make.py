@@ -43,7 +43,7 @@ def plan_archive(
     `out` writes another copy of the plan file; `plot` writes the coverage PNG.
     """
     cols = load_catalog(archive, progress=progress)
-    plan = make_plan(cols, options, progress=progress)
+    plan = make_plan(cols, options, progress=progress, consume=True)
     del cols
     folder = plans_dir(archive)
     paths = [folder / LATEST_PLAN]

@@ -119,9 +119,11 @@ def order_by_key(
     """
     np.invert(key, out=key)  # ~k reverses the order, in place
     order = np.argsort(key)
-    ks = key[order]
-    same = ks[1:] == ks[:-1]
-    del ks
+    same = np.empty(max(len(key) - 1, 0), dtype=bool)
+    step = 1 << 20
+    for start in range(0, len(same), step):  # key[order] a piece at a time
+        ks = key[order[start : start + step + 1]]
+        same[start : start + step] = ks[1:] == ks[:-1]
     if same.any():
         tied = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
         run = np.cumsum(~np.r_[False, same][tied])  # numbers the runs of equal keys

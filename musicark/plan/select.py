@@ -56,6 +56,7 @@ SIZE_SOURCES = ("held", "estimated", "unknown")
 RIGHTS_CHOICES = ("all", "public")
 PLAN_FORMAT = 1
 CHUNK = 1 << 18
+_DROPPED = np.zeros(0, dtype=np.int8)  # a column `make_plan(consume=True)` no longer needs
 
 
 @dataclass(frozen=True)
@@ -195,21 +196,54 @@ def _dict(codes: np.ndarray, vocab: tuple[str, ...]) -> pa.DictionaryArray:
 
 def exact_sum(x: np.ndarray) -> float:
     """A sum that does not depend on the order of `x` (fixed point, 1/1024 steps)."""
-    return float(np.rint(x * 1024.0).astype(np.int64).sum()) / 1024.0
+    total = 0
+    for start in range(0, len(x), CHUNK):  # integer sums are exact in any grouping
+        total += int(np.rint(x[start : start + CHUNK] * 1024.0).astype(np.int64).sum())
+    return float(total) / 1024.0
 
 
 def _share(mask: np.ndarray, nbytes: np.ndarray, covered: np.ndarray) -> dict[str, float | int]:
-    return {
-        "tracks": int(np.count_nonzero(mask)),
-        "bytes": int(np.maximum(nbytes[mask], 0).sum()),
-        "listens": exact_sum(covered[mask]),
-    }
+    tracks, nb, fixed = 0, 0, 0
+    for start in range(0, len(mask), CHUNK):
+        m = mask[start : start + CHUNK]
+        tracks += int(np.count_nonzero(m))
+        nb += int(np.maximum(nbytes[start : start + CHUNK][m], 0).sum())
+        part = covered[start : start + CHUNK][m]
+        fixed += int(np.rint(part * 1024.0).astype(np.int64).sum())
+    return {"tracks": tracks, "bytes": nb, "listens": float(fixed) / 1024.0}
+
+
+def _masked_sum(values: np.ndarray, *masks: np.ndarray, invert_last: bool = False) -> int:
+    """Sum of `values` where every mask holds (the last one negated with `invert_last`)."""
+    total = 0
+    for start in range(0, len(values), CHUNK):
+        sl = slice(start, start + CHUNK)
+        m = masks[0][sl].copy()
+        for extra in masks[1:-1]:
+            m &= extra[sl]
+        if len(masks) > 1:
+            last = masks[-1][sl]
+            m &= ~last if invert_last else last
+        total += int(values[sl][m].sum())
+    return total
+
+
+def _chunked(n: int) -> range:
+    return range(0, n, CHUNK)
 
 
 def make_plan(
-    cols: CatalogColumns, options: PlanOptions, *, progress: ProgressCallback | None = None
+    cols: CatalogColumns,
+    options: PlanOptions,
+    *,
+    progress: ProgressCallback | None = None,
+    consume: bool = False,
 ) -> Plan:
-    """Rank every track of `cols` and select the prefix that fits `options`' budget."""
+    """Rank every track of `cols` and select the prefix that fits `options`' budget.
+
+    With `consume`, the columns of `cols` that the plan does not keep are dropped from it
+    as soon as they are used (less memory; `cols` is unusable afterwards).
+    """
     n = len(cols)
     if n == 0:
         raise CatalogError("the catalogue has no tracks; import one with `musicark catalog import`")
@@ -222,16 +256,23 @@ def make_plan(
         base=options.listens_base,
         calibrate=options.listens_calibrate,
     )
-    listens = expected_listens(cols.popularity, cols.play_count, model)
-    tier = tiers(cols.popularity, listens)
-    nbytes = expected_bytes(
-        cols.duration_ms,
-        cols.held_size,
-        tier,
-        bitrate=options.bitrate,
-        bitrate_zero=options.bitrate_zero,
-    )
+    listens = np.empty(n, dtype=np.float64)
+    tier = np.empty(n, dtype=np.int8)
+    nbytes = np.empty(n, dtype=np.int64)
+    for start in _chunked(n):  # bounded temporaries
+        sl = slice(start, start + CHUNK)
+        listens[sl] = expected_listens(cols.popularity[sl], cols.play_count[sl], model)
+        tier[sl] = tiers(cols.popularity[sl], listens[sl])
+        nbytes[sl] = expected_bytes(
+            cols.duration_ms[sl],
+            cols.held_size[sl],
+            tier[sl],
+            bitrate=options.bitrate,
+            bitrate_zero=options.bitrate_zero,
+        )
     held = cols.held_size >= 0
+    if consume:
+        cols.held_size = _DROPPED
     status = np.full(n, CANDIDATE, dtype=np.int8)
     status[nbytes < 0] = UNKNOWN_SIZE
     if options.rights == "public":
@@ -246,6 +287,8 @@ def make_plan(
             + (cols.album_popularity >= 0)
             + (cols.artist_popularity >= 0)
         )
+        if consume:
+            cols.duration_ms = cols.play_count = _DROPPED
         members, group, is_rep = isrc_representatives(
             cols.isrc_key,
             status == CANDIDATE,
@@ -255,6 +298,7 @@ def make_plan(
             described=described,
             track_id=cols.track_id,
         )
+        del described
         if members.size:
             dup_groups = int(group[-1]) + 1
             sums = np.add.reduceat(listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
@@ -263,6 +307,9 @@ def make_plan(
             covered[reps] = sums[group[is_rep]]
             others = members[~is_rep]
             status[others[status[others] == CANDIDATE]] = ISRC_DUP
+        del members, group, is_rep
+    if consume:
+        cols.duration_ms = cols.play_count = cols.isrc_key = _DROPPED
     report(progress, Progress(stage, 1, 4, "steps"))
 
     secondary = np.zeros(n, dtype=np.float32)
@@ -274,6 +321,9 @@ def make_plan(
     )
     if options.min_zero_score > 0:
         status[nolisten[secondary[nolisten] < options.min_zero_score]] = LOW_PRIORITY
+    del nolisten
+    if consume:
+        cols.artist_popularity = cols.album_popularity = cols.artist_followers = _DROPPED
 
     index = np.int32 if n < 2**31 else np.int64
     cand = np.flatnonzero(status == CANDIDATE).astype(index)
@@ -289,12 +339,18 @@ def make_plan(
             track_id=cols.track_id[part],
         )
     del secondary
-    cand = cand[order_by_key(key, cols.track_id, cand)]
+    if consume:
+        cols.popularity = _DROPPED
+    order = order_by_key(key, cols.track_id, cand)
     del key
+    cand = cand[order]
+    del order
     report(progress, Progress(stage, 2, 4, "steps"))
 
-    cum_bytes = np.cumsum(nbytes[cand])
-    cum_listens = np.cumsum(covered[cand])
+    cum_bytes = nbytes[cand]
+    np.cumsum(cum_bytes, out=cum_bytes)
+    cum_listens = covered[cand]
+    np.cumsum(cum_listens, out=cum_listens)
     k = len(cand)
     if options.budget_bytes is not None:
         k = int(np.searchsorted(cum_bytes, options.budget_bytes, side="right"))
@@ -346,8 +402,8 @@ def make_plan(
             "expected_listens": sel_listens,
             "pct_tracks": round(100.0 * k / n, 4),
             "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
-            "bytes_held": int(nbytes[sel & held].sum()),
-            "bytes_to_acquire": int(nbytes[sel & ~held].sum()),
+            "bytes_held": _masked_sum(nbytes, sel, held),
+            "bytes_to_acquire": _masked_sum(nbytes, sel, held, invert_last=True),
             "tiers": {
                 name: _share(sel & (tier == code), nbytes, covered)
                 for code, name in enumerate(TIERS)
