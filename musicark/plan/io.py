@@ -62,6 +62,7 @@ def write_plan(plan: Plan, path: Path) -> None:
             use_dictionary=["status", "tier", "size_source"],
             write_statistics=True,
             store_schema=True,
+            memory_pool=pa.system_memory_pool(),
         ) as writer:
             for batch in plan.batches(ROW_GROUP):
                 writer.write_batch(batch, row_group_size=ROW_GROUP)

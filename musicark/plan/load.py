@@ -25,6 +25,9 @@ from musicark.errors import CatalogError, MusicarkError
 from musicark.progress import Progress, ProgressCallback, report
 
 BATCH_ROWS = 1 << 18
+# Arrow work of a plan allocates from the system allocator, which (see `_map_large`)
+# hands large freed buffers straight back; a caching pool would keep them resident.
+POOL = pa.system_memory_pool()
 _PUBLIC = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
 TRACKS_SQL = (
     "SELECT id, duration_ms, popularity, play_count, album_id, isrc,"
@@ -58,7 +61,7 @@ class CatalogColumns:
 def _ints(col: pa.Array | pa.ChunkedArray, dtype: type[np.integer]) -> np.ndarray:
     """An integer column as numpy `dtype`, nulls as -1, values clipped to the dtype."""
     if col.null_count:
-        col = pc.fill_null(col, -1)
+        col = pc.coalesce(col, -1, memory_pool=POOL)
     arr = np.asarray(col.to_numpy(), dtype=np.int64)
     info = np.iinfo(dtype)
     if dtype is not np.int64 and len(arr) and (arr.max() > info.max or arr.min() < info.min):
@@ -116,7 +119,7 @@ def _isrc_words(data: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.nd
 def _exact_keys(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(keys, qualified, valid) of a string array through `_isrc_words`."""
     n = len(arr)
-    arr = arr.cast(pa.large_string())
+    arr = arr.cast(pa.large_string(), memory_pool=POOL)
     valid = np.ones(n, dtype=bool) if arr.null_count == 0 else arr.is_valid().to_numpy(False)
     key = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
@@ -188,12 +191,13 @@ def _lookup(values: _Column, keys: _Column) -> np.ndarray:
     if len(values) == 0 or len(keys) == 0:
         return np.full(len(values), -1, dtype=np.int32)
     if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
+        keys = keys.combine_chunks(memory_pool=POOL)
     found = pc.index_in(
         values if not isinstance(values, np.ndarray) else pa.array(values),
         value_set=keys if not isinstance(keys, np.ndarray) else pa.array(keys),
+        memory_pool=POOL,
     )
-    return np.array(pc.fill_null(found, -1).to_numpy(), dtype=np.int32, copy=True)
+    return np.array(pc.coalesce(found, -1, memory_pool=POOL).to_numpy(), np.int32, copy=True)
 
 
 def _table_exists(uri: str, name: str) -> bool:
@@ -344,12 +348,27 @@ def catalog_columns(tables: CatalogTables) -> CatalogColumns:
     return cols
 
 
+def _map_large() -> None:
+    """Serve allocations of 1 MiB and up from their own mappings, unmapped when freed.
+
+    glibc raises its mmap threshold after each large free, so the column arrays a plan
+    frees would otherwise stay in its heap, resident, for the rest of the process.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def load_catalog(
     archive: Archive, *, progress: ProgressCallback | None = None, held: bool = True
 ) -> CatalogColumns:
     """Read every track with what a plan needs (and the held sizes from state.sqlite)."""
     stage = "plan: read catalogue"
     uri = _uri(archive)
+    _map_large()
     report(progress, Progress(stage, 0, 3, "steps"))
     try:
         cols, album_id, (credits, artists, albums) = _read_parallel(uri)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from musicark.archive import Archive
 from musicark.plan.io import (
     LATEST_PLAN,
@@ -42,18 +44,25 @@ def plan_archive(
 
     `out` writes another copy of the plan file; `plot` writes the coverage PNG.
     """
-    cols = load_catalog(archive, progress=progress)
-    plan = make_plan(cols, options, progress=progress, consume=True)
-    del cols
-    folder = plans_dir(archive)
-    paths = [folder / LATEST_PLAN]
-    if out is not None:
-        paths.append(Path(out))
-    write_plan(plan, paths[0])
-    if out is not None:
-        copy_file(paths[0], Path(out))
-    write_json(plan.metadata(), folder / LATEST_SUMMARY)
-    png = plot_coverage(plan.metadata(), plot) if plot is not None else None
+    # The system allocator hands large freed buffers back at once (see
+    # `load._map_large`); Arrow's caching pool would keep them resident.
+    pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        cols = load_catalog(archive, progress=progress)
+        plan = make_plan(cols, options, progress=progress, consume=True)
+        del cols
+        folder = plans_dir(archive)
+        paths = [folder / LATEST_PLAN]
+        if out is not None:
+            paths.append(Path(out))
+        write_plan(plan, paths[0])
+        if out is not None:
+            copy_file(paths[0], Path(out))
+        write_json(plan.metadata(), folder / LATEST_SUMMARY)
+        png = plot_coverage(plan.metadata(), plot) if plot is not None else None
+    finally:
+        pa.set_memory_pool(pool)
     return PlanResult(plan=plan, paths=paths, plot=png)
 
 
