@@ -87,17 +87,27 @@ def calibrate_listens(
         return ListensModel(scale, base)
     x = popularity[both].astype(np.float64) / 100.0
     plays = play_count[both].astype(np.float64)
+    del both
     # Fit ln(plays + s) = ln(s) + x ln(b); s enters both sides, so iterate a few times
     # from the configured scale (converges in a handful of steps on real-shaped data).
+    # x - mean(x) and its variance do not change between steps; y is worked in place.
+    xm = x.mean()
+    dx = x
+    dx -= xm
+    del x
+    var = float((dx**2).mean())
+    y = np.empty_like(plays)
     s = scale
     slope = np.log(base)
     for _ in range(8):
-        y = np.log(plays + s)
-        xm, ym = x.mean(), y.mean()
-        var = float(((x - xm) ** 2).mean())
+        np.add(plays, s, out=y)
+        np.log(y, out=y)
+        ym = y.mean()
         if var <= 0:
             return ListensModel(scale, base)
-        slope = float(((x - xm) * (y - ym)).mean() / var)
+        y -= ym
+        y *= dx
+        slope = float(y.mean() / var)
         new_s = float(np.exp(ym - slope * xm))
         if not np.isfinite(new_s) or new_s <= 0 or slope <= 0:
             return ListensModel(scale, base)

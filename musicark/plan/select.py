@@ -259,8 +259,20 @@ def make_plan(
     listens = np.empty(n, dtype=np.float64)
     tier = np.empty(n, dtype=np.int8)
     nbytes = np.empty(n, dtype=np.int64)
+    described = np.empty(n, dtype=np.int8)  # how many of five fields are known
+    secondary = np.empty(n, dtype=np.float32)  # kept below for no-listen candidates only
     for start in _chunked(n):  # bounded temporaries
         sl = slice(start, start + CHUNK)
+        described[sl] = (
+            (cols.duration_ms[sl] > 0).astype(np.int8)
+            + (cols.popularity[sl] >= 0)
+            + (cols.play_count[sl] >= 0)
+            + (cols.album_popularity[sl] >= 0)
+            + (cols.artist_popularity[sl] >= 0)
+        )
+        secondary[sl] = secondary_score(
+            cols.artist_popularity[sl], cols.album_popularity[sl], cols.artist_followers[sl]
+        )
         listens[sl] = expected_listens(cols.popularity[sl], cols.play_count[sl], model)
         tier[sl] = tiers(cols.popularity[sl], listens[sl])
         nbytes[sl] = expected_bytes(
@@ -272,7 +284,8 @@ def make_plan(
         )
     held = cols.held_size >= 0
     if consume:
-        cols.held_size = _DROPPED
+        cols.held_size = cols.duration_ms = cols.play_count = _DROPPED
+        cols.artist_popularity = cols.album_popularity = cols.artist_followers = _DROPPED
     status = np.full(n, CANDIDATE, dtype=np.int8)
     status[nbytes < 0] = UNKNOWN_SIZE
     if options.rights == "public":
@@ -280,15 +293,6 @@ def make_plan(
     covered = listens.copy()
     dup_groups = 0
     if options.one_per_isrc:
-        described = (
-            (cols.duration_ms > 0).astype(np.int8)
-            + (cols.popularity >= 0)
-            + (cols.play_count >= 0)
-            + (cols.album_popularity >= 0)
-            + (cols.artist_popularity >= 0)
-        )
-        if consume:
-            cols.duration_ms = cols.play_count = _DROPPED
         members, group, is_rep = isrc_representatives(
             cols.isrc_key,
             status == CANDIDATE,
@@ -298,7 +302,6 @@ def make_plan(
             described=described,
             track_id=cols.track_id,
         )
-        del described
         if members.size:
             dup_groups = int(group[-1]) + 1
             sums = np.add.reduceat(listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
@@ -308,22 +311,16 @@ def make_plan(
             others = members[~is_rep]
             status[others[status[others] == CANDIDATE]] = ISRC_DUP
         del members, group, is_rep
+    del described
     if consume:
-        cols.duration_ms = cols.play_count = cols.isrc_key = _DROPPED
+        cols.isrc_key = _DROPPED
     report(progress, Progress(stage, 1, 4, "steps"))
 
-    secondary = np.zeros(n, dtype=np.float32)
-    nolisten = np.flatnonzero((covered <= 0) & (status == CANDIDATE))
-    secondary[nolisten] = secondary_score(
-        cols.artist_popularity[nolisten],
-        cols.album_popularity[nolisten],
-        cols.artist_followers[nolisten],
-    )
+    nolisten = (covered <= 0) & (status == CANDIDATE)
+    secondary[~nolisten] = 0.0
     if options.min_zero_score > 0:
-        status[nolisten[secondary[nolisten] < options.min_zero_score]] = LOW_PRIORITY
+        status[nolisten & (secondary < options.min_zero_score)] = LOW_PRIORITY
     del nolisten
-    if consume:
-        cols.artist_popularity = cols.album_popularity = cols.artist_followers = _DROPPED
 
     index = np.int32 if n < 2**31 else np.int64
     cand = np.flatnonzero(status == CANDIDATE).astype(index)
