@@ -141,20 +141,22 @@ class Plan:
             stop = min(n, start + rows)
             idx = self.perm[start:stop]
             nbytes = a["nbytes"][idx]
-            held = a["held"][idx]
             ranked = max(0, min(stop, m) - start)
             cum_b = np.zeros(stop - start, dtype=np.int64)
             cum_b[:ranked] = self.cum_bytes[start : start + ranked]
             cum_l = np.zeros(stop - start, dtype=np.float64)
             cum_l[:ranked] = self.cum_listens[start : start + ranked]
-            unranked = np.arange(stop - start) >= ranked
+            unranked = np.zeros(stop - start, dtype=bool)
+            unranked[ranked:] = True
+            source = (nbytes < 0).astype(np.int8) + np.int8(1)  # estimated 1, unknown 2
+            source[a["held"][idx]] = 0
             yield pa.RecordBatch.from_arrays(
                 [
                     pa.array(np.arange(start + 1, stop + 1, dtype=np.int64)),
                     pa.array(a["track_id"][idx]),
                     _dict(a["status"][idx], STATUSES),
                     _dict(a["tier"][idx], TIERS),
-                    _dict(np.where(held, 0, np.where(nbytes >= 0, 1, 2)), SIZE_SOURCES),
+                    _dict(source, SIZE_SOURCES),
                     pa.array(nbytes, mask=nbytes < 0),
                     pa.array(a["listens"][idx]),
                     pa.array(a["covered"][idx]),
@@ -191,7 +193,9 @@ def plan_schema() -> pa.Schema:
 
 
 def _dict(codes: np.ndarray, vocab: tuple[str, ...]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), pa.array(vocab))
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes.astype(np.int8, copy=False)), pa.array(vocab)
+    )
 
 
 def exact_sum(x: np.ndarray) -> float:
