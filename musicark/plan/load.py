@@ -186,10 +186,11 @@ def _batches(uri: str, sql: str) -> Iterator[pa.RecordBatch]:
 _Column: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
 
 
-def _lookup(values: _Column, keys: _Column) -> np.ndarray:
-    """Index (int32) of each value in `keys` (-1 where absent): a hash join in Arrow."""
+def _lookup(values: _Column, keys: _Column, *, missing: int = -1) -> np.ndarray:
+    """Index (int32, read-only) of each value in `keys` (`missing` where absent): a hash
+    join in Arrow."""
     if len(values) == 0 or len(keys) == 0:
-        return np.full(len(values), -1, dtype=np.int32)
+        return np.full(len(values), missing, dtype=np.int32)
     if isinstance(keys, pa.ChunkedArray):
         keys = keys.combine_chunks(memory_pool=POOL)
     found = pc.index_in(
@@ -197,7 +198,11 @@ def _lookup(values: _Column, keys: _Column) -> np.ndarray:
         value_set=keys if not isinstance(keys, np.ndarray) else pa.array(keys),
         memory_pool=POOL,
     )
-    return np.array(pc.coalesce(found, -1, memory_pool=POOL).to_numpy(), np.int32, copy=True)
+    filled = pc.coalesce(found, pa.scalar(missing, pa.int32()), memory_pool=POOL)
+    del found
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks(memory_pool=POOL)
+    return np.asarray(filled.to_numpy(), dtype=np.int32)
 
 
 def _table_exists(uri: str, name: str) -> bool:
@@ -319,10 +324,9 @@ def _read_parallel(
 def _attach_albums(cols: CatalogColumns, album_id: np.ndarray, albums: pa.Table) -> None:
     cols.album_popularity = np.full(len(cols), -1, dtype=np.int16)
     if albums.num_rows and len(cols):
-        at = _lookup(album_id, albums.column("id"))
         apop = np.r_[_ints(albums.column("popularity"), np.int16), np.int16(-1)]
-        at[at < 0] = len(apop) - 1  # an unknown album: -1
-        cols.album_popularity = apop[at]
+        # an unknown album points at the trailing -1
+        cols.album_popularity = apop[_lookup(album_id, albums.column("id"), missing=len(apop) - 1)]
 
 
 def _join(
@@ -434,8 +438,7 @@ def _attach_credits(cols: CatalogColumns, credits: pa.Table, artists: pa.Table) 
     if credits.num_rows == 0 or artists.num_rows == 0 or n == 0:
         return
     # Index of each credit's artist; unknown artists point at a trailing -1.
-    art = _lookup(credits.column("artist_id"), artists.column("id"))
-    art[art < 0] = artists.num_rows
+    art = _lookup(credits.column("artist_id"), artists.column("id"), missing=artists.num_rows)
     ct = credits.column("track_id")
     starts = _credit_starts(cols.track_id, ct)
     for name, dtype, out in (
