@@ -65,8 +65,12 @@ def encode(
         resampled = av.AudioResampler(format="fltp", layout="stereo", rate=codec_rate)
     else:
         resampled = None
-    with av.open(str(path), "w", format=container_format) as out:
-        stream: Any = out.add_stream(codec, rate=codec_rate, options=dict(options))
+    # bitexact: no encoder version strings and no random Ogg serial numbers, so the same
+    # seed gives the same bytes (and the demo the same torrents) on every run.
+    with av.open(str(path), "w", format=container_format, options={"fflags": "+bitexact"}) as out:
+        stream: Any = out.add_stream(
+            codec, rate=codec_rate, options={**options, "flags": "+bitexact"}
+        )
         stream.layout = "stereo"
         if bitrate:
             stream.bit_rate = bitrate
