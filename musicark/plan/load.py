@@ -25,7 +25,7 @@ from musicark.errors import CatalogError, MusicarkError
 from musicark.progress import Progress, ProgressCallback, report
 
 BATCH_ROWS = 1 << 18
-# Arrow work of a plan allocates from the system allocator, which (see `_map_large`)
+# Arrow work of a plan allocates from the system allocator, which (see `map_large_allocations`)
 # hands large freed buffers straight back; a caching pool would keep them resident.
 POOL = pa.system_memory_pool()
 _PUBLIC = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
@@ -352,7 +352,7 @@ def catalog_columns(tables: CatalogTables) -> CatalogColumns:
     return cols
 
 
-def _map_large() -> None:
+def map_large_allocations() -> None:
     """Serve allocations of 1 MiB and up from their own mappings, unmapped when freed.
 
     glibc raises its mmap threshold after each large free, so the column arrays a plan
@@ -372,7 +372,7 @@ def load_catalog(
     """Read every track with what a plan needs (and the held sizes from state.sqlite)."""
     stage = "plan: read catalogue"
     uri = _uri(archive)
-    _map_large()
+    map_large_allocations()
     report(progress, Progress(stage, 0, 3, "steps"))
     try:
         cols, album_id, (credits, artists, albums) = _read_parallel(uri)

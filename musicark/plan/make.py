@@ -45,7 +45,7 @@ def plan_archive(
     `out` writes another copy of the plan file; `plot` writes the coverage PNG.
     """
     # The system allocator hands large freed buffers back at once (see
-    # `load._map_large`); Arrow's caching pool would keep them resident.
+    # `load.map_large_allocations`); Arrow's caching pool would keep them resident.
     pool = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
