@@ -1,9 +1,13 @@
-"""`catalog import`: read, normalise, stage, merge — one transaction per batch.
+"""`catalog import`: the merging half — one transaction per batch.
 
-Each batch is normalised in Arrow, written by the ADBC SQLite driver into a staging
-database (no Python per row), then merged into the catalogue with SQL upserts inside
-one transaction that also records how far the file has been read. A crash loses at
-most the batch in flight; the next run skips what was committed and goes on.
+`staging.py` reads and normalises batches (in a child process for large files). Each
+batch then commits in one transaction that also records how far the file has been read,
+so a crash loses at most the batch in flight and the next run goes on after it.
+
+* upsert mode: the batch, staged in a database of its own by the ADBC driver, is merged
+  with SQL upserts; inserted, updated and unchanged tracks are told apart by row hash.
+* bulk mode (a large file into an empty catalogue): the batch is appended through ADBC
+  straight into the catalogue with the indexes dropped; they are built once at the end.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from musicark.catalog.formats import FORMATS, detect_format
 from musicark.catalog.ids import source_id
 from musicark.catalog.normalize import Normalized
 from musicark.catalog.rights import normalize_rights
-from musicark.catalog.staging import StageJob, staged
+from musicark.catalog.staging import StagedBatch, StageJob, staged
 from musicark.errors import CatalogError, FormatError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
 
@@ -135,7 +139,7 @@ class _BulkWriter:
         self.cur = self.conn.cursor()
         self.cur.execute("PRAGMA cache_size=-262144")  # appends need little cache
 
-    def write(self, norm: Normalized, sources: Sequence[str], key: str, batch: Any) -> int:
+    def write(self, norm: Normalized, sources: Sequence[str], key: str, batch: StagedBatch) -> int:
         cur = self.cur
         for name in sources:
             cur.execute(
@@ -213,7 +217,7 @@ def _merge(conn: sqlite3.Connection) -> tuple[int, int, int]:
     return inserted, changed - inserted, total - changed
 
 
-def _merge_staged(conn: sqlite3.Connection, batch: Any, key: str) -> tuple[int, int, int]:
+def _merge_staged(conn: sqlite3.Connection, batch: StagedBatch, key: str) -> tuple[int, int, int]:
     """Merge one staged batch in one transaction, with the file's resume point."""
     conn.execute("ATTACH DATABASE ? AS stage", (batch.stage,))
     try:
