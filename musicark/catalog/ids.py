@@ -47,15 +47,11 @@ def source_id(source: str) -> int:
     return stable_hash(source)
 
 
-def hash_strings(values: pa.Array | pa.ChunkedArray, *, prefix: str = "") -> np.ndarray:
-    """`stable_hash(prefix + v)` for every string of an Arrow column, as int64 (null as "")."""
+def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """`stable_hash(v)` for every string of an Arrow column, as int64 (null as "")."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     arr = pc.fill_null(values.cast(pa.large_string()), "")
-    if prefix:
-        arr = pc.binary_join_element_wise(
-            pa.scalar(prefix, pa.large_string()), arr, pa.scalar("", pa.large_string())
-        )
     n = len(arr)
     if n == 0:
         return np.zeros(0, dtype=np.int64)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from musicark.catalog.formats.interchange import LINE
 from musicark.catalog.ids import SEP, hash_strings
-from musicark.catalog.rights import RIGHTS, normalize_rights
+from musicark.catalog.rights import ALIASES, RIGHTS
 
 NUL = "\x00"  # stands for a null value inside row hashes
 
@@ -134,8 +134,8 @@ def _canonical(t: pa.Table, *, source: str, default_rights: str) -> pa.Table:
     setcol("id", pc.utf8_trim_whitespace(t["id"]))
     rights = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(t["rights"], default_rights)))
     rights = pc.replace_substring(pc.replace_substring(rights, "_", "-"), " ", "-")
-    for alias in ("pd", "publicdomain", "public-domain", "cc-0", "arr", "all-rights-reserved"):
-        rights = pc.if_else(pc.equal(rights, alias), normalize_rights(alias), rights)
+    for alias, canonical in ALIASES.items():
+        rights = pc.if_else(pc.equal(rights, alias), canonical, rights)
     setcol("rights", rights)
     isrc = pc.utf8_upper(pc.replace_substring_regex(t["isrc"], r"[\s-]", ""))
     setcol("isrc", pc.if_else(pc.equal(isrc, ""), None, isrc))

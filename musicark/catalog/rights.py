@@ -18,13 +18,12 @@ REDISTRIBUTABLE = (
 RESTRICTED = ("all-rights-reserved", "unknown")
 RIGHTS = REDISTRIBUTABLE + RESTRICTED
 
-_ALIASES = {
+# Other spellings, after lower-casing and turning spaces and underscores into hyphens.
+ALIASES = {
     "pd": "public-domain",
     "publicdomain": "public-domain",
-    "public domain": "public-domain",
     "cc-0": "cc0",
     "arr": "all-rights-reserved",
-    "all rights reserved": "all-rights-reserved",
 }
 
 
@@ -34,8 +33,8 @@ def normalize_rights(value: str | None, *, default: str | None = None) -> str:
         if default is None:
             raise UsageError("no rights value given")
         return normalize_rights(default)
-    key = value.strip().lower()
-    key = _ALIASES.get(key, key.replace("_", "-").replace(" ", "-"))
+    key = value.strip().lower().replace("_", "-").replace(" ", "-")
+    key = ALIASES.get(key, key)
     if key not in RIGHTS:
         raise UsageError(f"unknown rights value {value!r} (one of: {', '.join(RIGHTS)})")
     return key

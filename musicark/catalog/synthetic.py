@@ -263,9 +263,7 @@ def generate_catalog(
     alb = pa.array(album_of_track)
     return pa.table(
         {
-            "source": pa.array([source] * n, pa.string())
-            if n < 1000
-            else pa.repeat(pa.scalar(source), n),
+            "source": pa.repeat(pa.scalar(source), n),
             "id": ids,
             "title": titles,
             "isrc": isrc,
