@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -31,3 +33,21 @@ def run_script(conn: sqlite3.Connection, sql: str) -> None:
     for statement in sql.split(";\n"):
         if statement.strip():
             conn.execute(statement)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """One transaction on an autocommit connection: committed when the block ends, rolled
+    back when it raises (anything, `KeyboardInterrupt` included).
+
+    `immediate` takes the write lock at the start, so two writers wait on `busy_timeout`
+    instead of failing when the first one upgrades its read lock.
+    """
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

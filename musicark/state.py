@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from musicark.errors import ArchiveError
-from musicark.sqlite import open_sqlite, run_script
+from musicark.sqlite import open_sqlite, run_script, transaction
 
 
 def connect_state(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -38,13 +38,12 @@ def migrate_domain(conn: sqlite3.Connection, domain: str, migrations: Sequence[s
     for number, script in enumerate(migrations, start=1):
         if number <= current:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             again = conn.execute(
                 "SELECT version FROM schema_versions WHERE domain = ?", (domain,)
             ).fetchone()
             if again and again[0] >= number:  # another process migrated meanwhile
-                conn.execute("COMMIT")
+                current = again[0]
                 continue
             run_script(conn, script)
             conn.execute(
@@ -52,9 +51,5 @@ def migrate_domain(conn: sqlite3.Connection, domain: str, migrations: Sequence[s
                 " ON CONFLICT(domain) DO UPDATE SET version = excluded.version",
                 (domain, number),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         current = number
     return current

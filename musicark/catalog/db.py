@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from musicark.errors import CatalogError
-from musicark.sqlite import open_sqlite, run_script
+from musicark.sqlite import open_sqlite, run_script, transaction
 
 # Indexes dropped for bulk loads into an empty catalogue and built once after;
 # `ensure_indexes` restores any that an interrupted load left missing.
@@ -40,14 +40,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     for number, sql in _migrations():
         if number <= current:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             run_script(conn, sql)
             conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         current = number
     return int(current)
 

@@ -33,6 +33,7 @@ from musicark.catalog.rights import normalize_rights
 from musicark.catalog.staging import StagedBatch, StageJob, staged
 from musicark.errors import CatalogError, FormatError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
+from musicark.sqlite import transaction
 
 TRACK_COLUMNS = (
     "id, source_id, external_id, title, album_id, isrc, duration_ms, popularity, play_count, "
@@ -221,8 +222,7 @@ def _merge_staged(conn: sqlite3.Connection, batch: StagedBatch, key: str) -> tup
     """Merge one staged batch in one transaction, with the file's resume point."""
     conn.execute("ATTACH DATABASE ? AS stage", (batch.stage,))
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for name in batch.sources:
                 conn.execute(
                     "INSERT OR IGNORE INTO sources (id, name) VALUES (?, ?)",
@@ -235,10 +235,6 @@ def _merge_staged(conn: sqlite3.Connection, batch: StagedBatch, key: str) -> tup
                 "rejected = rejected + ? WHERE file_key = ?",
                 (batch.last_line, ins, upd, same, batch.rejected, key),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.execute("DETACH DATABASE stage")
     return ins, upd, same

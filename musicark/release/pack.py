@@ -38,6 +38,7 @@ from musicark.release.names import (
     file_name,
     folder_name,
 )
+from musicark.sqlite import transaction
 from musicark.torrent.create import (
     TRACKER_SCHEMES,
     CreatedTorrent,
@@ -561,8 +562,7 @@ def _record(
 ) -> None:
     from musicark.store.match import normalise
 
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         conn.execute(
             "INSERT INTO torrents (name, release, kind, collection, first_serial, last_serial,"
             " format, piece_length, infohash_v1, infohash_v2, magnet, torrent_path, data_path,"
@@ -625,10 +625,6 @@ def _record(
             "UPDATE releases SET next_serial = ?, restricted = max(restricted, ?) WHERE name = ?",
             (last_serial + 1, int(restricted), release),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def pack(

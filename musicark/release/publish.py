@@ -43,6 +43,7 @@ from musicark.release.pack import (
     release_dir,
     settle_urls,
 )
+from musicark.sqlite import transaction
 from musicark.torrent.create import create_torrent, write_torrent
 
 CATALOGUE_FILES = (
@@ -151,19 +152,18 @@ def _locate_db(conn_path: Path, out: Path, release: str, names: Sequence[str]) -
         db.executescript(schema.TORRENTS_DDL + ";\n" + schema.FILES_DDL + ";")
         db.execute("ATTACH DATABASE ? AS src", (f"file:{conn_path}?mode=ro",))
         marks = ",".join("?" * len(names))
-        db.execute("BEGIN")
-        db.execute(
-            f"INSERT INTO torrents SELECT * FROM src.torrents WHERE name IN ({marks})", names
-        )
-        db.execute(
-            f"INSERT INTO release_files SELECT * FROM src.release_files WHERE torrent IN ({marks})",
-            names,
-        )
-        db.execute(
-            f"INSERT INTO release_names SELECT * FROM src.release_names WHERE torrent IN ({marks})",
-            names,
-        )
-        db.execute("COMMIT")
+        with transaction(db, immediate=False):
+            db.execute(
+                f"INSERT INTO torrents SELECT * FROM src.torrents WHERE name IN ({marks})", names
+            )
+            db.execute(
+                f"INSERT INTO release_files SELECT * FROM src.release_files WHERE torrent IN ({marks})",
+                names,
+            )
+            db.execute(
+                f"INSERT INTO release_names SELECT * FROM src.release_names WHERE torrent IN ({marks})",
+                names,
+            )
         db.execute("DETACH DATABASE src")
         db.execute("VACUUM")
     finally:
@@ -294,8 +294,7 @@ def publish(
         shutil.rmtree(work, ignore_errors=True)
         magnet, torrent_rel, data_rel = placed_torrent(archive, base, made, tracker_list, seed_list)
         now = schema.now()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.execute(
                 "UPDATE torrents SET obsolete = 1 WHERE release = ? AND kind = 'metadata'",
                 (release,),
@@ -328,10 +327,6 @@ def publish(
                 (release, name, key, now),
             )
             conn.execute("UPDATE releases SET published = ? WHERE name = ?", (now, release))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return PublishSummary(
             release=release,
             name=name,

@@ -15,6 +15,7 @@ from typing import Any
 
 from musicark.archive import Archive
 from musicark.errors import StoreError, UsageError
+from musicark.sqlite import transaction
 from musicark.store import schema
 from musicark.store.blobs import is_sha256
 
@@ -76,8 +77,7 @@ def update_preferred(conn: sqlite3.Connection, track_ids: Iterable[int]) -> int:
     n = 0
     ids = sorted(set(track_ids))
     for i in range(0, len(ids), 1000):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for track_id in ids[i : i + 1000]:
                 found = _renditions(conn, track_id)
                 if not found:
@@ -97,10 +97,6 @@ def update_preferred(conn: sqlite3.Connection, track_ids: Iterable[int]) -> int:
                     (reason, best.sha256),
                 )
                 n += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return n
 
 
@@ -118,13 +114,12 @@ def prefer(archive: Archive, sha256: str) -> dict[str, Any]:
             raise StoreError(
                 f"blob {sha256} is not matched to a catalogue track; nothing to prefer"
             )
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "UPDATE renditions SET preferred_by = NULL WHERE track_id = ? AND sha256 != ?",
-            (row[0], sha256),
-        )
-        conn.execute("UPDATE renditions SET preferred_by = 'operator' WHERE sha256 = ?", (sha256,))
-        conn.execute("COMMIT")
+        with transaction(conn):
+            conn.execute(
+                "UPDATE renditions SET preferred_by = NULL WHERE track_id = ? AND sha256 != ?",
+                (row[0], sha256),
+            )
+            conn.execute("UPDATE renditions SET preferred_by = 'operator' WHERE sha256 = ?", (sha256,))
         update_preferred(conn, [row[0]])
         return {"sha256": sha256, "track_id": row[0], "preferred_reason": "chosen by the operator"}
     finally:

@@ -31,6 +31,7 @@ from typing import Any
 from musicark.archive import Archive
 from musicark.errors import StoreError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
+from musicark.sqlite import transaction
 from musicark.store import acoustic, dupes, ledger, schema
 from musicark.store.blobs import (
     CHUNK,
@@ -603,9 +604,8 @@ class _Recorder:
                     now,
                 )
             )
-        self.conn.execute("BEGIN IMMEDIATE")
-        ledger.record(self.conn, rows)
-        self.conn.execute("COMMIT")
+        with transaction(self.conn):
+            ledger.record(self.conn, rows)
 
     def skip_known(self, entries: list[Entry]) -> list[Entry]:
         """Files whose path, size and mtime the ledger holds with a final outcome need no work."""
@@ -630,8 +630,7 @@ class _Recorder:
     def record_results(self, results: list[FileResult]) -> None:
         now = schema.now()
         rows = []
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.conn):
             for res in results:
                 self.summary.files += 1
                 status, reason = self._record_one(res, now)
@@ -652,10 +651,6 @@ class _Recorder:
                     )
                 )
             ledger.record(self.conn, rows)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         remove_originals(results)  # --mode move, after the batch is recorded
         if len(self.touched_tracks) >= 10_000:  # keep memory flat on huge runs
             dupes.update_preferred(self.conn, self.touched_tracks)

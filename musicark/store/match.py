@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from musicark.archive import Archive
 from musicark.catalog.ids import stable_hash
+from musicark.sqlite import transaction
 from musicark.store import tags as T
 
 # external-id kinds, as catalogue sources spell them, per tag
@@ -80,8 +81,7 @@ def refresh_title_index(state: sqlite3.Connection, catalog: sqlite3.Connection) 
     else:
         return 0
     added = 0
-    state.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(state):
         while True:
             rows = cursor.fetchmany(50_000)
             if not rows:
@@ -96,10 +96,6 @@ def refresh_title_index(state: sqlite3.Connection, catalog: sqlite3.Connection) 
             " ON CONFLICT(id) DO UPDATE SET catalog_seq = excluded.catalog_seq",
             (top,),
         )
-        state.execute("COMMIT")
-    except BaseException:
-        state.execute("ROLLBACK")
-        raise
     return added
 
 

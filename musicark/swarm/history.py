@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from musicark.sqlite import transaction
 from musicark.state import migrate_domain
 
 MIGRATIONS = [
@@ -81,17 +82,12 @@ def record_scrapes(
         )
         for r in records
     ]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         conn.executemany(
             "INSERT INTO swarm_scrapes (infohash, torrent, tracker, scraped_at, seeders,"
             " leechers, completed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(rows)
 
 
