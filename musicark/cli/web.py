@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import socket
-from typing import Any
 
 import click
 
-from musicark.archive import ENV_VAR
 from musicark.cli.common import archive_option, get_archive
 from musicark.errors import UsageError
+
+# the server's defaults (musicark.web.server), repeated here so `--help` needs no uvicorn
+HEADER_TIMEOUT = 10.0
+KEEP_ALIVE = 5
 
 
 @click.command("serve")
@@ -37,38 +38,56 @@ from musicark.errors import UsageError
     show_default=True,
     help="uvicorn log level.",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=HEADER_TIMEOUT,
+    show_default=True,
+    help="Seconds a client has to send a request's headers (after connecting or after the"
+    " previous response); slower connections are closed.",
+)
+@click.option(
+    "--keep-alive",
+    type=click.IntRange(1, 3600),
+    default=KEEP_ALIVE,
+    show_default=True,
+    help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
+    "--no-audio",
+    is_flag=True,
+    help="Do not serve audio: track pages show no player and audio URLs answer 404.",
+)
 @archive_option
 def serve_command(
-    host: str | None, port: int | None, workers: int, log_level: str, archive_path: str | None
+    host: str | None,
+    port: int | None,
+    workers: int,
+    log_level: str,
+    header_timeout: float,
+    keep_alive: int,
+    no_audio: bool,
+    archive_path: str | None,
 ) -> None:
     """Serve the read-only web UI and JSON API (/api/, described at /api/openapi.json)."""
-    import uvicorn
-
-    from musicark.web import create_app
+    from musicark.web.server import ServeOptions, make_config, run
 
     archive = get_archive(archive_path)
     host = host or archive.config.serve.host
     port = archive.config.serve.port if port is None else port
     _check_listen(host, port)
     click.echo(f"serving {archive.root} read-only at http://{host}:{port}/", err=True)
-    target: Any
-    options: dict[str, Any] = {}
-    if workers > 1:  # uvicorn starts worker processes from an import string
-        os.environ[ENV_VAR] = str(archive.root)
-        target = "musicark.web.app:app_from_env"
-        options = {"factory": True, "workers": workers}
-    else:
-        target = create_app(archive)
+    options = ServeOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        header_timeout=header_timeout,
+        keep_alive=keep_alive,
+        audio=not no_audio,
+    )
     try:
-        uvicorn.run(
-            target,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-            server_header=False,
-            **options,
-        )
+        run(make_config(archive, options))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 

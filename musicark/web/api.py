@@ -32,7 +32,7 @@ def run_search(request: Request, *, limit: int, offset: int, q: str) -> dict[str
     return data
 
 
-async def api_search(request: Request) -> Response:
+def api_search(request: Request) -> Response:
     from musicark.web.app import JSON
 
     q = parse_query_text(request.query_params, required=True)
@@ -50,44 +50,44 @@ def _entity(request: Request, kind: str) -> dict[str, Any]:
     return dict(found)
 
 
-async def api_track(request: Request) -> Response:
+def api_track(request: Request) -> Response:
     from musicark.web.app import JSON
 
     return JSON(_entity(request, "track"))
 
 
-async def api_album(request: Request) -> Response:
+def api_album(request: Request) -> Response:
     from musicark.web.app import JSON
 
     return JSON(_entity(request, "album"))
 
 
-async def api_artist(request: Request) -> Response:
+def api_artist(request: Request) -> Response:
     from musicark.web.app import JSON
 
     return JSON(_entity(request, "artist"))
 
 
-async def api_coverage(request: Request) -> Response:
+def api_coverage(request: Request) -> Response:
     from musicark.web.app import JSON
 
     return JSON(coverage_data(request.app.state.archive, reader(request)))
 
 
-async def api_releases(request: Request) -> Response:
+def api_releases(request: Request) -> Response:
     from musicark.web.app import JSON
 
     return JSON(reader(request).releases())
 
 
-async def api_health(request: Request) -> Response:
+def api_health(request: Request) -> Response:
     from musicark.web.app import JSON
 
     r = reader(request)
     return JSON({"audit": r.last_audit(), "holdings": r.holdings()})
 
 
-async def api_openapi(request: Request) -> Response:
+def api_openapi(request: Request) -> Response:
     from musicark.web.app import JSON
 
     return JSON(OPENAPI)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from musicark.archive import Archive
@@ -70,6 +71,33 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class RelativeSlashRedirect:
+    """`/search/` -> `/search`, with a relative Location (never built from the Host header),
+    and only when the path without its slash is one of our routes."""
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            bare = path.rstrip("/")
+            other = {**scope, "path": bare}
+            if (
+                bare.startswith("/")
+                and not bare.startswith("//")
+                and any(route.matches(other)[0] == Match.FULL for route in self.routes)
+            ):
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = quote(bare, safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
+                await Response(status_code=308, headers={"location": location})(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 class IndexHolder:
     """The search index, opened on first use and again after it is (re)built."""
 
@@ -100,13 +128,18 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(archive: Archive) -> Starlette:
-    """The ASGI application serving `archive` read-only."""
+def create_app(archive: Archive, *, audio: bool = True) -> Starlette:
+    """The ASGI application serving `archive` read-only; `audio=False` serves no audio.
+
+    Handlers are plain functions: Starlette runs them in its thread pool, so a slow SQLite
+    or tantivy call holds one thread, never the event loop (each thread has its own
+    read-only connections, see `ArchiveReader`).
+    """
     from musicark.web import api, pages
 
     static = load_static()
 
-    async def static_file(request: Request) -> Response:
+    def static_file(request: Request) -> Response:
         found = static.get(request.path_params["name"])
         if found is None:
             raise NotFound("no such static file")
@@ -144,18 +177,24 @@ def create_app(archive: Archive) -> Starlette:
             HTTPException: on_http,
         },
     )
+    app.router.redirect_slashes = False  # it copies the Host header into Location
     app.state.archive = archive
     app.state.reader = ArchiveReader(archive)
     app.state.index = IndexHolder(archive)
+    app.state.audio = audio
+    app.add_middleware(RelativeSlashRedirect, routes=app.router.routes)
     app.add_middleware(SecurityHeaders)
     return app
 
 
 def app_from_env() -> Starlette:
     """The application for the archive named by $MUSICARK_ARCHIVE (for uvicorn workers)."""
-    from musicark.archive import open_archive
+    import os
 
-    return create_app(open_archive(None))
+    from musicark.archive import open_archive
+    from musicark.web.server import AUDIO_ENV
+
+    return create_app(open_archive(None), audio=os.environ.get(AUDIO_ENV, "1") != "0")
 
 
 def _error(request: Request, status: int, message: str) -> Response:

@@ -57,7 +57,7 @@ def page(name: str, status: int = 200, **context: Any) -> Response:
     return HTMLResponse(render(name, **context), status_code=status)
 
 
-async def search_page(request: Request) -> Response:
+def search_page(request: Request) -> Response:
     q = parse_query_text(request.query_params, required=False)
     number = parse_int(request.query_params, "page", default=1, low=1, high=MAX_PAGE)
     results, no_index = None, None
@@ -90,19 +90,19 @@ def _entity(request: Request, kind: str) -> dict[str, Any]:
     return dict(found)
 
 
-async def track_page(request: Request) -> Response:
+def track_page(request: Request) -> Response:
     return page("track.html", track=_entity(request, "track"))
 
 
-async def album_page(request: Request) -> Response:
+def album_page(request: Request) -> Response:
     return page("album.html", album=_entity(request, "album"))
 
 
-async def artist_page(request: Request) -> Response:
+def artist_page(request: Request) -> Response:
     return page("artist.html", artist=_entity(request, "artist"))
 
 
-async def coverage_page(request: Request) -> Response:
+def coverage_page(request: Request) -> Response:
     data = coverage_data(request.app.state.archive, reader(request))
     plan = data["plan"]
     curve = plan["curve"] if plan else []
@@ -119,11 +119,11 @@ async def coverage_page(request: Request) -> Response:
     )
 
 
-async def releases_page(request: Request) -> Response:
+def releases_page(request: Request) -> Response:
     return page("releases.html", data=reader(request).releases())
 
 
-async def health_page(request: Request) -> Response:
+def health_page(request: Request) -> Response:
     r = reader(request)
     return page("health.html", audit=r.last_audit(), holdings=r.holdings())
 
