@@ -96,7 +96,9 @@ def watch(peak):
 if __name__ == "__main__":
     peak = [0]
     threading.Thread(target=watch, args=(peak,), daemon=True).start()
-    summary = import_catalog(init_archive(sys.argv[1]), [sys.argv[2]])
+    summary = import_catalog(
+        init_archive(sys.argv[1]).with_settings({"search.follow_catalog": False}), [sys.argv[2]]
+    )
     print(summary.imported, hwm(os.getpid()), peak[0])
 """
 

@@ -71,7 +71,7 @@ def build(workdir: Path, n: int, seed: int) -> tuple[Path, float]:
         if have == n:
             return root, 0.0
         shutil.rmtree(root)
-    archive = init_archive(root)
+    archive = init_archive(root).with_settings({"search.follow_catalog": False})
     src = workdir / f"catalogue-{n}-{seed}.parquet"
     if not src.exists():
         pq.write_table(generate_catalog(n, seed=seed), src)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from musicark.config import CONFIG_NAME, DEFAULT_TOML, Config, load_config
+from musicark.config import CONFIG_NAME, DEFAULT_TOML, Config, load_config, with_settings
 from musicark.errors import ArchiveError
 
 ENV_VAR = "MUSICARK_ARCHIVE"
@@ -59,6 +60,10 @@ class Archive:
     @property
     def index_dir(self) -> Path:
         return self.root / "index"
+
+    def with_settings(self, values: dict[str, Any]) -> Archive:
+        """This archive with some settings changed for this process only (the file stays)."""
+        return replace(self, config=with_settings(self.config, values))
 
     def connect_catalog(self, *, readonly: bool = False) -> sqlite3.Connection:
         from musicark.catalog.db import connect

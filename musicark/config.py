@@ -67,6 +67,11 @@ listen = "127.0.0.1:6881"
 [serve]
 host = "127.0.0.1"
 port = 8000
+
+[search]
+# bring the search index up to date after every catalogue import (off: run
+# `musicark index update` when you want it)
+follow_catalog = true
 """
 
 
@@ -122,6 +127,11 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    follow_catalog: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     plan: PlanSettings = field(default_factory=PlanSettings)
@@ -130,10 +140,13 @@ class Config:
     release: ReleaseSettings = field(default_factory=ReleaseSettings)
     seed: SeedSettings = field(default_factory=SeedSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
 
 
-def _section(cls: type, data: dict[str, Any], name: str, path: Path) -> Any:
-    default = cls()
+def _section(
+    cls: type, data: dict[str, Any], name: str, path: Path | str, base: Any = None
+) -> Any:
+    default = cls() if base is None else base
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -168,3 +181,18 @@ def load_config(path: Path) -> Config:
             raise ArchiveError(f"{path}: unknown section [{name}]")
         kwargs[name] = _section(type(getattr(default, name)), value, name, path)
     return replace(default, **kwargs)
+
+
+def with_settings(config: Config, values: dict[str, Any]) -> Config:
+    """`config` with some settings replaced, named as in the file: {"search.follow_catalog": False}."""
+    sections: dict[str, dict[str, Any]] = {}
+    for dotted, value in values.items():
+        section, _, key = dotted.partition(".")
+        if not hasattr(config, section) or not key:
+            raise ArchiveError(f"unknown setting {dotted}")
+        sections.setdefault(section, {})[key] = value
+    changed = {
+        name: _section(type(getattr(config, name)), data, name, "settings", getattr(config, name))
+        for name, data in sections.items()
+    }
+    return replace(config, **changed)

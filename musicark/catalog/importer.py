@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from musicark import events
 from musicark.archive import Archive
 from musicark.catalog.db import connect, drop_indexes, ensure_indexes
 from musicark.catalog.formats import FORMATS, detect_format
@@ -360,7 +361,8 @@ def import_catalog(
     """Import catalogue files; upserts by (source, external id), so re-importing changes nothing.
 
     Every file is checked for its format before any is imported, so that a wrong file in
-    the list fails the command before it changes the catalogue.
+    the list fails the command before it changes the catalogue. Sends "catalog.changed"
+    when a file was imported (the search index follows).
     """
     if not paths:
         raise UsageError("no files to import")
@@ -379,4 +381,6 @@ def import_catalog(
                 progress=progress,
             )
         )
+    # After a failure the followers catch up at the next import (track_changes keeps the order).
+    events.send("catalog.changed", archive=archive, progress=progress)
     return summary

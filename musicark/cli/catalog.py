@@ -48,7 +48,6 @@ def import_command(
 ) -> None:
     """Import catalogue FILES (musicark JSONL/CSV/Parquet, MusicBrainz dump; zst/gz/xz)."""
     from musicark.catalog.importer import import_catalog
-    from musicark.search import update_index
 
     archive = get_archive(archive_path)
     with progress_bar() as progress:
@@ -60,7 +59,6 @@ def import_command(
             default_rights=default_rights,
             progress=progress,
         )
-        update_index(archive, progress=progress)  # the search index follows the catalogue
     if as_json:
         echo_json(summary.as_dict())
         return

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musicark import events
 from musicark.archive import Archive
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.errors import IntegrityError, ReleaseError, TorrentError, UsageError
@@ -702,6 +703,7 @@ def pack(
             serial += len(files)
             done += len(files)
             report(progress, Progress("pack", done, total, "files", result.name))
+        events.send("release.changed", archive=archive, release=release, stage="pack")
         return summary
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from musicark import events
 from musicark.archive import Archive
 from musicark.errors import ReleaseError
 from musicark.progress import ProgressCallback
@@ -327,6 +328,7 @@ def publish(
                 (release, name, key, now),
             )
             conn.execute("UPDATE releases SET published = ? WHERE name = ?", (now, release))
+        events.send("release.changed", archive=archive, release=release, stage="publish")
         return PublishSummary(
             release=release,
             name=name,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from musicark import events
 from musicark.archive import Archive
 from musicark.errors import StoreError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
@@ -448,6 +449,7 @@ def ingest(
         (schema.now(), json.dumps(summary.as_dict()), run_id),
     )
     conn.close()
+    events.send("store.changed", archive=archive, progress=progress)
     return summary
 
 
