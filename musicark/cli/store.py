@@ -158,15 +158,39 @@ def dupes_command(
     default=None,
     help="Hashing threads for --level full (default: one per core).",
 )
+@click.option(
+    "--sample",
+    type=float,
+    default=None,
+    metavar="PERCENT",
+    help="Rolling audit: re-hash this share of the blobs, least recently verified first.",
+)
+@click.option(
+    "--budget",
+    default=None,
+    metavar="DURATION",
+    help="Rolling audit: re-hash least recently verified blobs for this long (90s, 15m, 2h).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @archive_option
-def audit_command(level: str, jobs: int | None, as_json: bool, archive_path: str | None) -> None:
+def audit_command(
+    level: str,
+    jobs: int | None,
+    sample: float | None,
+    budget: str | None,
+    as_json: bool,
+    archive_path: str | None,
+) -> None:
     """Check the store's fixity: changed, missing and untracked blobs (exit status 1 if any)."""
     from musicark.store.audit import audit
+    from musicark.store.fixity import parse_duration
 
     archive = get_archive(archive_path)
+    seconds = parse_duration(budget) if budget is not None else None
     with progress_bar(enabled=not as_json) as callback:
-        result = audit(archive, level=level, jobs=jobs, progress=callback)
+        result = audit(
+            archive, level=level, jobs=jobs, sample=sample, budget=seconds, progress=callback
+        )
     data = result.as_dict()
     if as_json:
         echo_json(data)
@@ -180,9 +204,17 @@ def audit_command(level: str, jobs: int | None, as_json: bool, archive_path: str
         c = data["counts"]
         verdict = "ok" if data["ok"] else "PROBLEMS"
         click.echo(
-            f"audit ({level}) {verdict}: {data['checked']} blobs checked, {c['changed']} changed,"
-            f" {c['missing']} missing, {c['untracked']} untracked in {data['seconds']:.1f} s"
+            f"audit ({data['level']}) {verdict}: {data['checked']} blobs checked,"
+            f" {c['changed']} changed, {c['missing']} missing, {c['untracked']} untracked"
+            f" in {data['seconds']:.1f} s"
         )
+        if result.rolling is not None:
+            r = result.rolling
+            click.echo(
+                f"rolling: {r['share_checked']:.1%} of {r['store_blobs']} blobs checked;"
+                f" {r['verified_recent_share']:.1%} verified in the last {r['recent_days']} days,"
+                f" {r['never_verified']} never verified"
+            )
     if not result.ok:
         raise click.exceptions.Exit(1)
 

@@ -5,7 +5,9 @@ re-hashes to its name, on all cores). The store and the `blobs` table are both r
 sha256 order and merged, so memory stays flat whatever the number of blobs: a blob in
 the table but not on disk is *missing*, a file on disk not in the table (or not named
 like a blob) is *untracked*, a blob whose size or hash differs is *changed*.
-Each audit's result is stored in the `audits` table of state.sqlite.
+Each audit's result is stored in the `audits` table of state.sqlite; a full-level audit
+also records when each blob last re-hashed to its name (`store/fixity.py`), and `sample` /
+`budget` make a rolling audit of the least recently verified blobs instead of all of them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from musicark.archive import Archive
 from musicark.errors import UsageError
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.store import schema
+from musicark.store import fixity, schema
 from musicark.store.blobs import hash_file, is_sha256
 from musicark.store.pool import worker_pool
 
@@ -47,6 +49,8 @@ class AuditResult:
     )
     seconds: float = 0.0
     id: int | None = None
+    rolling: dict[str, Any] | None = None  # a rolling audit: its share, budget and coverage
+    repairs: list[dict[str, Any]] | None = None  # set when asked to repair
 
     @property
     def ok(self) -> bool:
@@ -64,6 +68,8 @@ class AuditResult:
             "changed": self.changed,
             "missing": self.missing,
             "untracked": self.untracked,
+            **({"rolling": self.rolling} if self.rolling is not None else {}),
+            **({"repairs": self.repairs} if self.repairs is not None else {}),
         }
 
     def _add(self, kind: str, item: Any) -> None:
@@ -104,16 +110,23 @@ def audit(
     *,
     level: str = "full",
     jobs: int | None = None,
+    sample: float | None = None,
+    budget: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> AuditResult:
-    """Check every blob at `level`; record and return the result."""
+    """Check every blob at `level` (or, with `sample` percent or a `budget` in seconds, the
+    least recently verified ones, always at level full); record and return the result."""
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
     jobs = jobs or os.cpu_count() or 1
+    if sample is not None or budget is not None:
+        return _rolling(archive, sample=sample, budget=budget, jobs=jobs, progress=progress)
     started_at = schema.now()
     t0 = time.perf_counter()
     conn = schema.connect(archive)
+    fixity.migrate(conn)
     result = AuditResult(level=level)
+    verified: list[str] = []
     fanout = archive.config.store.fanout
     store = archive.store_dir
     total = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
@@ -130,6 +143,11 @@ def audit(
             result._add("missing", sha)
         elif actual != sha:
             result._add("changed", {"sha256": sha, "problem": f"hashes to {actual}"})
+        else:
+            verified.append(sha)
+            if len(verified) >= 10_000:
+                fixity.mark_verified(conn, verified, started_at)
+                verified.clear()
         result.bytes += size
 
     def settle(keep: int) -> None:
@@ -189,14 +207,61 @@ def audit(
         result._add("untracked", rel)
     if pool is not None:
         pool.shutdown()
+    fixity.mark_verified(conn, verified, started_at)
+    fixity.forget(conn, [*(c["sha256"] for c in result.changed), *result.missing])
     result.seconds = time.perf_counter() - t0
+    _record(conn, result, started_at)
+    conn.close()
+    return result
+
+
+def _rolling(
+    archive: Archive,
+    *,
+    sample: float | None,
+    budget: float | None,
+    jobs: int,
+    progress: ProgressCallback | None,
+) -> AuditResult:
+    if sample is not None and budget is not None:
+        raise UsageError("give --sample or --budget, not both")
+    started_at = schema.now()
+    t0 = time.perf_counter()
+    conn = schema.connect(archive)
+    try:
+        total, nbytes, checked = fixity.rolling_check(
+            archive, conn, sample=sample, budget=budget, jobs=jobs, progress=progress
+        )
+        result = AuditResult(level="full", checked=len(checked), bytes=nbytes)
+        for sha, _size, problem in checked:
+            if problem == "missing":
+                result._add("missing", sha)
+            elif problem is not None:
+                result._add("changed", {"sha256": sha, "problem": problem})
+        fixity.mark_verified(conn, (s for s, _, p in checked if p is None), started_at)
+        fixity.forget(conn, (s for s, _, p in checked if p is not None))
+        result.rolling = {
+            "sample_percent": sample,
+            "budget_seconds": budget,
+            "store_blobs": total,
+            "share_checked": round(len(checked) / total, 4) if total else 1.0,
+            **fixity.verification_status(archive),
+        }
+        result.seconds = time.perf_counter() - t0
+        _record(conn, result, started_at)
+    finally:
+        conn.close()
+    return result
+
+
+def _record(conn: sqlite3.Connection, result: AuditResult, started_at: str) -> None:
     cur = conn.execute(
         "INSERT INTO audits (started, finished, level, ok, checked, bytes, changed, missing,"
         " untracked, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (
             started_at,
             schema.now(),
-            level,
+            result.level,
             int(result.ok),
             result.checked,
             result.bytes,
@@ -210,8 +275,6 @@ def audit(
     conn.execute(
         "UPDATE audits SET result = ? WHERE id = ?", (json.dumps(result.as_dict()), result.id)
     )
-    conn.close()
-    return result
 
 
 def _iter(cursor: sqlite3.Cursor) -> Iterator[tuple[str, int]]:
