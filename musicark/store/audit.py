@@ -16,23 +16,22 @@ import json
 import os
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from musicark.archive import Archive
 from musicark.errors import UsageError
+from musicark.executor import make_executor, resolve_jobs
 from musicark.progress import Progress, ProgressCallback, report
+from musicark.sqlite import transaction
 from musicark.store import fixity, schema
 from musicark.store.blobs import hash_file, is_sha256
-from musicark.store.pool import worker_pool
 
 LEVELS = ("presence", "size", "full")
 MAX_LISTED = 1000
-BATCH_FILES = 64  # blobs per task sent to a hashing process
+BATCH_FILES = 64  # blobs per hashing task
 BATCH_BYTES = 16 * 1024 * 1024
 
 
@@ -56,7 +55,7 @@ class AuditResult:
     def ok(self) -> bool:
         return not any(self.counts.values())
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "level": self.level,
@@ -118,101 +117,103 @@ def audit(
     least recently verified ones, always at level full); record and return the result."""
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
-    jobs = jobs or os.cpu_count() or 1
+    jobs = resolve_jobs(jobs, archive.config.ingest.jobs)
     if sample is not None or budget is not None:
         return _rolling(archive, sample=sample, budget=budget, jobs=jobs, progress=progress)
     started_at = schema.now()
     t0 = time.perf_counter()
     conn = schema.connect(archive)
-    fixity.migrate(conn)
-    result = AuditResult(level=level)
-    verified: list[str] = []
-    fanout = archive.config.store.fanout
-    store = archive.store_dir
-    total = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
-    rows = conn.execute("SELECT sha256, size FROM blobs ORDER BY sha256")
-    on_disk: dict[str, tuple[str, int]] = {}  # out-of-order files (a misplaced blob)
-    inflight: deque[tuple[list[tuple[str, int]], Future[list[str | None]]]] = deque()
-    pool = worker_pool(jobs) if level == "full" and jobs > 1 else None
-    batch: list[tuple[str, int]] = []
-    batch_paths: list[str] = []
-    batch_bytes = 0
+    try:
+        fixity.migrate(conn)
+        result = AuditResult(level=level)
+        verified: list[str] = []
+        total = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
+        rows = conn.execute("SELECT sha256, size FROM blobs ORDER BY sha256")
+        merge = _Merge(archive.store_dir, archive.config.store.fanout, level, result)
+        tick = Progress("audit", 0, total, "blobs")
+        # hashing drops the GIL: threads, no process start-up, no pickling of results
+        kind = "threads" if level == "full" and jobs > 1 else "inline"
+        with make_executor(jobs=jobs, kind=kind) as executor:
+            for out in executor.run(_hash_many, merge.batches(_iter(rows))):
+                for (sha, size, _path), actual in zip(out.task, out.result or [], strict=True):
+                    result.bytes += size
+                    if actual is None:
+                        result._add("missing", sha)
+                    elif actual != sha:
+                        result._add("changed", {"sha256": sha, "problem": f"hashes to {actual}"})
+                    else:
+                        verified.append(sha)
+                if len(verified) >= 10_000:
+                    fixity.mark_verified(conn, verified, started_at)
+                    verified.clear()
+                report(progress, replace(tick, done=result.checked))
+        fixity.mark_verified(conn, verified, started_at)
+        fixity.forget(conn, [*(c["sha256"] for c in result.changed), *result.missing])
+        result.seconds = time.perf_counter() - t0
+        _record(conn, result, started_at)
+    finally:
+        conn.close()
+    return result
 
-    def check(sha: str, size: int, actual: str | None) -> None:
-        if actual is None:
-            result._add("missing", sha)
-        elif actual != sha:
-            result._add("changed", {"sha256": sha, "problem": f"hashes to {actual}"})
-        else:
-            verified.append(sha)
-            if len(verified) >= 10_000:
-                fixity.mark_verified(conn, verified, started_at)
-                verified.clear()
-        result.bytes += size
 
-    def settle(keep: int) -> None:
-        while len(inflight) > keep:
-            items, fut = inflight.popleft()
-            for (sha, size), actual in zip(items, fut.result(), strict=True):
-                check(sha, size, actual)
-            report(progress, Progress("audit", result.checked, total, "blobs"))
+Task = list[tuple[str, int, str]]  # (sha256, size, path) of blobs to re-hash
 
-    def submit() -> None:
-        nonlocal batch, batch_paths, batch_bytes
-        if batch and pool is not None:
-            inflight.append((batch, pool.submit(_hash_many, batch_paths)))
-            settle(jobs * 2)  # a few batches queued ahead: no worker waits on the merge
-        batch, batch_paths, batch_bytes = [], [], 0
 
-    files = _placed_files(_store_files(store), fanout, on_disk, result)
-    current = next(files, None)
-    for sha, size in _iter(rows):
-        result.checked += 1
-        # every file sorting before this sha is untracked (or misplaced)
-        while current is not None and current[0] < sha:
-            result._add("untracked", current[1])
-            current = next(files, None)
-        found: tuple[str, int] | None = None
-        if current is not None and current[0] == sha:
-            found = (current[1], current[2])
-            current = next(files, None)
-        elif sha in on_disk:
-            found = on_disk.pop(sha)
-        if found is None or found[0] != _expected_rel(sha, fanout):
-            result._add("missing", sha)
-            if found is not None:
-                result._add("untracked", found[0])
-            continue
-        if level in ("size", "full") and found[1] != size:
-            result._add("changed", {"sha256": sha, "problem": f"size {found[1]}, expected {size}"})
-            continue
-        if level == "full" and pool is None:
-            check(sha, size, _hash_or_none(str(store / found[0])))
-            if result.checked % 256 == 0:
-                report(progress, Progress("audit", result.checked, total, "blobs"))
-        elif level == "full":
-            batch.append((sha, size))
-            batch_paths.append(str(store / found[0]))
+class _Merge:
+    """Walks the store and the `blobs` rows (both in sha256 order) side by side."""
+
+    def __init__(self, store: Path, fanout: int, level: str, result: AuditResult) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.level = level
+        self.result = result
+
+    def batches(self, rows: Iterator[tuple[str, int]]) -> Iterator[Task]:
+        """Records missing, untracked and wrong-size blobs; yields the ones to re-hash."""
+        result, fanout = self.result, self.fanout
+        on_disk: dict[str, tuple[str, int]] = {}  # out-of-order files (a misplaced blob)
+        files = _placed_files(_store_files(self.store), fanout, on_disk, result)
+        current = next(files, None)
+        batch: Task = []
+        batch_bytes = 0
+        for sha, size in rows:
+            result.checked += 1
+            # every file sorting before this sha is untracked (or misplaced)
+            while current is not None and current[0] < sha:
+                result._add("untracked", current[1])
+                current = next(files, None)
+            found: tuple[str, int] | None = None
+            if current is not None and current[0] == sha:
+                found = (current[1], current[2])
+                current = next(files, None)
+            elif sha in on_disk:
+                found = on_disk.pop(sha)
+            if found is None or found[0] != _expected_rel(sha, fanout):
+                result._add("missing", sha)
+                if found is not None:
+                    result._add("untracked", found[0])
+                continue
+            if self.level in ("size", "full") and found[1] != size:
+                result._add(
+                    "changed", {"sha256": sha, "problem": f"size {found[1]}, expected {size}"}
+                )
+                continue
+            if self.level != "full":
+                if result.checked % 1000 == 0:
+                    yield []  # a progress tick
+                continue
+            batch.append((sha, size, str(self.store / found[0])))
             batch_bytes += size
             if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
-                submit()
-        elif result.checked % 1000 == 0:
-            report(progress, Progress("audit", result.checked, total, "blobs"))
-    submit()
-    settle(0)
-    while current is not None:
-        result._add("untracked", current[1])
-        current = next(files, None)
-    for rel, _size in on_disk.values():
-        result._add("untracked", rel)
-    if pool is not None:
-        pool.shutdown()
-    fixity.mark_verified(conn, verified, started_at)
-    fixity.forget(conn, [*(c["sha256"] for c in result.changed), *result.missing])
-    result.seconds = time.perf_counter() - t0
-    _record(conn, result, started_at)
-    conn.close()
-    return result
+                yield batch
+                batch, batch_bytes = [], 0
+        if batch:
+            yield batch
+        while current is not None:
+            result._add("untracked", current[1])
+            current = next(files, None)
+        for rel, _size in on_disk.values():
+            result._add("untracked", rel)
 
 
 def _rolling(
@@ -255,26 +256,27 @@ def _rolling(
 
 
 def _record(conn: sqlite3.Connection, result: AuditResult, started_at: str) -> None:
-    cur = conn.execute(
-        "INSERT INTO audits (started, finished, level, ok, checked, bytes, changed, missing,"
-        " untracked, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (
-            started_at,
-            schema.now(),
-            result.level,
-            int(result.ok),
-            result.checked,
-            result.bytes,
-            result.counts["changed"],
-            result.counts["missing"],
-            result.counts["untracked"],
-            "{}",
-        ),
-    )
-    result.id = cur.lastrowid
-    conn.execute(
-        "UPDATE audits SET result = ? WHERE id = ?", (json.dumps(result.as_dict()), result.id)
-    )
+    with transaction(conn):
+        cur = conn.execute(
+            "INSERT INTO audits (started, finished, level, ok, checked, bytes, changed, missing,"
+            " untracked, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                started_at,
+                schema.now(),
+                result.level,
+                int(result.ok),
+                result.checked,
+                result.bytes,
+                result.counts["changed"],
+                result.counts["missing"],
+                result.counts["untracked"],
+                "{}",
+            ),
+        )
+        result.id = cur.lastrowid
+        conn.execute(
+            "UPDATE audits SET result = ? WHERE id = ?", (json.dumps(result.to_dict()), result.id)
+        )
 
 
 def _iter(cursor: sqlite3.Cursor) -> Iterator[tuple[str, int]]:
@@ -301,8 +303,9 @@ def _placed_files(
             result._add("untracked", rel)
 
 
-def _hash_many(paths: list[str]) -> list[str | None]:
-    return [_hash_or_none(p) for p in paths]
+def _hash_many(task: Task) -> list[str | None]:
+    """Worker: the sha256 of each blob, None for one that cannot be read."""
+    return [_hash_or_none(path) for _sha, _size, path in task]
 
 
 def _hash_or_none(path: str) -> str | None:
