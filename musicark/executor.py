@@ -30,12 +30,13 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor as _PoolExecutor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Executor as _PoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from concurrent.futures.thread import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from musicark.errors import UsageError
 
@@ -77,7 +78,7 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Executor: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -129,7 +130,7 @@ class _Base:
     def __init__(self, *, jobs: int) -> None:
         self.jobs = jobs
 
-    def __enter__(self) -> _Base:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -187,9 +188,9 @@ class _PoolBase(_Base):
                         exhausted = True
                         break
                     try:
-                        pending[self._get_pool().submit(fn, task)] = task  # type: ignore[arg-type]
+                        pending[self._get_pool().submit(fn, task)] = task
                     except BrokenProcessPool:
-                        suspects.append(task)  # type: ignore[arg-type]
+                        suspects.append(task)
                         break
                 if not pending and not suspects:
                     if exhausted:

@@ -41,10 +41,8 @@ def test_every_kind_runs_every_task_once(kind: str) -> None:
             yield i
 
     with make_executor(jobs=2, kind=kind) as ex:
-        seen = 0
         results = {}
-        for out in ex.run(square, tasks()):
-            seen += 1
+        for seen, out in enumerate(ex.run(square, tasks()), start=1):
             # tasks are drawn lazily: never more than a few per worker ahead of the results
             assert len(drawn) <= seen + 2 * 2
             results[out.task] = out.result

@@ -81,7 +81,7 @@ def ingest_command(
             source=source,
             progress=callback,
         )
-    data = summary.as_dict()
+    data = summary.to_dict()
     if as_json:
         echo_json(data)
     else:
@@ -156,7 +156,7 @@ def dupes_command(
     "--jobs",
     type=int,
     default=None,
-    help="Hashing threads for --level full (default: one per core).",
+    help="Hashing threads for --level full (default: [ingest] jobs, else one per core).",
 )
 @click.option(
     "--sample",
@@ -191,7 +191,7 @@ def audit_command(
         result = audit(
             archive, level=level, jobs=jobs, sample=sample, budget=seconds, progress=callback
         )
-    data = result.as_dict()
+    data = result.to_dict()
     if as_json:
         echo_json(data)
     else:

@@ -119,7 +119,9 @@ def prefer(archive: Archive, sha256: str) -> dict[str, Any]:
                 "UPDATE renditions SET preferred_by = NULL WHERE track_id = ? AND sha256 != ?",
                 (row[0], sha256),
             )
-            conn.execute("UPDATE renditions SET preferred_by = 'operator' WHERE sha256 = ?", (sha256,))
+            conn.execute(
+                "UPDATE renditions SET preferred_by = 'operator' WHERE sha256 = ?", (sha256,)
+            )
         update_preferred(conn, [row[0]])
         return {"sha256": sha256, "track_id": row[0], "preferred_reason": "chosen by the operator"}
     finally:

@@ -22,8 +22,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from musicark import events
 from musicark.archive import Archive
 from musicark.errors import StoreError, UsageError
+from musicark.executor import make_executor, resolve_jobs
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.store import acoustic, dupes, ledger, schema
@@ -46,7 +46,6 @@ from musicark.store.blobs import (
 )
 from musicark.store.ledger import FINAL, STORED, Rejected, display
 from musicark.store.match import Matcher
-from musicark.store.pool import worker_pool
 from musicark.store.walk import Entry, Issue, WalkStats, walk
 
 MODES = ("copy", "hardlink", "move")
@@ -99,7 +98,7 @@ class IngestSummary:
     def ok(self) -> bool:
         return not any(s.startswith("error_") for s in self.counts)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "files": self.files,
@@ -384,10 +383,6 @@ def remove_originals(results: list[FileResult]) -> None:
 # ---------------------------------------------------------------- main process side
 
 
-def default_jobs(archive: Archive) -> int:
-    return archive.config.ingest.jobs or os.cpu_count() or 1
-
-
 def ingest(
     archive: Archive,
     paths: Sequence[str | os.PathLike[str]],
@@ -403,9 +398,7 @@ def ingest(
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not paths:
         raise UsageError("give at least one file or folder to ingest")
-    jobs = default_jobs(archive) if jobs is None else jobs
-    if jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    jobs = resolve_jobs(jobs, archive.config.ingest.jobs)
     started = time.perf_counter()
     conn = schema.connect(archive)
     staging = archive.staging_dir / "ingest"
@@ -446,7 +439,7 @@ def ingest(
     summary.seconds = time.perf_counter() - started
     conn.execute(
         "UPDATE ingest_runs SET finished = ?, summary = ? WHERE id = ?",
-        (schema.now(), json.dumps(summary.as_dict()), run_id),
+        (schema.now(), json.dumps(summary.to_dict()), run_id),
     )
     conn.close()
     events.send("store.changed", archive=archive, progress=progress)
@@ -463,46 +456,27 @@ def _run(
     summary: IngestSummary,
 ) -> None:
     """walk -> skip_known -> worker batches -> record, with a bounded number in flight."""
-    pool: ProcessPoolExecutor | None = None
-    inflight: set[Future[list[FileResult]]] = set()
 
-    def drain(block_until: int) -> None:
-        while len(inflight) > block_until:
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            for fut in done:
-                inflight.discard(fut)
-                recorder.record_results(fut.result())
-            report(progress, Progress("ingest", summary.files, None, "files"))
-
-    try:
+    def tasks() -> Iterator[Task]:
         for batch in _batches(walk(paths, stats)):
             issues = [e for e in batch if isinstance(e, Issue)]
             entries = [e for e in batch if isinstance(e, Entry)]
             recorder.record_issues(issues)
             todo = recorder.skip_known(entries)
             if todo:
-                task = replace(base, entries=[(e.path, e.key, e.size, e.mtime_ns) for e in todo])
-                if jobs > 1 and pool is None:
-                    pool = _start_pool(jobs)
-                if pool is None:
-                    recorder.record_results(process_batch(task))
-                else:
-                    inflight.add(pool.submit(process_batch, task))
-                    drain(jobs * 2)
+                yield replace(base, entries=[(e.path, e.key, e.size, e.mtime_ns) for e in todo])
             report(progress, Progress("ingest", summary.files, None, "files"))
-        drain(0)
-    finally:
-        if pool is not None:
-            for fut in inflight:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
 
-
-def _start_pool(jobs: int) -> ProcessPoolExecutor:
-    import av  # noqa: F401  (imported once here, inherited by forked workers)
-    import mutagen  # noqa: F401
-
-    return worker_pool(jobs, preload=["musicark.store.ingest", "av", "mutagen", "chromaprint"])
+    if jobs > 1:
+        import av  # noqa: F401  (imported once here, inherited by forked workers)
+        import mutagen  # noqa: F401
+    kind = "processes" if jobs > 1 else "inline"
+    preload = ["musicark.store.ingest", "av", "mutagen", "chromaprint"]
+    with make_executor(jobs=jobs, kind=kind, **({"preload": preload} if jobs > 1 else {})) as ex:
+        for out in ex.run(process_batch, tasks()):
+            if out.result is not None:
+                recorder.record_results(out.result)
+            report(progress, Progress("ingest", summary.files, None, "files"))
 
 
 def _make_fanout(archive: Archive) -> None:
@@ -733,4 +707,4 @@ class _Recorder:
         )
 
 
-__all__ = ["MODES", "STORED", "IngestSummary", "default_jobs", "ingest"]
+__all__ = ["MODES", "STORED", "IngestSummary", "ingest"]
