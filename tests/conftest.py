@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from musicark.archive import Archive, init_archive
 from musicark.cli import cli
+
+# Property tests (hypothesis, schemathesis): free exploration locally; in CI the same
+# examples every run (derandomized, no example database), so a submission never fails on luck.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("true", "1") else "default")
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_search_api_and_bounds(client: TestClient) -> None:
     assert all(isinstance(h["id"], str) and h["id"].isdigit() for h in data["hits"])
     for params, fragment in (
         ({}, "missing"),
-        ({"q": "   "}, "missing or empty"),
+        ({"q": ""}, "missing or empty"),
         ({"q": "x" * 257}, "limit is 256"),
         ({"q": "love", "limit": "0"}, "limit"),
         ({"q": "love", "limit": "1000000"}, "limit"),
@@ -99,6 +99,11 @@ def test_search_api_and_bounds(client: TestClient) -> None:
         bad = client.get("/api/search", params=params)
         assert bad.status_code == 400, params
         assert fragment in bad.json()["error"]
+    # text the schema allows that can match nothing: no hits, never a 400
+    for q in ("   ", "\x1e\x1e", "\u0301", "\t\x7f "):
+        empty = client.get("/api/search", params={"q": q, "offset": 5799})
+        assert empty.status_code == 200, q
+        assert empty.json()["total"] == 0 and empty.json()["hits"] == []
     page = client.get("/search", params={"q": "love", "page": "0"})
     assert page.status_code == 400 and "page" in page.text
 

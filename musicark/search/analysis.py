@@ -1,14 +1,19 @@
 """How text becomes search terms, the same way at index time and at query time.
 
-Words are split on anything that is not a letter or digit, lower-cased and folded to
-ASCII (`Café` -> `cafe`, `Straße` -> `strasse`), by tantivy's own analyzer so that a
-query term is exactly an indexed term. Identifiers (ISRC, UPC, external ids) are kept
+Text is first brought to Unicode NFKC by `normalize_text` (composed accents, so that a
+decomposed `de\u0301ja\u0300` is `déjà`; compatibility forms folded, so that full-width
+`Ｂｅｅｔｌｅｓ`, ligatures and roman numerals read as plain letters), at index time
+(`index.make_document`) and at query time (`parse_query`) alike. Words are then split on
+anything that is not a letter or digit, lower-cased and folded to ASCII (`Café` -> `cafe`,
+`Straße` -> `strasse`), by tantivy's own analyzer so that a query term is exactly an
+indexed term. Identifiers (ISRC, UPC, external ids) are kept
 whole in a separate `keys` field, normalised by `normalize_key`.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import tantivy
@@ -20,7 +25,7 @@ KEYS_ANALYZER = "musicark_keys"  # identifiers, space-separated in one value
 MAX_QUERY_CHARS = 256
 _ISRC_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$")
 _UPC_RE = re.compile(r"^[0-9]{8,14}$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _KIND_VALUE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]{0,31}):(\S+)$")
 
 
@@ -43,9 +48,20 @@ def register_analyzer(index: tantivy.Index) -> None:
     index.register_tokenizer(KEYS_ANALYZER, _KEYS)
 
 
+def normalize_text(text: str) -> str:
+    """`text` in Unicode NFKC (ASCII, the common case, is returned as it is)."""
+    return text if text.isascii() else unicodedata.normalize("NFKC", text)
+
+
+def has_text(text: str) -> bool:
+    """Whether `text` is a query at all: anything left after control characters and
+    spaces go (else `parse_query` says the query is empty)."""
+    return bool(normalize_text(CONTROL_RE.sub(" ", text)).strip())
+
+
 def words(text: str) -> list[str]:
     """The folded words of `text`, as the index holds them."""
-    return list(_ANALYZER.analyze(text))
+    return list(_ANALYZER.analyze(normalize_text(text)))
 
 
 def normalize_key(value: str) -> str:
@@ -74,7 +90,7 @@ def parse_query(text: str) -> ParsedQuery:
         raise QueryError(
             f"the query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}"
         )
-    text = _CONTROL_RE.sub(" ", text)
+    text = normalize_text(CONTROL_RE.sub(" ", text))
     stripped = text.strip()
     if not stripped:
         raise QueryError("the query is empty")

@@ -34,7 +34,12 @@ import tantivy
 from musicark.archive import Archive
 from musicark.errors import Cancelled, MusicarkError, SearchError
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.search.analysis import ANALYZER, KEYS_ANALYZER, register_analyzer
+from musicark.search.analysis import (
+    ANALYZER,
+    KEYS_ANALYZER,
+    normalize_text,
+    register_analyzer,
+)
 
 SCHEMA_VERSION = 3
 WRITER_HEAP = 1_000_000_000  # split over the indexing threads; fewer segments to merge
@@ -231,8 +236,10 @@ def make_document(row: Row) -> tantivy.Document:
     tid, title, artists, album_id, album, pop, isrc, duration, keys = row
     doc = tantivy.Document()  # add_* calls: several times cheaper than keyword arguments
     doc.add_integer("id", tid)
-    doc.add_text("all", f"{title}\n{artists}\n{album}")
-    doc.add_text("title", title)
+    # NFKC before tantivy's analyzer, as queries are (see analysis.normalize_text)
+    folded = normalize_text(title)
+    doc.add_text("all", f"{folded}\n{normalize_text(artists)}\n{normalize_text(album)}")
+    doc.add_text("title", folded)
     if keys:
         doc.add_text("keys", " ".join(keys))
     doc.add_integer("popularity", pop)

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from musicark.search.analysis import has_text
 from musicark.search.query import MAX_LIMIT, MAX_OFFSET
 from musicark.web.coverage import coverage_data
 from musicark.web.data import ArchiveReader, sid
@@ -24,6 +25,15 @@ def reader(request: Request) -> ArchiveReader:
 
 
 def run_search(request: Request, *, limit: int, offset: int, q: str) -> dict[str, Any]:
+    if not has_text(q):  # spaces or control characters only: a query that matches nothing
+        return {
+            "query": "",
+            "mode": "text",
+            "total": 0,
+            "offset": offset,
+            "limit": limit,
+            "hits": [],
+        }
     results = request.app.state.index.get().search(q, limit=limit, offset=offset)
     data = results.to_dict()
     for hit in data["hits"]:
@@ -207,13 +217,10 @@ OPENAPI: dict[str, Any] = {
                         "name": "q",
                         "in": "query",
                         "required": True,
-                        "description": "Words (the last one matches as a prefix) or an identifier.",
-                        "schema": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": 256,
-                            "pattern": "\\S",
-                        },
+                        "description": "Words (the last one matches as a prefix) or an"
+                        " identifier; 1-256 characters. A query of spaces or control characters"
+                        " only is answered with no hits.",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
                     },
                     {
                         "name": "limit",

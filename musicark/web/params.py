@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.datastructures import QueryParams
 
 from musicark.errors import QueryError
-from musicark.search.analysis import MAX_QUERY_CHARS
+from musicark.search.analysis import MAX_QUERY_CHARS, has_text
 
 INT64_MAX = 2**63 - 1
 
@@ -37,8 +37,10 @@ def parse_int(params: QueryParams, name: str, *, default: int, low: int, high: i
 
 
 def parse_query_text(params: QueryParams, *, required: bool) -> str:
+    """The `q` parameter. Required (the API): missing or "" is a 400, as the OpenAPI schema
+    says (`minLength: 1`); any other text is a query, even one that can match nothing."""
     q = params.get("q")
-    if q is None or q.strip() == "":
+    if q is None or q == "" or (not required and not has_text(q)):
         if required:
             raise QueryError("the q parameter (what to search for) is missing or empty")
         return ""
