@@ -83,6 +83,7 @@ def test_decomposed_finds_what_composed_finds(archive: Archive) -> None:
 def test_analysis_forms() -> None:
     assert words("de\u0301ja\u0300") == words("déjà") == ["deja"]
     assert words("Ｂｅｅｔｌｅｓ") == ["beetles"]
+    assert words("\u01a6\u0280\u026a") == ["rri"]  # small capitals fold to lower case
     assert parse_query("de\u0301ja\u0300").text == "déjà"
     assert parse_query("ＵＳＡＢＣ２４００１０１").keys[0] == "usabc2400101"
 

@@ -34,6 +34,7 @@ def make_analyzer() -> tantivy.TextAnalyzer:
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
         .filter(tantivy.Filter.lowercase())
         .filter(tantivy.Filter.ascii_fold())
+        .filter(tantivy.Filter.lowercase())  # ascii_fold maps small capitals (ʀ) to R
         .build()
     )
 
