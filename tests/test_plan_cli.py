@@ -171,13 +171,63 @@ def test_unreadable_catalogue_is_a_one_line_error(run, archive) -> None:  # type
     assert len(lines) == 1 and "cannot read the catalogue" in lines[0]
 
 
-def test_parallel_read_matches_one_sequential_read(catalogue: Archive) -> None:
-    from musicark.plan.load import catalog_columns, fetch_catalog, load_catalog
+def test_load_catalog_matches_the_catalogue_read_row_by_row(catalogue: Archive) -> None:
+    import sqlite3
 
-    a = load_catalog(catalogue)
-    b = catalog_columns(fetch_catalog(catalogue))
-    assert len(a) == 3000
-    for name, value in vars(a).items():
-        assert np.array_equal(value, getattr(b, name)), name
-    assert (a.artist_popularity >= 0).all() and (a.album_popularity >= 0).all()
-    assert len(set(a.isrc_key.tolist())) < 3000  # repeated ISRCs share a key
+    from musicark.plan.load import isrc_keys, load_catalog
+
+    cols = load_catalog(catalogue)
+    conn = sqlite3.connect(catalogue.catalog_path)
+    rows = conn.execute(
+        "SELECT t.id, coalesce(t.duration_ms, -1), coalesce(t.popularity, -1),"
+        " coalesce(t.play_count, -1), t.isrc, t.rights, coalesce(al.popularity, -1),"
+        " (SELECT coalesce(max(a.popularity), -1) FROM track_artists ta"
+        "  JOIN artists a ON a.id = ta.artist_id WHERE ta.track_id = t.id),"
+        " (SELECT coalesce(max(a.followers), -1) FROM track_artists ta"
+        "  JOIN artists a ON a.id = ta.artist_id WHERE ta.track_id = t.id)"
+        " FROM tracks t LEFT JOIN albums al ON al.id = t.album_id ORDER BY t.rowid"
+    ).fetchall()
+    conn.close()
+    assert len(cols) == len(rows) == 3000
+    by_column = list(zip(*rows, strict=True))
+    assert cols.track_id.tolist() == list(by_column[0])
+    assert cols.duration_ms.tolist() == list(by_column[1])
+    assert cols.popularity.tolist() == list(by_column[2])
+    assert cols.play_count.tolist() == list(by_column[3])
+    assert np.array_equal(cols.isrc_key, isrc_keys(pa.array(by_column[4], pa.string())))
+    assert cols.redistributable.tolist() == [r in REDISTRIBUTABLE for r in by_column[5]]
+    assert cols.album_popularity.tolist() == list(by_column[6])
+    assert cols.artist_popularity.tolist() == list(by_column[7])
+    assert cols.artist_followers.tolist() == [min(f, 2**31 - 1) for f in by_column[8]]
+    assert (cols.held_size == -1).all()
+    assert (cols.artist_popularity >= 0).all() and (cols.album_popularity >= 0).all()
+    assert len(set(cols.isrc_key.tolist())) < 3000  # repeated ISRCs share a key
+
+
+# The plan of the `catalogue` fixture, as made before the catalogue reader existed: the
+# sha256 of its rows and metadata (see `_plan_digest`). A change here changes plans.
+PINNED_PLAN = {
+    "all": "7d3ff2d8053b5bad40c0db5e43883ee4db21282a537bae90c87f8426826279c9",
+    "public": "f3ed5b01f343ab517b6a793b98d0c373476edfebf2073a662062ddebe8c237fb",
+}
+
+
+def _plan_digest(path: Path) -> str:
+    import hashlib
+
+    import orjson
+
+    table = pq.read_table(path)
+    rows = {name: table.column(name).cast(pa.string()).to_pylist() for name in table.column_names}
+    meta = (table.schema.metadata or {})[b"musicark.plan"]
+    return hashlib.sha256(orjson.dumps([rows, meta.decode()])).hexdigest()
+
+
+@pytest.mark.parametrize("rights", ["all", "public"])
+def test_plans_are_pinned(run, catalogue, tmp_path, rights) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "p.parquet"
+    run("plan", "--budget", "50MB", "--rights", rights, "--out", out)
+    again = tmp_path / "q.parquet"
+    run("plan", "--budget", "50MB", "--rights", rights, "--out", again)
+    assert out.read_bytes() == again.read_bytes()
+    assert _plan_digest(out) == PINNED_PLAN[rights]

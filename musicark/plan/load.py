@@ -1,17 +1,18 @@
 """Reading what a plan needs from the catalogue (and the store) into compact numpy columns.
 
-The catalogue is read through ADBC (SQLite query results straight into Arrow), in record
-batches that are turned into numpy columns one at a time, so the whole tracks table never
-sits in memory as Arrow. Joins (credits to artists, tracks to albums, renditions to
+The catalogue is read through `musicark.catalog.reader.ColumnReader` (SQLite query
+results straight into Arrow), in record batches that are turned into numpy columns one at
+a time, so the whole tracks table never sits in memory as Arrow. Joins (credits to artists, tracks to albums, renditions to
 tracks) are hash look-ups in Arrow (`pyarrow.compute.index_in`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 
 from musicark.archive import Archive
 from musicark.catalog.ids import hash_strings
-from musicark.catalog.rights import REDISTRIBUTABLE
+from musicark.catalog.reader import ColumnReader
 from musicark.errors import CatalogError, MusicarkError
 from musicark.progress import Progress, ProgressCallback, report
 
@@ -28,10 +29,14 @@ BATCH_ROWS = 1 << 18
 # Arrow work of a plan allocates from the system allocator, which (see `map_large_allocations`)
 # hands large freed buffers straight back; a caching pool would keep them resident.
 POOL = pa.system_memory_pool()
-_PUBLIC = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
-TRACKS_SQL = (
-    "SELECT id, duration_ms, popularity, play_count, album_id, isrc,"
-    f" rights IN ({_PUBLIC}) AS redistributable FROM tracks"
+TRACK_COLUMNS = (
+    "id",
+    "duration_ms",
+    "popularity",
+    "play_count",
+    "album_id",
+    "isrc",
+    "redistributable",
 )
 
 
@@ -174,15 +179,6 @@ def _query(uri: str, sql: str) -> pa.Table:
         return cur.fetch_arrow_table()
 
 
-def _batches(uri: str, sql: str) -> Iterator[pa.RecordBatch]:
-    import adbc_driver_sqlite.dbapi as adbc
-
-    with adbc.connect(uri) as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
-        cur.execute(sql)
-        yield from cur.fetch_record_batch()
-
-
 _Column: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
 
 
@@ -210,44 +206,29 @@ def _table_exists(uri: str, name: str) -> bool:
     return bool(t.column("n")[0].as_py())
 
 
-@dataclass
-class CatalogTables:
-    """The catalogue columns a plan reads, as Arrow tables straight from SQLite."""
-
-    tracks: pa.Table  # id, duration_ms, popularity, play_count, album_id, isrc, redistributable
-    credits: pa.Table  # track_id, artist_id
-    artists: pa.Table  # id, popularity, followers
-    albums: pa.Table  # id, popularity
-
-
-def _uri(archive: Archive) -> str:
+def _catalog_path(archive: Archive) -> Path:
     path = archive.catalog_path
     if not path.exists():
         raise CatalogError(f"no catalogue at {path}; create an archive with `musicark init`")
-    return f"file:{path}?mode=ro"
+    return path
 
 
-def _side_tables(uri: str) -> tuple[pa.Table, pa.Table, pa.Table]:
-    return (
-        _query(uri, "SELECT track_id, artist_id FROM track_artists"),
-        _query(uri, "SELECT id, popularity, followers FROM artists"),
-        _query(uri, "SELECT id, popularity FROM albums"),
-    )
+def _side_tables(path: Path) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Credits (track_id, artist_id), artists (id, popularity, followers), albums (id,
+    popularity)."""
+    with ColumnReader(path) as reader:
+        return (
+            reader.credits(("track_id", "artist_id")),
+            reader.artists(("id", "popularity", "followers")),
+            reader.albums(("id", "popularity")),
+        )
 
 
-def fetch_catalog(archive: Archive) -> CatalogTables:
-    """Read what a plan needs from catalog.sqlite as whole Arrow tables (read-only)."""
-    uri = _uri(archive)
-    try:
-        tracks = _query(uri, TRACKS_SQL)
-        credits, artists, albums = _side_tables(uri)
-    except MusicarkError:
-        raise
-    except Exception as exc:  # ADBC raises its own DB-API errors
-        raise CatalogError(
-            f"{archive.catalog_path}: cannot read the catalogue ({_first_line(exc)})"
-        ) from None
-    return CatalogTables(tracks=tracks, credits=credits, artists=artists, albums=albums)
+def _range_parts(path: Path, above: int | None, upto: int) -> dict[str, list[np.ndarray]]:
+    with ColumnReader(path) as reader:
+        return _track_parts(
+            reader.track_batches(TRACK_COLUMNS, above=above, upto=upto, batch_rows=BATCH_ROWS)
+        )
 
 
 _NAMES = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
@@ -295,24 +276,21 @@ def _track_columns(
 
 
 def _read_parallel(
-    uri: str, *, ranges: int = 2
+    path: Path, *, ranges: int = 2
 ) -> tuple[CatalogColumns, np.ndarray, tuple[pa.Table, pa.Table, pa.Table]]:
     """Tracks in `ranges` rowid ranges on as many connections, side tables on another.
 
     SQLite reads and most numpy work release the GIL, so the ranges read in parallel;
     the result is in rowid order, as one sequential read gives it.
     """
-    top = _query(uri, "SELECT coalesce(max(rowid), 0) AS top FROM tracks").column("top")
-    hi = int(top[0].as_py())
+    with ColumnReader(path) as reader:
+        hi = reader.max_rowid()
     bounds = [hi * i // ranges for i in range(ranges + 1)]
     bounds[-1] = max(hi, 0)  # the first range has no lower bound: it takes rowids <= 0 too
     with ThreadPoolExecutor(ranges + 1) as pool:
-        side = pool.submit(_side_tables, uri)
+        side = pool.submit(_side_tables, path)
         futures = [
-            pool.submit(
-                lambda sql: _track_parts(_batches(uri, sql)),
-                f"{TRACKS_SQL} WHERE rowid <= {up}" + (f" AND rowid > {lo}" if i else ""),
-            )
+            pool.submit(_range_parts, path, lo if i else None, up)
             for i, (lo, up) in enumerate(itertools.pairwise(bounds))
         ]
         parts = [f.result() for f in futures]
@@ -345,13 +323,6 @@ def _join(
     cols.held_size = np.full(len(cols), -1, dtype=np.int64)
 
 
-def catalog_columns(tables: CatalogTables) -> CatalogColumns:
-    """Per-track numpy columns from fetched tables (credits and albums joined in)."""
-    cols, album_id = _track_columns([_track_parts(tables.tracks.to_batches(BATCH_ROWS))])
-    _join(cols, [album_id], [tables.credits, tables.artists, tables.albums])
-    return cols
-
-
 def map_large_allocations() -> None:
     """Serve allocations of 1 MiB and up from their own mappings, unmapped when freed.
 
@@ -371,11 +342,11 @@ def load_catalog(
 ) -> CatalogColumns:
     """Read every track with what a plan needs (and the held sizes from state.sqlite)."""
     stage = "plan: read catalogue"
-    uri = _uri(archive)
+    path = _catalog_path(archive)
     map_large_allocations()
     report(progress, Progress(stage, 0, 3, "steps"))
     try:
-        cols, album_id, (credits, artists, albums) = _read_parallel(uri)
+        cols, album_id, (credits, artists, albums) = _read_parallel(path)
         report(progress, Progress(stage, 1, 3, "steps"))
     except MusicarkError:
         raise

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 
 from musicark import events
 from musicark.archive import Archive
+from musicark.catalog.reader import CatalogReader
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.errors import IntegrityError, ReleaseError, TorrentError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
@@ -51,8 +52,6 @@ from musicark.torrent.magnet import magnet_link
 from musicark.torrent.metainfo import load_torrent
 from musicark.torrent.piece_size import FORMATS, check_piece_size
 from musicark.units import format_size, parse_size
-
-BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -201,50 +200,6 @@ def _store_ready(conn: sqlite3.Connection) -> bool:
     return {"blobs", "renditions"} <= names
 
 
-def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
-def _catalogue(archive: Archive, track_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Title, ISRC, rights, album, source and artists of each track id."""
-    out: dict[int, dict[str, Any]] = {}
-    conn = archive.connect_catalog(readonly=True)
-    try:
-        for chunk in _chunks(sorted(set(track_ids)), BATCH):
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                "SELECT t.id, t.title, t.isrc, t.rights, al.title, s.name, t.album_id,"
-                " t.disc_number, t.track_number FROM tracks t"
-                " LEFT JOIN albums al ON al.id = t.album_id"
-                " LEFT JOIN sources s ON s.id = t.source_id"
-                f" WHERE t.id IN ({marks})",
-                list(chunk),
-            ):
-                out[row[0]] = {
-                    "title": row[1],
-                    "isrc": row[2],
-                    "rights": row[3],
-                    "album": row[4],
-                    "source": row[5],
-                    "album_id": row[6] or 0,
-                    "disc": row[7] or 0,
-                    "number": row[8] or 0,
-                    "artists": [],
-                }
-            for track_id, name in conn.execute(
-                "SELECT ta.track_id, a.name FROM track_artists ta JOIN artists a"
-                f" ON a.id = ta.artist_id WHERE ta.track_id IN ({marks})"
-                " ORDER BY ta.track_id, ta.position",
-                list(chunk),
-            ):
-                if track_id in out:
-                    out[track_id]["artists"].append(name)
-    finally:
-        conn.close()
-    return out
-
-
 def _plan_ranks(plan: Path) -> dict[int, int]:
     from musicark.plan.io import read_plan
 
@@ -284,7 +239,8 @@ def select_candidates(
     }
     fresh = [r for r in rows if r[0] not in released_sha and r[2] not in released_tracks]
     summary.already_released = len(rows) - len(fresh)
-    meta = _catalogue(archive, [r[2] for r in fresh])
+    with CatalogReader.open(archive.catalog_path) as reader:
+        meta = reader.tracks(r[2] for r in fresh)
     ranks = _plan_ranks(plan) if plan is not None else {}
     out: list[Candidate] = []
     seen_tracks: set[int] = set()
@@ -295,15 +251,15 @@ def select_candidates(
             continue
         if track_id in seen_tracks:  # two preferred renditions of one track: keep one
             continue
-        if m["rights"] not in REDISTRIBUTABLE and not include_restricted:
+        if m.rights not in REDISTRIBUTABLE and not include_restricted:
             summary.withheld_rights += 1
             continue
         seen_tracks.add(track_id)
-        collection = collection_name(m["source"])
+        collection = collection_name(m.source)
         if ranks:
             order: tuple[Any, ...] = (ranks.get(track_id, 1 << 62), track_id)
         else:
-            order = (m["album_id"], m["disc"], m["number"], track_id)
+            order = (m.album_id or 0, m.disc_number or 0, m.track_number or 0, track_id)
         out.append(
             Candidate(
                 sha256=sha,
@@ -311,12 +267,12 @@ def select_candidates(
                 track_id=track_id,
                 codec=codec,
                 container=container,
-                title=m["title"],
-                isrc=m["isrc"],
-                rights=m["rights"],
-                album=m["album"],
+                title=m.title,
+                isrc=m.isrc,
+                rights=m.rights,
+                album=m.album,
                 collection=collection,
-                artists=tuple(m["artists"]),
+                artists=tuple(m.artist_names),
                 order=order,
             )
         )

@@ -31,6 +31,7 @@ import orjson
 
 from musicark import events
 from musicark.archive import Archive
+from musicark.catalog.reader import CatalogReader
 from musicark.errors import ReleaseError
 from musicark.progress import ProgressCallback
 from musicark.release import schema
@@ -130,13 +131,8 @@ def _torrent_rows(conn: sqlite3.Connection, release: str) -> list[dict[str, Any]
 def _state_key(archive: Archive, torrents: Sequence[dict[str, Any]]) -> str:
     catalog_state: list[Any] = []
     try:
-        cat = archive.connect_catalog(readonly=True)
-        try:
-            catalog_state = list(
-                cat.execute("SELECT count(*), COALESCE(max(seq), 0) FROM track_changes").fetchone()
-            )
-        finally:
-            cat.close()
+        with CatalogReader.open(archive.catalog_path) as reader:
+            catalog_state = list(reader.change_summary())
     except Exception:  # an archive without a catalogue publishes without one
         catalog_state = []
     data = [

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import orjson
 import tantivy
 
 from musicark.archive import Archive
+from musicark.catalog.reader import CatalogReader
 from musicark.errors import Cancelled, MusicarkError, SearchError
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.search.analysis import (
@@ -40,15 +40,14 @@ from musicark.search.analysis import (
     normalize_text,
     register_analyzer,
 )
+from musicark.search.scan import Row as Row  # re-exported: the rows `write_index` takes
+from musicark.search.scan import rows_for, scan_catalog
 
 SCHEMA_VERSION = 3
 WRITER_HEAP = 1_000_000_000  # split over the indexing threads; fewer segments to merge
 CHANGE_BATCH = 20_000
 # An update with more pending changes than this (or a quarter of the index) rebuilds.
 REBUILD_THRESHOLD = 200_000
-
-# (id, title, artists, album_id, album, popularity, isrc, duration_ms, keys)
-Row = tuple[int, str, str, int | None, str, int, str | None, int | None, list[str]]
 
 
 def build_schema() -> tantivy.Schema:
@@ -159,77 +158,7 @@ def open_index(root: Path, generation: str) -> tantivy.Index:
     return index
 
 
-# ---------------------------------------------------------------- catalogue rows
-
-_TRACK_SQL = """
-SELECT t.id, t.title, t.popularity, t.isrc, t.duration_ms, t.external_id, t.external_ids,
-       t.album_id, al.title, al.upc
-FROM tracks t LEFT JOIN albums al ON al.id = t.album_id
-"""
-_CREDIT_SQL = """
-SELECT ta.track_id, ar.name FROM track_artists ta JOIN artists ar ON ar.id = ta.artist_id
-"""
-_SEPARATORS = re.compile(r"[\s-]+")
-
-
-def _key(value: str) -> str:
-    """`normalize_key`, with a fast path for the common case (no spaces or hyphens)."""
-    v = value.strip().lower()
-    return _SEPARATORS.sub("", v) if (" " in v or "-" in v or "\t" in v) else v
-
-
-def _row(r: tuple[Any, ...], artists: str) -> Row:
-    tid, title, pop, isrc, duration, ext_id, ext_ids, album_id, album, upc = r
-    keys: list[str] = []
-    if isrc:
-        keys.append(_key(isrc))
-    if upc:
-        keys.append(_key(upc))
-    if ext_id:
-        keys.append(_key(ext_id))
-    if ext_ids and ext_ids != "{}":
-        try:
-            parsed = orjson.loads(ext_ids)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict):
-            for kind, value in parsed.items():
-                if isinstance(value, str | int) and str(value).strip():
-                    v = _key(str(value))
-                    keys += (v, f"{''.join(str(kind).lower().split())}:{v}")
-    return (
-        int(tid),
-        title or "",
-        artists,
-        album_id,
-        album or "",
-        int(pop or 0),
-        isrc,
-        duration,
-        keys,
-    )
-
-
-def _credits(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> dict[int, str]:
-    names: dict[int, list[str]] = {}
-    for tid, name in conn.execute(
-        _CREDIT_SQL + f" WHERE {where} ORDER BY ta.track_id, ta.position", params
-    ):
-        names.setdefault(tid, []).append(name or "")
-    return {tid: ", ".join(n) for tid, n in names.items()}
-
-
-def catalog_rows_for(conn: sqlite3.Connection, ids: list[int]) -> list[Row]:
-    out: list[Row] = []
-    for i in range(0, len(ids), 500):
-        part = ids[i : i + 500]
-        marks = ",".join("?" * len(part))
-        credits = _credits(conn, f"ta.track_id IN ({marks})", part)
-        out.extend(
-            _row(r, credits.get(r[0], ""))
-            for r in conn.execute(_TRACK_SQL + f" WHERE t.id IN ({marks})", part)
-        )
-    return out
+# ---------------------------------------------------------------- documents
 
 
 def make_document(row: Row) -> tantivy.Document:
@@ -312,8 +241,6 @@ def _rebuild_locked(
     started = time.monotonic()
     generation = _next_generation(root)
     path = root / generation
-    from musicark.search.scan import scan_catalog
-
     if not archive.catalog_path.exists():
         raise SearchError(f"no catalogue at {archive.catalog_path} to index")
     try:
@@ -344,28 +271,25 @@ def update_index(archive: Archive, *, progress: ProgressCallback | None = None) 
         state = read_state(root)
         if state is None or not (root / state.generation).is_dir():
             return _rebuild_locked(archive, root, progress)
-        conn = archive.connect_catalog(readonly=True)
+        reader = CatalogReader.open(archive.catalog_path)
         try:
-            pending = conn.execute(
-                "SELECT count(*) FROM track_changes WHERE seq > ?",
-                (state.seq,),
-            ).fetchone()[0]
+            pending = reader.pending_changes(state.seq)
             if pending == 0:
                 return IndexSummary("unchanged", 0, state.seq, 0.0)
             index = open_index(root, state.generation)
             docs = index.searcher().num_docs
             if pending > max(REBUILD_THRESHOLD, docs // 4):
-                conn.close()
+                reader.close()
                 return _rebuild_locked(archive, root, progress)
-            return _apply_changes(conn, root, index, state, int(pending), progress)
+            return _apply_changes(reader, root, index, state, pending, progress)
         except sqlite3.DatabaseError as exc:
             raise SearchError(f"cannot read the catalogue's changes ({exc})") from None
         finally:
-            conn.close()
+            reader.close()
 
 
 def _apply_changes(
-    conn: sqlite3.Connection,
+    reader: CatalogReader,
     root: Path,
     index: tantivy.Index,
     state: IndexState,
@@ -381,14 +305,11 @@ def _apply_changes(
     report(progress, Progress("index update", 0, pending, "changes"))
     try:
         while True:
-            changes = conn.execute(
-                "SELECT seq, track_id FROM track_changes WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, CHANGE_BATCH),
-            ).fetchall()
+            changes = reader.changes_since(seq, limit=CHANGE_BATCH)
             if not changes:
                 break
-            ids = sorted({int(t) for _, t in changes})
-            rows = catalog_rows_for(conn, ids)
+            ids = sorted({t for _, t in changes})
+            rows = rows_for(reader, ids)
             for tid in ids:  # deleted tracks just go; changed ones come back below
                 writer.delete_documents_by_term("id", tid)
             for row in rows:
@@ -420,15 +341,13 @@ def index_status(archive: Archive) -> dict[str, Any]:
     out["exists"] = True
     out["documents"] = index.searcher().num_docs
     try:
-        conn = archive.connect_catalog(readonly=True)
+        reader = CatalogReader.open(archive.catalog_path)
     except MusicarkError:
         return out
     try:
-        out["pending_changes"] = conn.execute(
-            "SELECT count(*) FROM track_changes WHERE seq > ?", (state.seq,)
-        ).fetchone()[0]
+        out["pending_changes"] = reader.pending_changes(state.seq)
     except sqlite3.DatabaseError:
         pass
     finally:
-        conn.close()
+        reader.close()
     return out

@@ -1,17 +1,19 @@
-"""Reading the whole catalogue for a full index build, column-wise (ADBC into Arrow).
+"""Catalogue rows for the search index, read through the catalogue reader.
 
-Credits are read once, sorted by (track, position) and joined to artist names in Arrow;
-tracks are then read in stored (rowid) order in batches, and each batch finds its
-credits by binary search. No SQLite index look-up per track, no Python object per
-credit: the Python work left is one tuple per track.
+A full build (`scan_catalog`) reads column-wise through `ColumnReader`: credits are read
+once, sorted by (track, position) and joined to artist names in Arrow; tracks are then
+read in stored (rowid) order in pages, and each page finds its credits by binary search.
+No SQLite index look-up per track, no Python object per credit: the Python work left is
+one tuple per track. An update (`rows_for`) reads the changed tracks by id through
+`CatalogReader`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import orjson
@@ -19,17 +21,69 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from musicark.archive import Archive
-from musicark.search.index import Row
+from musicark.catalog.reader import CatalogReader, ColumnReader, TrackRecord
 
-_TRACKS = """
-SELECT t.rowid AS r, t.id AS id, coalesce(t.title, '') AS title,
-       coalesce(t.popularity, 0) AS popularity, coalesce(t.isrc, '') AS isrc,
-       coalesce(t.duration_ms, -1) AS duration_ms, coalesce(t.external_id, '') AS external_id,
-       coalesce(t.external_ids, '') AS external_ids, coalesce(t.album_id, -1) AS album_id,
-       coalesce(al.title, '') AS album, coalesce(al.upc, '') AS upc
-FROM tracks t LEFT JOIN albums al ON al.id = t.album_id
-WHERE t.rowid > ? ORDER BY t.rowid LIMIT ?
-"""
+# (id, title, artists, album_id, album, popularity, isrc, duration_ms, keys)
+Row = tuple[int, str, str, int | None, str, int, str | None, int | None, list[str]]
+
+_COLUMNS = (
+    "rowid",
+    "id",
+    "title",
+    "popularity",
+    "isrc",
+    "duration_ms",
+    "external_id",
+    "external_ids",
+    "album_id",
+    "album",
+    "upc",
+)
+_DEFAULTS: dict[str, str | int] = {
+    "title": "",
+    "popularity": 0,
+    "isrc": "",
+    "duration_ms": -1,
+    "external_id": "",
+    "external_ids": "",
+    "album_id": -1,
+    "album": "",
+    "upc": "",
+}
+_SEPARATORS = re.compile(r"[\s-]+")
+
+
+def _key(value: str) -> str:
+    """`normalize_key`, with a fast path for the common case (no spaces or hyphens)."""
+    v = value.strip().lower()
+    return _SEPARATORS.sub("", v) if (" " in v or "-" in v or "\t" in v) else v
+
+
+def row_of(track: TrackRecord) -> Row:
+    """The index row of one track read by id (an update)."""
+    keys: list[str] = []
+    for value in (track.isrc, track.upc, track.external_id):
+        if value:
+            keys.append(_key(value))
+    if track.external_ids and track.external_ids != "{}":
+        keys += _external_keys(track.external_ids)
+    return (
+        track.id,
+        track.title or "",
+        ", ".join(track.artist_names),
+        track.album_id,
+        track.album or "",
+        int(track.popularity or 0),
+        track.isrc,
+        track.duration_ms,
+        keys,
+    )
+
+
+def rows_for(reader: CatalogReader, ids: list[int]) -> list[Row]:
+    """Index rows of the tracks of `ids` that exist, in id order."""
+    found = reader.tracks(ids)
+    return [row_of(found[t]) for t in sorted(found)]
 
 
 def _key_column(values: pa.ChunkedArray | pa.Array) -> list[str]:
@@ -53,11 +107,9 @@ class _Credits:
         return [n if ok else "" for n, ok in zip(names, found.tolist(), strict=True)]
 
 
-def _load_credits(cur: Any) -> _Credits:
-    cur.execute("SELECT track_id, position, artist_id FROM track_artists")
-    ta = cur.fetch_arrow_table()
-    cur.execute("SELECT id, coalesce(name, '') AS name FROM artists")
-    ar = cur.fetch_arrow_table()
+def _load_credits(reader: ColumnReader) -> _Credits:
+    ta = reader.credits(("track_id", "position", "artist_id"))
+    ar = reader.artists(("id", "name"), defaults={"name": ""})
     if ta.num_rows == 0:
         return _Credits(np.zeros(0, dtype=np.int64), pa.array([], pa.string()))
     ta = ta.take(pc.sort_indices(ta, [("track_id", "ascending"), ("position", "ascending")]))
@@ -135,24 +187,18 @@ class CatalogScan:
 @contextmanager
 def scan_catalog(archive: Archive, *, batch: int = 100_000) -> Iterator[CatalogScan]:
     """Every track as index rows, read in one snapshot of the catalogue."""
-    import adbc_driver_sqlite.dbapi as adbc
-
-    uri = f"file:{archive.catalog_path}?mode=ro"
-    with adbc.connect(uri) as conn, conn.cursor() as cur:  # one read transaction
-        cur.execute("SELECT coalesce(max(seq), 0) AS seq FROM track_changes")
-        seq = int(cur.fetch_arrow_table().column("seq")[0].as_py())
-        cur.execute("SELECT count(*) AS n FROM tracks")
-        total = int(cur.fetch_arrow_table().column("n")[0].as_py())
-        credits = _load_credits(cur)
+    with ColumnReader(archive.catalog_path) as reader:  # one read transaction
+        seq = reader.last_change()
+        total = reader.track_count()
+        credits = _load_credits(reader)
 
         def batches() -> Iterator[list[Row]]:
             last = -(2**63)
             while True:
-                cur.execute(_TRACKS, (last, batch))
-                t = cur.fetch_arrow_table()
+                t = reader.track_page(_COLUMNS, after_rowid=last, limit=batch, defaults=_DEFAULTS)
                 if t.num_rows == 0:
                     return
-                last = int(t.column("r")[-1].as_py())
+                last = int(t.column("rowid")[-1].as_py())
                 yield _rows(t, credits)
 
         yield CatalogScan(seq, total, batches())

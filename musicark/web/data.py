@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from musicark.archive import Archive
+from musicark.catalog.reader import CatalogReader, TrackRecord
 
 MAX_LIST = 200  # rows on any one page of a list (tracks of an album, an artist, ...)
 
@@ -98,105 +99,75 @@ class ArchiveReader:
 
     # ------------------------------------------------------------ catalogue
 
-    def _artists_of(
-        self, conn: sqlite3.Connection, track_ids: list[int]
-    ) -> dict[int, list[dict[str, Any]]]:
-        out: dict[int, list[dict[str, Any]]] = {t: [] for t in track_ids}
-        for i in range(0, len(track_ids), 500):
-            part = track_ids[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for r in self.rows(
-                conn,
-                "SELECT ta.track_id, ta.position, ta.role, ar.id, ar.name FROM track_artists ta"
-                f" JOIN artists ar ON ar.id = ta.artist_id WHERE ta.track_id IN ({marks})"
-                " ORDER BY ta.track_id, ta.position",
-                part,
-            ):
-                out[r["track_id"]].append(
-                    {"id": sid(r["id"]), "name": r["name"], "role": r["role"]}
-                )
-        return out
+    def reader(self) -> CatalogReader | None:
+        """The catalogue reader on this thread's connection (None without a catalogue)."""
+        conn = self.catalog()
+        return None if conn is None else CatalogReader(conn)
 
-    def _track_list(
-        self, conn: sqlite3.Connection, sql: str, params: Iterable[Any]
-    ) -> list[dict[str, Any]]:
-        rows = self.rows(conn, sql, params)
-        credits = self._artists_of(conn, [r["id"] for r in rows])
+    @staticmethod
+    def _track_list(tracks: list[TrackRecord], *, album: bool = True) -> list[dict[str, Any]]:
         return [
             {
-                "id": sid(r["id"]),
-                "title": r["title"],
-                "artists": credits.get(r["id"], []),
-                "album_id": sid(r.get("album_id")),
-                "album": r.get("album"),
-                "popularity": r.get("popularity"),
-                "duration_ms": r.get("duration_ms"),
-                "isrc": r.get("isrc"),
-                "track_number": r.get("track_number"),
-                "disc_number": r.get("disc_number"),
+                "id": sid(t.id),
+                "title": t.title,
+                "artists": _artists(t),
+                "album_id": sid(t.album_id),
+                "album": t.album if album else None,
+                "popularity": t.popularity,
+                "duration_ms": t.duration_ms,
+                "isrc": t.isrc,
+                "track_number": t.track_number,
+                "disc_number": t.disc_number,
             }
-            for r in rows
+            for t in tracks
         ]
 
     def track(self, track_id: int) -> dict[str, Any] | None:
-        conn = self.catalog()
-        if conn is None:
+        reader = self.reader()
+        if reader is None:
             return None
-        found = self.rows(
-            conn,
-            "SELECT t.*, s.name AS source FROM tracks t LEFT JOIN sources s ON s.id = t.source_id"
-            " WHERE t.id = ?",
-            (track_id,),
-        )
-        if not found:
+        try:
+            t = reader.track(track_id)
+            if t is None:
+                return None
+            a = reader.album(t.album_id) if t.album_id is not None else None
+            same = reader.by_isrc(t.isrc, exclude=track_id, limit=50) if t.isrc else []
+        except sqlite3.OperationalError:
             return None
-        t = found[0]
         album = None
-        if t.get("album_id") is not None:
-            albums = self.rows(conn, "SELECT * FROM albums WHERE id = ?", (t["album_id"],))
-            if albums:
-                a = albums[0]
-                album = {
-                    "id": sid(a["id"]),
-                    "title": a.get("title"),
-                    "upc": a.get("upc"),
-                    "label": a.get("label"),
-                    "release_date": a.get("release_date"),
-                    "album_type": a.get("album_type"),
-                }
-        same_isrc: list[dict[str, Any]] = []
-        if t.get("isrc"):
-            same_isrc = self._track_list(
-                conn,
-                "SELECT t.*, al.title AS album FROM tracks t LEFT JOIN albums al ON al.id = t.album_id"
-                " WHERE t.isrc = ? AND t.id != ? ORDER BY t.popularity DESC LIMIT 50",
-                (t["isrc"], track_id),
-            )
+        if a is not None:
+            album = {
+                "id": sid(a.id),
+                "title": a.title,
+                "upc": a.upc,
+                "label": a.label,
+                "release_date": a.release_date,
+                "album_type": a.album_type,
+            }
         renditions = self.renditions(track_id)
         locations = self.locations(track_id, [r["sha256"] for r in renditions])
+        ext = _json(t.external_ids, {})
         return {
-            "id": sid(t["id"]),
-            "title": t["title"],
-            "source": t.get("source"),
-            "external_id": t.get("external_id"),
-            "isrc": t.get("isrc"),
-            "duration_ms": t.get("duration_ms"),
-            "popularity": t.get("popularity"),
-            "play_count": t.get("play_count"),
-            "track_number": t.get("track_number"),
-            "disc_number": t.get("disc_number"),
-            "explicit": None if t.get("explicit") is None else bool(t["explicit"]),
-            "rights": t.get("rights"),
-            "license_url": t.get("license_url"),
-            "genres": [str(g) for g in _json(t.get("genres"), []) if isinstance(g, str | int)],
-            "external_ids": {
-                str(k): str(v) for k, v in _json(t.get("external_ids"), {}).items() if v is not None
-            }
-            if isinstance(_json(t.get("external_ids"), {}), dict)
+            "id": sid(t.id),
+            "title": t.title,
+            "source": t.source,
+            "external_id": t.external_id,
+            "isrc": t.isrc,
+            "duration_ms": t.duration_ms,
+            "popularity": t.popularity,
+            "play_count": t.play_count,
+            "track_number": t.track_number,
+            "disc_number": t.disc_number,
+            "explicit": None if t.explicit is None else bool(t.explicit),
+            "rights": t.rights,
+            "license_url": t.license_url,
+            "genres": [str(g) for g in _json(t.genres, []) if isinstance(g, str | int)],
+            "external_ids": {str(k): str(v) for k, v in ext.items() if v is not None}
+            if isinstance(ext, dict)
             else {},
             "album": album,
-            "artists": self._artists_of(conn, [track_id]).get(track_id, []),
-            "same_isrc": same_isrc,
+            "artists": _artists(t),
+            "same_isrc": self._track_list(same),
             "renditions": renditions,
             "duplicates": self.duplicates(track_id, renditions),
             "held": bool(renditions),
@@ -205,63 +176,49 @@ class ArchiveReader:
         }
 
     def album(self, album_id: int) -> dict[str, Any] | None:
-        conn = self.catalog()
-        if conn is None:
+        reader = self.reader()
+        if reader is None:
             return None
-        found = self.rows(conn, "SELECT * FROM albums WHERE id = ?", (album_id,))
-        if not found:
+        try:
+            a = reader.album(album_id)
+            if a is None:
+                return None
+            tracks = reader.by_album(album_id, limit=MAX_LIST)
+        except sqlite3.OperationalError:
             return None
-        a = found[0]
-        tracks = self._track_list(
-            conn,
-            "SELECT t.*, NULL AS album FROM tracks t WHERE t.album_id = ?"
-            " ORDER BY t.disc_number, t.track_number, t.title LIMIT ?",
-            (album_id, MAX_LIST),
-        )
         return {
-            "id": sid(a["id"]),
-            "title": a.get("title"),
-            "album_type": a.get("album_type"),
-            "upc": a.get("upc"),
-            "label": a.get("label"),
-            "release_date": a.get("release_date"),
-            "popularity": a.get("popularity"),
-            "total_tracks": a.get("total_tracks"),
-            "tracks": tracks,
+            "id": sid(a.id),
+            "title": a.title,
+            "album_type": a.album_type,
+            "upc": a.upc,
+            "label": a.label,
+            "release_date": a.release_date,
+            "popularity": a.popularity,
+            "total_tracks": a.total_tracks,
+            "tracks": self._track_list(tracks, album=False),
         }
 
     def artist(self, artist_id: int) -> dict[str, Any] | None:
-        conn = self.catalog()
-        if conn is None:
+        reader = self.reader()
+        if reader is None:
             return None
-        found = self.rows(conn, "SELECT * FROM artists WHERE id = ?", (artist_id,))
-        if not found:
+        try:
+            a = reader.artist(artist_id)
+            if a is None:
+                return None
+            tracks = reader.by_artist(artist_id, limit=MAX_LIST)
+            albums = reader.albums_of_artist(artist_id, limit=MAX_LIST)
+        except sqlite3.OperationalError:
             return None
-        a = found[0]
-        tracks = self._track_list(
-            conn,
-            "SELECT t.*, al.title AS album FROM track_artists ta JOIN tracks t ON t.id = ta.track_id"
-            " LEFT JOIN albums al ON al.id = t.album_id WHERE ta.artist_id = ?"
-            " ORDER BY t.popularity DESC, t.id LIMIT ?",
-            (artist_id, MAX_LIST),
-        )
-        albums = self.rows(
-            conn,
-            "SELECT DISTINCT al.id, al.title, al.release_date FROM track_artists ta"
-            " JOIN tracks t ON t.id = ta.track_id JOIN albums al ON al.id = t.album_id"
-            " WHERE ta.artist_id = ? AND ta.position = 0 ORDER BY al.release_date DESC LIMIT ?",
-            (artist_id, MAX_LIST),
-        )
         return {
-            "id": sid(a["id"]),
-            "name": a.get("name"),
-            "popularity": a.get("popularity"),
-            "followers": a.get("followers"),
+            "id": sid(a.id),
+            "name": a.name,
+            "popularity": a.popularity,
+            "followers": a.followers,
             "albums": [
-                {"id": sid(r["id"]), "title": r["title"], "release_date": r["release_date"]}
-                for r in albums
+                {"id": sid(r.id), "title": r.title, "release_date": r.release_date} for r in albums
             ],
-            "tracks": tracks,
+            "tracks": self._track_list(tracks),
         }
 
     # ------------------------------------------------------------ store
@@ -478,8 +435,11 @@ class ArchiveReader:
 
     def holdings(self) -> dict[str, Any]:
         """How many catalogue tracks the store holds a rendition of."""
-        cat, st = self.catalog(), self.state()
-        tracks = self.rows(cat, "SELECT count(*) AS n FROM tracks")
+        reader, st = self.reader(), self.state()
+        try:
+            tracks = reader.track_count() if reader is not None else 0
+        except sqlite3.OperationalError:
+            tracks = 0
         held = self.rows(
             st,
             "SELECT count(DISTINCT track_id) AS n, count(*) AS renditions FROM renditions"
@@ -487,12 +447,16 @@ class ArchiveReader:
         )
         blobs = self.rows(st, "SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs")
         return {
-            "tracks": tracks[0]["n"] if tracks else 0,
+            "tracks": tracks,
             "tracks_held": held[0]["n"] if held else 0,
             "renditions": held[0]["renditions"] if held else 0,
             "blobs": blobs[0]["n"] if blobs else 0,
             "bytes": blobs[0]["bytes"] if blobs else 0,
         }
+
+
+def _artists(track: TrackRecord) -> list[dict[str, Any]]:
+    return [{"id": sid(c.artist_id), "name": c.name, "role": c.role} for c in track.artists]
 
 
 def _examples(result: Any) -> dict[str, list[str]]:
