@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from musicark.config import CONFIG_NAME, DEFAULT_TOML, Config, load_config, with_settings
-from musicark.errors import ArchiveError
+from musicark.errors import ArchiveError, UsageError
 
 ENV_VAR = "MUSICARK_ARCHIVE"
 FOLDERS = ("store", "staging", "releases", "rejects", "index")
@@ -86,7 +86,7 @@ def init_archive(path: Path) -> Archive:
 
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ArchiveError(f"{path} exists and is not a folder")
+        raise UsageError(f"{path} exists and is not a folder")
     if not is_archive(path) and path.is_dir() and any(path.iterdir()):
         raise ArchiveError(f"{path} is not empty and not an archive; choose an empty folder")
     try:

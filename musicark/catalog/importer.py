@@ -32,7 +32,8 @@ from musicark.catalog.ids import source_id
 from musicark.catalog.normalize import Normalized
 from musicark.catalog.rights import normalize_rights
 from musicark.catalog.staging import StagedBatch, StageJob, staged
-from musicark.errors import CatalogError, FormatError, UsageError
+from musicark.errors import CatalogError, UsageError
+from musicark.paths import input_file
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 
@@ -255,8 +256,7 @@ def import_file(
         raise UsageError(f"unknown format {format!r} (one of: {', '.join(FORMATS)})")
     path = Path(path)
     fmt = detect_format(path) if format == "auto" else format
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file")
+    input_file(path)
     rights = normalize_rights(default_rights or archive.config.catalog.default_rights)
     src = source or ("musicbrainz" if fmt == "musicbrainz" else "local")
     key = file_key(path)

@@ -1,17 +1,27 @@
-"""The `musicark` command: parses, calls the library, prints. Nothing else."""
+"""The `musicark` command: parses, calls the library, prints. Nothing else.
+
+Exit codes (docs/cli.md): 0 done; 1 the command was understood but failed; 2 the command
+line cannot be acted on as written (click's own usage errors and `musicark.errors.UsageError`);
+130 interrupted. An error that is not a `MusicarkError` is a bug: it is logged through
+`logging` as one line (its traceback with `--debug` or MUSICARK_DEBUG=1) and exits 1.
+"""
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from typing import IO, Any
 
 import click
 
 from musicark import __version__
+from musicark.cli.common import ARCHIVE_HELP, configure_logging
 from musicark.errors import MusicarkError, UsageError
 
 # One module per domain; each defines `register(group)`.
 COMMAND_MODULES = ("catalog", "plan", "release", "search", "store", "swarm", "web")
+
+log = logging.getLogger("musicark")
 
 
 class CommandError(click.ClickException):
@@ -29,21 +39,45 @@ class MusicarkGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except UsageError as exc:
-            raise CommandError(str(exc), 2) from None
+            log.debug("usage error", exc_info=True)
+            raise CommandError(str(exc), 2) from exc
         except MusicarkError as exc:
-            raise CommandError(str(exc), 1) from None
+            log.debug("error", exc_info=True)
+            raise CommandError(str(exc), 1) from exc
         except KeyboardInterrupt:
             raise CommandError("interrupted; run the command again to resume", 130) from None
+        except Exception as exc:
+            debug = bool(ctx.params.get("debug"))
+            hint = "" if debug else " (--debug or MUSICARK_DEBUG=1 shows the traceback)"
+            log.error("unexpected %s: %s%s", type(exc).__name__, exc, hint, exc_info=debug)
+            raise click.exceptions.Exit(1) from exc
 
 
 @click.group(
     cls=MusicarkGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+@click.option(
+    "--archive",
+    "archive_path",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help=ARCHIVE_HELP + " Also accepted after the command.",
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="MUSICARK_DEBUG",
+    help="Log what musicark does and show the traceback of an unexpected error "
+    "(also MUSICARK_DEBUG=1).",
+)
 @click.version_option(__version__, prog_name="musicark")
-def cli() -> None:
+def cli(archive_path: str | None, debug: bool) -> None:
     """musicark: build, verify and distribute music preservation archives."""
+    configure_logging(debug=debug)
 
 
 for _name in COMMAND_MODULES:

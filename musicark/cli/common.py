@@ -1,7 +1,8 @@
-"""What every command shares: the --archive option, JSON output, the progress bar."""
+"""What every command shares: the --archive option, logging, JSON output, the progress bar."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True)
 
+ARCHIVE_HELP = f"Archive folder (default: ${ENV_VAR}, else the current folder)."
+
+
+def _archive_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # `musicark --archive A cmd` is as good as `musicark cmd --archive A`; either beats $ENV_VAR.
+    source = ctx.get_parameter_source(param.name or "")
+    if source == click.core.ParameterSource.COMMANDLINE:
+        return value
+    outer = ctx.find_root().params.get("archive_path")
+    return outer if outer is not None else value
+
 
 def archive_option(func: F) -> F:
     return click.option(
@@ -35,8 +47,28 @@ def archive_option(func: F) -> F:
         envvar=ENV_VAR,
         type=click.Path(file_okay=False, path_type=str),
         default=None,
-        help=f"Archive folder (default: ${ENV_VAR}, else the current folder).",
+        callback=_archive_value,
+        help=ARCHIVE_HELP,
     )(func)
+
+
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = record.levelname.lower()
+        return super().format(record)
+
+
+def configure_logging(*, debug: bool) -> None:
+    """Log records of `musicark.*` to stderr: warnings and errors, everything with --debug."""
+    logger = logging.getLogger("musicark")
+    for handler in [h for h in logger.handlers if getattr(h, "musicark_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of this run (CliRunner swaps it)
+    handler.musicark_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(_LevelFormatter("musicark: %(level)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False
 
 
 def get_archive(archive_path: str | None) -> Archive:

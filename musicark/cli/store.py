@@ -29,7 +29,7 @@ def _summary_lines(data: dict[str, Any]) -> list[str]:
 
 
 @click.command("ingest")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
 @click.option(
     "--mode",
     type=click.Choice(["copy", "hardlink", "move"]),

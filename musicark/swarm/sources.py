@@ -9,6 +9,7 @@ from pathlib import Path
 
 from musicark.archive import Archive
 from musicark.errors import SwarmError
+from musicark.paths import input_file
 from musicark.torrent.magnet import magnet_link
 from musicark.torrent.metainfo import Torrent, load_torrent
 
@@ -62,10 +63,8 @@ def torrent_files(paths: Iterable[Path]) -> list[Path]:
         path = Path(path)
         if path.is_dir():
             out.extend(sorted(path.rglob("*.torrent")))
-        elif path.is_file():
-            out.append(path)
         else:
-            raise SwarmError(f"{path}: no such file or folder")
+            out.append(input_file(path, what="torrent file or folder"))
     return out
 
 

@@ -10,6 +10,7 @@ import orjson
 
 from musicark.catalog.formats.compression import read_head
 from musicark.errors import FormatError
+from musicark.paths import input_file
 
 FORMATS = ("auto", "jsonl", "csv", "parquet", "musicbrainz")
 
@@ -20,8 +21,7 @@ def _first_line(head: bytes) -> bytes:
 
 def detect_format(path: Path) -> str:
     """One of jsonl, csv, parquet, musicbrainz; FormatError for anything else."""
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file")
+    input_file(path)
     with path.open("rb") as f:
         magic = f.read(4)
     if magic == b"PAR1":
