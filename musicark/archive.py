@@ -99,7 +99,7 @@ def init_archive(path: Path) -> Archive:
             tmp.write_text(DEFAULT_TOML, encoding="utf-8")
             tmp.replace(config_file)
     except OSError as exc:
-        raise ArchiveError(f"cannot create an archive at {path}: {exc.strerror}") from None
+        raise ArchiveError(f"cannot create an archive at {path}: {exc.strerror}") from exc
     archive = open_archive(path)
     connect(archive.catalog_path).close()  # creates the catalogue and runs migrations
     return archive

@@ -172,7 +172,7 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError:
         raise ArchiveError(f"{path} is missing") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ArchiveError(f"{path}: not valid TOML ({exc})") from None
+        raise ArchiveError(f"{path}: not valid TOML ({exc})") from exc
     sections = {f.name: f.type for f in fields(Config)}
     kwargs: dict[str, Any] = {}
     default = Config()

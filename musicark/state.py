@@ -27,7 +27,7 @@ def connect_state(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     except FileNotFoundError:
         raise ArchiveError(f"no archive state at {path}") from None
     except sqlite3.DatabaseError as exc:
-        raise ArchiveError(f"{path}: not a usable state database ({exc})") from None
+        raise ArchiveError(f"{path}: not a usable state database ({exc})") from exc
     return conn
 
 

@@ -94,5 +94,5 @@ def connect(path: Path, *, readonly: bool = False, indexes: bool = True) -> sqli
     except FileNotFoundError:
         raise CatalogError(f"no catalogue at {path}") from None
     except sqlite3.DatabaseError as exc:
-        raise CatalogError(f"{path}: not a usable catalogue ({exc})") from None
+        raise CatalogError(f"{path}: not a usable catalogue ({exc})") from exc
     return conn

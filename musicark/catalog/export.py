@@ -134,7 +134,7 @@ def export_catalog(
                     report(progress, Progress("export", written, total, "tracks"))
         os.replace(tmp, out)
     except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
     finally:
         conn.close()
         tmp.unlink(missing_ok=True)

@@ -338,7 +338,7 @@ def import_file(
         conn.execute("UPDATE imports SET finished = 1 WHERE file_key = ?", (key,))
         conn.execute("PRAGMA optimize")
     except OSError as exc:
-        raise CatalogError(f"{path}: {exc.strerror or exc}") from None
+        raise CatalogError(f"{path}: {exc.strerror or exc}") from exc
     finally:
         conn.close()
         shutil.rmtree(stage_dir, ignore_errors=True)

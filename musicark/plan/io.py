@@ -69,7 +69,7 @@ def write_plan(plan: Plan, path: Path) -> None:
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the plan to {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot write the plan to {path}: {exc.strerror}") from exc
 
 
 def copy_file(src: Path, dest: Path) -> None:
@@ -84,14 +84,14 @@ def copy_file(src: Path, dest: Path) -> None:
         tmp.replace(dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the plan to {dest}: {exc.strerror}") from None
+        raise UsageError(f"cannot write the plan to {dest}: {exc.strerror}") from exc
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
     try:
         _atomic_write(Path(path), orjson.dumps(data, option=orjson.OPT_INDENT_2))
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def read_plan_metadata(path: Path) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def read_plan_metadata(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(f"no plan at {path}") from None
     except (OSError, pa.ArrowInvalid) as exc:
-        raise UsageError(f"{path} is not a plan file ({exc})") from None
+        raise UsageError(f"{path} is not a plan file ({exc})") from exc
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise UsageError(f"{path} is a Parquet file but not a musicark plan")

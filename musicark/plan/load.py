@@ -353,7 +353,7 @@ def load_catalog(
     except Exception as exc:  # ADBC raises its own DB-API errors
         raise CatalogError(
             f"{archive.catalog_path}: cannot read the catalogue ({_first_line(exc)})"
-        ) from None
+        ) from exc
     side = [credits, artists, albums]
     del credits, artists, albums
     album = [album_id]
@@ -447,7 +447,7 @@ def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
     except Exception as exc:
         raise CatalogError(
             f"{path}: cannot read the store's renditions ({_first_line(exc)})"
-        ) from None
+        ) from exc
     if held.num_rows == 0:
         return 0
     at = _lookup(_int_column(held, "track_id"), cols.track_id)

@@ -68,7 +68,7 @@ def plot_coverage(metadata: dict[str, Any], path: Path, *, title: str | None = N
             fig.savefig(tmp, format="png", metadata={"Software": None})
             tmp.replace(path)
         except OSError as exc:
-            raise UsageError(f"cannot write the plot to {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write the plot to {path}: {exc.strerror}") from exc
     finally:
         plt.close(fig)
     return path

@@ -113,7 +113,7 @@ def _open(source: Archive | Path | str) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         except sqlite3.Error as exc:
-            raise ReleaseError(f"{db}: cannot open ({exc})") from None
+            raise ReleaseError(f"{db}: cannot open ({exc})") from exc
         where = str(db)
     try:
         ok = conn.execute(
@@ -122,7 +122,7 @@ def _open(source: Archive | Path | str) -> sqlite3.Connection:
         ).fetchone()[0]
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise ReleaseError(f"{where}: not a locate index ({exc})") from None
+        raise ReleaseError(f"{where}: not a locate index ({exc})") from exc
     if ok != 3:
         conn.close()
         raise ReleaseError(f"{where} has no releases yet (`musicark pack RELEASE`)")

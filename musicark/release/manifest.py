@@ -62,7 +62,7 @@ def read_jsonl_zst(path: Path) -> Iterator[dict[str, Any]]:
                 if line.strip():
                     yield orjson.loads(line)
     except (OSError, pyzstd.ZstdError, orjson.JSONDecodeError) as exc:
-        raise ReleaseError(f"{path}: not a readable manifest ({exc})") from None
+        raise ReleaseError(f"{path}: not a readable manifest ({exc})") from exc
 
 
 def write_manifests(records: Sequence[dict[str, Any]], folder: str, out_dir: Path) -> list[Path]:

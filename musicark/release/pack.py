@@ -136,7 +136,7 @@ def parse_piece_size(text: str | int | None, *, format: str) -> int | None:
     try:
         return check_piece_size(value, format=format)
     except TorrentError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from exc
 
 
 def lock_release(archive: Archive, release: str) -> int:
@@ -172,7 +172,7 @@ def settle_urls(
             ],
         )
     except TorrentError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from exc
 
 
 def placed_torrent(
@@ -666,7 +666,7 @@ def pack(
         raise ReleaseError(
             f"cannot write release {release}: {exc.strerror or exc}{where}; nothing half-written"
             " was kept, run the command again"
-        ) from None
+        ) from exc
     finally:
         shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)
         conn.close()

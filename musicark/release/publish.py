@@ -342,7 +342,7 @@ def publish(
         raise ReleaseError(
             f"cannot write the metadata of {release}: {exc.strerror or exc}{where};"
             " run the command again"
-        ) from None
+        ) from exc
     finally:
         if lock is not None:
             shutil.rmtree(release_dir(archive, release) / ".building", ignore_errors=True)

@@ -93,7 +93,7 @@ def read_state(root: Path) -> IndexState | None:
     except (OSError, orjson.JSONDecodeError) as exc:
         raise SearchError(
             f"{root / 'current.json'} is unreadable ({exc}); run `musicark index rebuild`"
-        ) from None
+        ) from exc
     try:
         state = IndexState(
             generation=str(data["generation"]),
@@ -153,7 +153,7 @@ def open_index(root: Path, generation: str) -> tantivy.Index:
     except (OSError, ValueError) as exc:
         raise SearchError(
             f"search index {path} cannot be opened ({exc}); run `musicark index rebuild`"
-        ) from None
+        ) from exc
     register_analyzer(index)
     return index
 
@@ -250,7 +250,7 @@ def _rebuild_locked(
     except BaseException as exc:
         shutil.rmtree(path, ignore_errors=True)
         if isinstance(exc, Exception) and not isinstance(exc, MusicarkError):
-            raise SearchError(f"cannot read the catalogue to index it ({exc})") from None
+            raise SearchError(f"cannot read the catalogue to index it ({exc})") from exc
         raise
     built = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _write_state(root, IndexState(generation=generation, seq=int(seq), built=built))
@@ -283,7 +283,7 @@ def update_index(archive: Archive, *, progress: ProgressCallback | None = None) 
                 return _rebuild_locked(archive, root, progress)
             return _apply_changes(reader, root, index, state, pending, progress)
         except sqlite3.DatabaseError as exc:
-            raise SearchError(f"cannot read the catalogue's changes ({exc})") from None
+            raise SearchError(f"cannot read the catalogue's changes ({exc})") from exc
         finally:
             reader.close()
 
@@ -300,7 +300,7 @@ def _apply_changes(
     try:
         writer = index.writer(heap_size=WRITER_HEAP // 4, num_threads=1)
     except ValueError as exc:
-        raise SearchError(f"the search index is locked by another writer ({exc})") from None
+        raise SearchError(f"the search index is locked by another writer ({exc})") from exc
     seq, seen, written = state.seq, 0, 0
     report(progress, Progress("index update", 0, pending, "changes"))
     try:

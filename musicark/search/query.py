@@ -171,7 +171,7 @@ class TrackIndex:
                 q, limit, count=True, offset=offset, weight_by_field="popularity"
             )
         except ValueError as exc:
-            raise SearchError(f"the search index could not answer ({exc})") from None
+            raise SearchError(f"the search index could not answer ({exc})") from exc
         hits = []
         for score, address in result.hits:
             doc = searcher.doc(address)

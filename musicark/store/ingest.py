@@ -154,7 +154,7 @@ def store_stage(
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise Rejected("error_unreadable", f"cannot open: {exc.strerror}") from None
+        raise Rejected("error_unreadable", f"cannot open: {exc.strerror}") from exc
     tmp: Path | None = None
     try:
         st = os.fstat(fd)
@@ -216,12 +216,12 @@ def store_stage(
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
-            raise Rejected("error_disk_full", "no space left in the archive") from None
+            raise Rejected("error_disk_full", "no space left in the archive") from exc
         if exc.errno == errno.EXDEV:
             raise Rejected(
                 "error_io", "--mode hardlink needs the file on the archive's filesystem"
-            ) from None
-        raise Rejected("error_io", f"read or write failed: {exc.strerror or exc}") from None
+            ) from exc
+        raise Rejected("error_io", f"read or write failed: {exc.strerror or exc}") from exc
     except Rejected:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -428,7 +428,7 @@ def ingest(
     try:
         _run(paths, stats, recorder, base, jobs, progress, summary)
     except sqlite3.Error as exc:
-        raise StoreError(f"{archive.state_path}: {exc}; run the command again to resume") from None
+        raise StoreError(f"{archive.state_path}: {exc}; run the command again to resume") from exc
     finally:
         matcher.close()
         worker_conn = _worker_state.pop(str(archive.state_path), None)

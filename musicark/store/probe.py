@@ -132,8 +132,8 @@ def analyse(
         if _looks_like_audio(head):
             raise Rejected(
                 "error_corrupt", f"starts like audio but cannot be read: {exc}"
-            ) from None
-        raise Rejected("error_not_audio", "not an audio file (no known audio format)") from None
+            ) from exc
+        raise Rejected("error_not_audio", "not an audio file (no known audio format)") from exc
     try:
         return _analyse_open(container, path, size, fingerprint=fingerprint)
     finally:

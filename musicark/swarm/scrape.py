@@ -63,7 +63,7 @@ def _fetch(client: httpx.Client, url: str, tracker: str, timeout: float) -> byte
     except httpx.TimeoutException:
         raise SwarmError(f"tracker {tracker} did not answer within {timeout:g} s") from None
     except httpx.HTTPError as exc:
-        raise SwarmError(f"tracker {tracker} cannot be reached ({exc})") from None
+        raise SwarmError(f"tracker {tracker} cannot be reached ({exc})") from exc
 
 
 def _count(value: object) -> int:
@@ -75,7 +75,7 @@ def parse_scrape(body: bytes, *, tracker: str = "tracker") -> dict[bytes, Scrape
     try:
         reply = decode(body, limits=REPLY_LIMITS)
     except TorrentError as exc:
-        raise SwarmError(f"tracker {tracker} sent a reply that is not a scrape ({exc})") from None
+        raise SwarmError(f"tracker {tracker} sent a reply that is not a scrape ({exc})") from exc
     if not isinstance(reply, dict):
         raise SwarmError(f"tracker {tracker} sent a reply that is not a scrape dictionary")
     failure = reply.get(b"failure reason")
@@ -111,7 +111,7 @@ def _scrape_batch(
         return parse_scrape(body, tracker=tracker)
     except SwarmError as exc:
         if len(batch) > 1 and "unsorted dictionary key" in str(exc):
-            raise NonCanonicalReply(str(exc)) from None
+            raise NonCanonicalReply(str(exc)) from exc
         raise
 
 

@@ -94,7 +94,7 @@ def torrent_info(data: bytes, *, what: str = "torrent") -> Any:
         make: Any = lt.torrent_info  # the stubs miss the (buffer, limits) constructor
         return make(data, TORRENT_LIMITS)
     except (RuntimeError, ValueError) as exc:
-        raise SwarmError(f"{what}: libtorrent cannot load it ({exc})") from None
+        raise SwarmError(f"{what}: libtorrent cannot load it ({exc})") from exc
 
 
 def infohash_of(ti: Any) -> str:
@@ -164,7 +164,7 @@ class Seeder:
         try:
             handle = self._session.add_torrent(atp)
         except RuntimeError as exc:
-            raise SwarmError(f"{item.name}: cannot seed it ({exc})") from None
+            raise SwarmError(f"{item.name}: cannot seed it ({exc})") from exc
         entry = _Entry(item=item, handle=handle, infohash=infohash)
         self._entries[infohash] = entry
         self._by_handle[handle] = entry

@@ -101,7 +101,7 @@ def archive_torrents(
             sql += " WHERE " + " AND ".join(where)
         rows = conn.execute(sql + " ORDER BY name").fetchall()
     except sqlite3.DatabaseError as exc:
-        raise SwarmError(f"cannot read the release tables: {exc}") from None
+        raise SwarmError(f"cannot read the release tables: {exc}") from exc
     finally:
         conn.close()
     wanted = set(releases)

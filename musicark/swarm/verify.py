@@ -461,7 +461,7 @@ def verify_torrent(
                 sha_results=sha_results,
             )
         except OSError as exc:
-            raise SwarmError(f"cannot read {exc.filename or root}: {exc.strerror}") from None
+            raise SwarmError(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
         finally:
             hasher.close()
 

@@ -81,7 +81,7 @@ def list_files(root: Path) -> list[DataFile]:
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            raise TorrentError(f"cannot list {folder}: {exc.strerror}") from None
+            raise TorrentError(f"cannot list {folder}: {exc.strerror}") from exc
         for entry in entries:
             try:
                 name = entry.name.encode("utf-8").decode("utf-8")
@@ -262,4 +262,4 @@ def write_torrent(data: bytes, path: Path) -> None:
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise TorrentError(f"cannot write {path}: {exc.strerror}") from None
+        raise TorrentError(f"cannot write {path}: {exc.strerror}") from exc

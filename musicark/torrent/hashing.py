@@ -86,7 +86,7 @@ def _map(source: str, lo: int, hi: int) -> tuple[memoryview, Any]:
     try:
         fd = os.open(source, os.O_RDONLY)
     except OSError as exc:
-        raise TorrentError(f"cannot read {source}: {exc.strerror}") from None
+        raise TorrentError(f"cannot read {source}: {exc.strerror}") from exc
     try:
         if os.fstat(fd).st_size < hi:
             raise TorrentError(f"{source} is shorter than when it was listed")

@@ -242,7 +242,7 @@ def parse_torrent(data: bytes, *, source: str = "torrent") -> Torrent:
     try:
         meta, spans = decode_with_spans(data)
     except TorrentError as exc:
-        raise TorrentError(f"{source}: {exc}") from None
+        raise TorrentError(f"{source}: {exc}") from exc
     if not isinstance(meta, dict):
         raise TorrentError(f"{source}: not a torrent (top level is not a dictionary)")
     info = meta.get(b"info")
@@ -400,5 +400,5 @@ def load_torrent(path_or_bytes: str | Path | bytes) -> Torrent:
             raise TorrentError(f"{path}: {size} bytes is too large for a .torrent")
         data = path.read_bytes()
     except OSError as exc:
-        raise TorrentError(f"{path}: cannot read ({exc.strerror})") from None
+        raise TorrentError(f"{path}: cannot read ({exc.strerror})") from exc
     return parse_torrent(data, source=str(path))

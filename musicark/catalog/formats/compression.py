@@ -30,7 +30,7 @@ def open_decompressed(path: Path) -> BinaryIO:
     try:
         raw = path.open("rb")
     except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise FormatError(f"{path}: cannot read ({exc.strerror})") from exc
     kind = compression_of(raw.read(6))
     raw.seek(0)
     if kind == "zst":

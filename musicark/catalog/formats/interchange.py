@@ -206,5 +206,5 @@ def coerce_row(row: dict[str, Any]) -> dict[str, Any]:
     try:
         out["extra"] = orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode() if extra else None
     except TypeError as exc:  # e.g. an integer beyond 64 bits from a Parquet decimal
-        raise RowError(f"extra fields: {exc}") from None
+        raise RowError(f"extra fields: {exc}") from exc
     return out

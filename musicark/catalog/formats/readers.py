@@ -232,7 +232,7 @@ def read_parquet(path: Path, batch_rows: int) -> Iterator[Chunk]:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FormatError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise FormatError(f"{path}: not a readable Parquet file ({exc})") from exc
     if not {"id", "title"} <= set(pf.schema_arrow.names):
         raise FormatError(f"{path}: a Parquet file without id and title columns")
     first = 1
@@ -254,6 +254,6 @@ def read_batches(path: Path, fmt: str, *, batch_rows: int) -> Iterator[Chunk]:
     try:
         yield from READERS[fmt](path, batch_rows)
     except DECODE_ERRORS as exc:
-        raise FormatError(f"{path}: cannot be read to the end ({exc})") from None
+        raise FormatError(f"{path}: cannot be read to the end ({exc})") from exc
     except (pa.ArrowInvalid, csv.Error) as exc:
-        raise FormatError(f"{path}: {exc}") from None
+        raise FormatError(f"{path}: {exc}") from exc
