@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicark.errors import UsageError
+from musicark.release.candidates import Candidate, cut_folders
 from musicark.release.names import (
     check_release_name,
     collection_name,
@@ -15,7 +16,6 @@ from musicark.release.names import (
     folder_name,
     slug,
 )
-from musicark.release.pack import Candidate, cut_folders
 
 
 @given(st.text(max_size=80), st.text(max_size=80), st.integers(1, 99_999_999))

@@ -209,7 +209,7 @@ def test_interrupted_pack_resumes_identically(cli: Runner, arc: Archive) -> None
 
 
 def test_one_pack_or_publish_of_a_release_at_a_time(cli: Runner, arc: Archive) -> None:
-    from musicark.release.pack import lock_release
+    from musicark.release.workspace import lock_release
 
     fd = lock_release(arc, "r1")
     try:

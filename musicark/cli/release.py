@@ -98,7 +98,7 @@ def pack_command(
             progress=progress,
         )
     if as_json:
-        echo_json(summary.as_dict())
+        echo_json(summary.to_dict())
         return
     for folder in summary.folders:
         click.echo(f"{folder.name}: {folder.files} files, {folder.torrent_path}")
@@ -145,7 +145,7 @@ def publish_command(
             progress=progress,
         )
     if as_json:
-        echo_json(summary.as_dict())
+        echo_json(summary.to_dict())
     else:
         click.echo(summary.describe())
 
@@ -176,7 +176,7 @@ def locate_command(
     source = metadata if metadata is not None else get_archive(archive_path)
     found = locate(source, query, release=release)
     if as_json:
-        echo_json([loc.as_dict() for loc in found])
+        echo_json([loc.to_dict() for loc in found])
         return
     if not found:
         raise ReleaseError(f"{query!r} is in no released torrent")

@@ -52,7 +52,7 @@ class Location:
     def full_path(self) -> str:
         return f"{self.torrent}/{self.path}"
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["byte_range"] = list(self.byte_range)
         out["full_path"] = self.full_path

@@ -14,60 +14,38 @@ byte for byte). Packed files are never repacked: later runs add new folders only
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from musicark import events
 from musicark.archive import Archive
-from musicark.catalog.reader import CatalogReader
 from musicark.catalog.rights import REDISTRIBUTABLE
-from musicark.errors import IntegrityError, ReleaseError, TorrentError, UsageError
+from musicark.errors import IntegrityError, ReleaseError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.release import schema
+from musicark.release.candidates import Candidate, cut_folders, select_candidates
 from musicark.release.manifest import bagit_name, jsonl_name, write_manifests
-from musicark.release.names import (
-    check_release_name,
-    collection_name,
-    extension,
-    file_name,
-    folder_name,
+from musicark.release.names import check_release_name, extension, file_name, folder_name
+from musicark.release.workspace import (
+    clean_leftovers,
+    lock_release,
+    parse_piece_size,
+    placed_torrent,
+    release_dir,
+    settle_urls,
 )
 from musicark.sqlite import transaction
-from musicark.torrent.create import (
-    TRACKER_SCHEMES,
-    CreatedTorrent,
-    check_url,
-    create_torrent,
-    write_torrent,
-)
-from musicark.torrent.magnet import magnet_link
+from musicark.torrent.create import CreatedTorrent, create_torrent, write_torrent
 from musicark.torrent.metainfo import load_torrent
-from musicark.torrent.piece_size import FORMATS, check_piece_size
+from musicark.torrent.piece_size import FORMATS
 from musicark.units import format_size, parse_size
-
-
-@dataclass(frozen=True)
-class Candidate:
-    sha256: str
-    size: int
-    track_id: int
-    codec: str | None
-    container: str | None
-    title: str | None = None
-    isrc: str | None = None
-    rights: str | None = None
-    album: str | None = None
-    collection: str = "unmatched"
-    artists: tuple[str, ...] = ()
-    order: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +57,9 @@ class FolderResult:
     infohash_v2: str | None
     torrent_path: str
     magnet: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -112,7 +93,7 @@ class PackSummary:
             notes.append(f"{self.not_in_catalogue} not in the catalogue")
         return f"release {self.release}: {made}" + (f"; {', '.join(notes)}" if notes else "")
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "release": self.release,
             "files": self.files,
@@ -120,227 +101,65 @@ class PackSummary:
             "withheld_rights": self.withheld_rights,
             "already_released": self.already_released,
             "not_in_catalogue": self.not_in_catalogue,
-            "folders": [f.__dict__ for f in self.folders],
+            "folders": [f.to_dict() for f in self.folders],
         }
 
 
-def release_dir(archive: Archive, release: str) -> Path:
-    return archive.releases_dir / release
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One file of a folder: its manifest record and its `release_files` row."""
+
+    path: str  # relative to the torrent's folder
+    serial: int
+    size: int
+    sha256: str
+    track_id: int
+    isrc: str | None
+    artists: tuple[str, ...]
+    title: str | None
+    album: str | None
+    rights: str | None
+    offset: int
+    first_piece: int
+    last_piece: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["artists"] = list(self.artists)
+        return out
 
 
-def parse_piece_size(text: str | int | None, *, format: str) -> int | None:
-    """`auto` (None) or a size such as `4MiB`; refuses sizes clients cannot use."""
-    if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
-        return None
-    value = text if isinstance(text, int) else parse_size(text, what="piece size")
-    try:
-        return check_piece_size(value, format=format)
-    except TorrentError as exc:
-        raise UsageError(str(exc)) from exc
+@dataclass(frozen=True)
+class FolderRecord:
+    """A finished folder as its `torrents` row and its files' rows."""
+
+    release: str
+    name: str
+    collection: str
+    first_serial: int
+    last_serial: int
+    format: str
+    piece_length: int
+    infohash_v1: str | None
+    infohash_v2: str | None
+    magnet: str
+    torrent_path: str  # relative to the archive root
+    data_path: str  # relative to the archive root
+    torrent_size: int
+    data_size: int
+    restricted: bool
+    files: tuple[ReleaseFile, ...]
 
 
-def lock_release(archive: Archive, release: str) -> int:
-    """Hold `releases/.RELEASE.lock` (one pack or publish of a release at a time); returns
-    the descriptor to close when done."""
-    archive.releases_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(archive.releases_dir / f".{release}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ReleaseError(
-            f"release {release} is being packed or published by another process;"
-            " run the command again when it ends"
-        ) from None
-    return fd
+@dataclass(frozen=True)
+class TorrentSettings:
+    """How a pack makes each folder's torrent."""
 
-
-def settle_urls(
-    archive: Archive, trackers: Sequence[str] | None, web_seeds: Sequence[str] | None
-) -> tuple[list[str], list[str]]:
-    """Trackers and web seeds as given, else from the settings; each must be a URL."""
-    settings = archive.config.release
-    try:
-        return (
-            [
-                check_url(u, what="tracker", schemes=TRACKER_SCHEMES)
-                for u in (trackers if trackers is not None else settings.trackers)
-            ],
-            [
-                check_url(u, what="web seed")
-                for u in (web_seeds if web_seeds is not None else settings.web_seeds)
-            ],
-        )
-    except TorrentError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def placed_torrent(
-    archive: Archive,
-    base: Path,
-    made: CreatedTorrent,
-    trackers: Sequence[str],
-    web_seeds: Sequence[str],
-) -> tuple[str, str, str]:
-    """Magnet link, .torrent path and data folder (relative to the archive) of `made`."""
-    magnet = magnet_link(
-        name=made.name,
-        info_hash_v1=made.info_hash_v1,
-        info_hash_v2=made.info_hash_v2,
-        trackers=trackers,
-        web_seeds=web_seeds,
-    )
-    torrent = (base / "torrents" / f"{made.name}.torrent").relative_to(archive.root)
-    data = (base / "data" / made.name).relative_to(archive.root)
-    return magnet, torrent.as_posix(), data.as_posix()
-
-
-def _store_ready(conn: sqlite3.Connection) -> bool:
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {"blobs", "renditions"} <= names
-
-
-def _plan_ranks(plan: Path) -> dict[int, int]:
-    from musicark.plan.io import read_plan
-
-    table = read_plan(Path(plan), columns=["rank", "track_id"])
-    ranks = table.column("rank").to_pylist()
-    ids = table.column("track_id").to_pylist()
-    return {int(t): int(r) for t, r in zip(ids, ranks, strict=True) if t is not None}
-
-
-def select_candidates(
-    archive: Archive,
-    conn: sqlite3.Connection,
-    summary: PackSummary,
-    *,
-    include_restricted: bool,
-    plan: Path | None,
-) -> list[Candidate]:
-    """The files this pack takes, in release order (see the module docstring)."""
-    if not _store_ready(conn):
-        raise ReleaseError("the store is empty: ingest audio first (`musicark ingest DIR`)")
-    rows = conn.execute(
-        "SELECT r.sha256, b.size, r.track_id, b.codec, b.container FROM renditions r"
-        " JOIN blobs b ON b.sha256 = r.sha256"
-        " WHERE r.preferred = 1 AND r.track_id IS NOT NULL ORDER BY r.sha256"
-    ).fetchall()
-    if not rows:
-        raise ReleaseError(
-            "the store holds no audio matched to the catalogue: ingest audio first"
-            " (`musicark ingest DIR`)"
-        )
-    released_sha = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM release_files")}
-    released_tracks = {
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT track_id FROM release_files WHERE track_id IS NOT NULL"
-        )
-    }
-    fresh = [r for r in rows if r[0] not in released_sha and r[2] not in released_tracks]
-    summary.already_released = len(rows) - len(fresh)
-    with CatalogReader.open(archive.catalog_path) as reader:
-        meta = reader.tracks(r[2] for r in fresh)
-    ranks = _plan_ranks(plan) if plan is not None else {}
-    out: list[Candidate] = []
-    seen_tracks: set[int] = set()
-    for sha, size, track_id, codec, container in fresh:
-        m = meta.get(track_id)
-        if m is None:
-            summary.not_in_catalogue += 1
-            continue
-        if track_id in seen_tracks:  # two preferred renditions of one track: keep one
-            continue
-        if m.rights not in REDISTRIBUTABLE and not include_restricted:
-            summary.withheld_rights += 1
-            continue
-        seen_tracks.add(track_id)
-        collection = collection_name(m.source)
-        if ranks:
-            order: tuple[Any, ...] = (ranks.get(track_id, 1 << 62), track_id)
-        else:
-            order = (m.album_id or 0, m.disc_number or 0, m.track_number or 0, track_id)
-        out.append(
-            Candidate(
-                sha256=sha,
-                size=size,
-                track_id=track_id,
-                codec=codec,
-                container=container,
-                title=m.title,
-                isrc=m.isrc,
-                rights=m.rights,
-                album=m.album,
-                collection=collection,
-                artists=tuple(m.artist_names),
-                order=order,
-            )
-        )
-    out.sort(key=lambda c: (c.collection, c.order))
-    return out
-
-
-def cut_folders(
-    candidates: Sequence[Candidate], *, target_size: int, max_files: int
-) -> list[list[Candidate]]:
-    """Consecutive runs of one collection, each within the size and file limits."""
-    folders: list[list[Candidate]] = []
-    current: list[Candidate] = []
-    size = 0
-    for c in candidates:
-        if c.size > target_size:
-            raise UsageError(
-                f"target size {format_size(target_size)} is smaller than one file"
-                f" ({c.sha256[:12]}..., {format_size(c.size)}); raise --target-size"
-            )
-        if current and (
-            size + c.size > target_size
-            or len(current) >= max_files
-            or current[0].collection != c.collection
-        ):
-            folders.append(current)
-            current, size = [], 0
-        current.append(c)
-        size += c.size
-    if current:
-        folders.append(current)
-    return folders
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def clean_leftovers(archive: Archive, conn: sqlite3.Connection, release: str) -> int:
-    """Remove what an interrupted pack left: `.building/` and folders no row owns."""
-    base = release_dir(archive, release)
-    removed = 0
-    building = base / ".building"
-    if building.exists():
-        shutil.rmtree(building, ignore_errors=True)
-        removed += 1
-    known = {r[0] for r in conn.execute("SELECT name FROM torrents WHERE release = ?", (release,))}
-    for sub, suffixes in (
-        ("data", ("",)),
-        ("torrents", (".torrent",)),
-        ("manifests", (".jsonl.zst", ".manifest-sha256.txt")),
-    ):
-        folder = base / sub
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            name = entry.name
-            for suffix in suffixes:
-                if suffix and name.endswith(suffix):
-                    name = name[: -len(suffix)]
-                    break
-            if name not in known:
-                _remove(entry)
-                removed += 1
-    return removed
+    format: str
+    piece_size: int | None
+    trackers: Sequence[str]
+    web_seeds: Sequence[str]
+    jobs: int
 
 
 def _place(source: Path, dest: Path) -> None:
@@ -375,31 +194,12 @@ def _verify(paths: Sequence[tuple[Path, str]], *, jobs: int) -> None:
             pass
 
 
-def _build_folder(
-    archive: Archive,
-    conn: sqlite3.Connection,
-    release: str,
-    files: Sequence[Candidate],
-    *,
-    first_serial: int,
-    format: str,
-    piece_size: int | None,
-    trackers: Sequence[str],
-    web_seeds: Sequence[str],
-    include_restricted: bool,
-    jobs: int,
-    progress: ProgressCallback | None,
-) -> FolderResult:
+def _lay_out(
+    archive: Archive, data: Path, files: Sequence[Candidate], first_serial: int, jobs: int
+) -> list[tuple[Candidate, str, int]]:
+    """Verify every blob, then link it into `data`; returns (candidate, path, serial)."""
     from musicark.store.blobs import blob_path
 
-    base = release_dir(archive, release)
-    last_serial = first_serial + len(files) - 1
-    name = folder_name(release, files[0].collection, first_serial, last_serial)
-    building = base / ".building"
-    work = building / name
-    shutil.rmtree(work, ignore_errors=True)
-    data = work / "data" / name
-    data.mkdir(parents=True)
     placed: list[tuple[Candidate, str, int]] = []
     sources: list[tuple[Path, str]] = []
     for i, c in enumerate(files):
@@ -410,81 +210,110 @@ def _build_folder(
             title=c.title,
             ext=extension(c.codec, c.container),
         )
-        dest = data / rel
-        dest.parent.mkdir(exist_ok=True)
-        source = blob_path(archive, c.sha256)
-        sources.append((source, c.sha256))
+        (data / rel).parent.mkdir(exist_ok=True)
+        sources.append((blob_path(archive, c.sha256), c.sha256))
         placed.append((c, rel, serial))
     _verify(sources, jobs=jobs or (os.cpu_count() or 1))
     for (_c, rel, _), (source, _) in zip(placed, sources, strict=True):
         _place(source, data / rel)
+    return placed
 
-    made = create_torrent(
-        data,
-        format=format,
-        piece_size=piece_size,
-        trackers=trackers,
-        web_seeds=web_seeds,
-        name=name,
-        jobs=jobs,
-        progress=progress,
-    )
-    torrent = load_torrent(made.data)
-    where = {f.path_str: f for f in torrent.files}
-    records = []
-    for c, rel, serial in placed:
-        tf = where[rel]
-        records.append(
-            {
-                "path": rel,
-                "serial": serial,
-                "size": c.size,
-                "sha256": c.sha256,
-                "track_id": c.track_id,
-                "isrc": c.isrc,
-                "artists": list(c.artists),
-                "title": c.title,
-                "album": c.album,
-                "rights": c.rights,
-                "offset": tf.offset,
-                "first_piece": tf.first_piece,
-                "last_piece": tf.last_piece,
-            }
+
+def _release_files(
+    made: CreatedTorrent, placed: Sequence[tuple[Candidate, str, int]]
+) -> tuple[ReleaseFile, ...]:
+    """Each placed file with where the torrent puts it (offset, pieces)."""
+    where = {f.path_str: f for f in load_torrent(made.data).files}
+    return tuple(
+        ReleaseFile(
+            path=rel,
+            serial=serial,
+            size=c.size,
+            sha256=c.sha256,
+            track_id=c.track_id,
+            isrc=c.isrc,
+            artists=c.artists,
+            title=c.title,
+            album=c.album,
+            rights=c.rights,
+            offset=where[rel].offset,
+            first_piece=where[rel].first_piece,
+            last_piece=where[rel].last_piece,
         )
-    (work / "manifests").mkdir()
-    write_manifests(records, name, work / "manifests")
-    (work / "torrents").mkdir()
-    write_torrent(made.data, work / "torrents" / f"{name}.torrent")
+        for c, rel, serial in placed
+    )
 
-    # complete: move into place, then record (a crash in between leaves files no row
-    # owns, which the next run removes and rebuilds identically)
+
+def _move_into_place(work: Path, base: Path, name: str) -> None:
     for sub in ("data", "torrents", "manifests"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    os.replace(data, base / "data" / name)
+    os.replace(work / "data" / name, base / "data" / name)
     os.replace(work / "torrents" / f"{name}.torrent", base / "torrents" / f"{name}.torrent")
     for fn in (jsonl_name(name), bagit_name(name)):
         os.replace(work / "manifests" / fn, base / "manifests" / fn)
     shutil.rmtree(work, ignore_errors=True)
 
-    magnet, torrent_rel, data_rel = placed_torrent(archive, base, made, trackers, web_seeds)
+
+def _build_folder(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    release: str,
+    files: Sequence[Candidate],
+    *,
+    first_serial: int,
+    torrent: TorrentSettings,
+    include_restricted: bool,
+    progress: ProgressCallback | None,
+) -> FolderResult:
+    base = release_dir(archive, release)
+    last_serial = first_serial + len(files) - 1
+    name = folder_name(release, files[0].collection, first_serial, last_serial)
+    work = base / ".building" / name
+    shutil.rmtree(work, ignore_errors=True)
+    data = work / "data" / name
+    data.mkdir(parents=True)
+    placed = _lay_out(archive, data, files, first_serial, torrent.jobs)
+    made = create_torrent(
+        data,
+        format=torrent.format,
+        piece_size=torrent.piece_size,
+        trackers=torrent.trackers,
+        web_seeds=torrent.web_seeds,
+        name=name,
+        jobs=torrent.jobs,
+        progress=progress,
+    )
+    records = _release_files(made, placed)
+    (work / "manifests").mkdir()
+    write_manifests([r.to_dict() for r in records], name, work / "manifests")
+    (work / "torrents").mkdir()
+    write_torrent(made.data, work / "torrents" / f"{name}.torrent")
+    # complete: move into place, then record (a crash in between leaves files no row
+    # owns, which the next run removes and rebuilds identically)
+    _move_into_place(work, base, name)
+    magnet, torrent_rel, data_rel = placed_torrent(
+        archive, base, made, torrent.trackers, torrent.web_seeds
+    )
     _record(
         conn,
-        release,
-        name=name,
-        collection=files[0].collection,
-        first_serial=first_serial,
-        last_serial=last_serial,
-        made_format=format,
-        piece_length=made.piece_length,
-        infohash_v1=made.info_hash_v1,
-        infohash_v2=made.info_hash_v2,
-        magnet=magnet,
-        torrent_path=torrent_rel,
-        data_path=data_rel,
-        torrent_size=len(made.data),
-        data_size=made.total_size,
-        restricted=include_restricted and any(c.rights not in REDISTRIBUTABLE for c in files),
-        records=records,
+        FolderRecord(
+            release=release,
+            name=name,
+            collection=files[0].collection,
+            first_serial=first_serial,
+            last_serial=last_serial,
+            format=torrent.format,
+            piece_length=made.piece_length,
+            infohash_v1=made.info_hash_v1,
+            infohash_v2=made.info_hash_v2,
+            magnet=magnet,
+            torrent_path=torrent_rel,
+            data_path=data_rel,
+            torrent_size=len(made.data),
+            data_size=made.total_size,
+            restricted=include_restricted and any(c.rights not in REDISTRIBUTABLE for c in files),
+            files=records,
+        ),
     )
     return FolderResult(
         name=name,
@@ -497,28 +326,12 @@ def _build_folder(
     )
 
 
-def _record(
-    conn: sqlite3.Connection,
-    release: str,
-    *,
-    name: str,
-    collection: str,
-    first_serial: int,
-    last_serial: int,
-    made_format: str,
-    piece_length: int,
-    infohash_v1: str | None,
-    infohash_v2: str | None,
-    magnet: str,
-    torrent_path: str,
-    data_path: str,
-    torrent_size: int,
-    data_size: int,
-    restricted: bool,
-    records: Sequence[dict[str, Any]],
-) -> None:
+def _record(conn: sqlite3.Connection, folder: FolderRecord) -> None:
+    """The folder's `torrents`, `release_files` and `release_names` rows and the release's
+    next serial, in one transaction."""
     from musicark.store.match import normalise
 
+    f = folder
     with transaction(conn):
         conn.execute(
             "INSERT INTO torrents (name, release, kind, collection, first_serial, last_serial,"
@@ -526,23 +339,23 @@ def _record(
             " torrent_size, file_count, data_size, created, restricted)"
             " VALUES (?, ?, 'audio', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                name,
-                release,
-                collection,
-                first_serial,
-                last_serial,
-                made_format,
-                piece_length,
-                infohash_v1,
-                infohash_v2,
-                magnet,
-                torrent_path,
-                data_path,
-                torrent_size,
-                len(records),
-                data_size,
+                f.name,
+                f.release,
+                f.collection,
+                f.first_serial,
+                f.last_serial,
+                f.format,
+                f.piece_length,
+                f.infohash_v1,
+                f.infohash_v2,
+                f.magnet,
+                f.torrent_path,
+                f.data_path,
+                f.torrent_size,
+                len(f.files),
+                f.data_size,
                 schema.now(),
-                int(restricted),
+                int(f.restricted),
             ),
         )
         conn.executemany(
@@ -551,37 +364,80 @@ def _record(
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    name,
-                    r["path"],
-                    r["serial"],
-                    r["sha256"],
-                    r["track_id"],
-                    r["isrc"],
-                    json.dumps(r["artists"], ensure_ascii=False),
-                    r["title"],
-                    r["album"],
-                    r["rights"],
-                    r["size"],
-                    r["offset"],
-                    r["first_piece"],
-                    r["last_piece"],
+                    f.name,
+                    r.path,
+                    r.serial,
+                    r.sha256,
+                    r.track_id,
+                    r.isrc,
+                    json.dumps(list(r.artists), ensure_ascii=False),
+                    r.title,
+                    r.album,
+                    r.rights,
+                    r.size,
+                    r.offset,
+                    r.first_piece,
+                    r.last_piece,
                 )
-                for r in records
+                for r in f.files
             ],
         )
         keys = set()
-        for r in records:
-            title = normalise(r["title"] or "")
-            for artist in r["artists"]:
-                keys.add((f"{normalise(artist)} - {title}", name, r["path"]))
+        for r in f.files:
+            title = normalise(r.title or "")
+            for artist in r.artists:
+                keys.add((f"{normalise(artist)} - {title}", f.name, r.path))
         conn.executemany(
             "INSERT OR IGNORE INTO release_names (name_key, torrent, path) VALUES (?, ?, ?)",
             sorted(keys),
         )
         conn.execute(
             "UPDATE releases SET next_serial = ?, restricted = max(restricted, ?) WHERE name = ?",
-            (last_serial + 1, int(restricted), release),
+            (f.last_serial + 1, int(f.restricted), f.release),
         )
+
+
+def _limits(
+    archive: Archive, target_size: int | str | None, max_files: int | None
+) -> tuple[int, int]:
+    """Folder limits: (bytes, files), as given or from the settings."""
+    settings = archive.config.release
+    target = target_size if target_size is not None else settings.target_size
+    target_bytes = target if isinstance(target, int) else parse_size(target, what="target size")
+    if target_bytes <= 0:
+        raise UsageError("target size must be larger than zero")
+    limit = max_files if max_files is not None else settings.max_files
+    if limit < 1:
+        raise UsageError("--max-files must be at least 1")
+    return target_bytes, limit
+
+
+def _torrent_settings(
+    archive: Archive,
+    *,
+    format: str | None,
+    piece_size: int | str | None,
+    trackers: Sequence[str] | None,
+    web_seeds: Sequence[str] | None,
+    jobs: int,
+) -> TorrentSettings:
+    settings = archive.config.release
+    fmt = format or settings.format
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown torrent format {fmt!r} (one of: {', '.join(FORMATS)})")
+    piece = parse_piece_size(
+        piece_size if piece_size is not None else settings.piece_size, format=fmt
+    )
+    tracker_list, seed_list = settle_urls(archive, trackers, web_seeds)
+    return TorrentSettings(fmt, piece, tracker_list, seed_list, jobs)
+
+
+def _next_serial(conn: sqlite3.Connection, release: str) -> int:
+    conn.execute(
+        "INSERT OR IGNORE INTO releases (name, created) VALUES (?, ?)", (release, schema.now())
+    )
+    row = conn.execute("SELECT next_serial FROM releases WHERE name = ?", (release,)).fetchone()
+    return int(row[0])
 
 
 def pack(
@@ -600,43 +456,34 @@ def pack(
     progress: ProgressCallback | None = None,
 ) -> PackSummary:
     """Pack new audio into `release` (see the module docstring); returns what was made."""
-    settings = archive.config.release
     release = check_release_name(release)
-    fmt = format or settings.format
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown torrent format {fmt!r} (one of: {', '.join(FORMATS)})")
-    target = target_size if target_size is not None else settings.target_size
-    target_bytes = target if isinstance(target, int) else parse_size(target, what="target size")
-    if target_bytes <= 0:
-        raise UsageError("target size must be larger than zero")
-    limit = max_files if max_files is not None else settings.max_files
-    if limit < 1:
-        raise UsageError("--max-files must be at least 1")
-    piece = parse_piece_size(
-        piece_size if piece_size is not None else settings.piece_size, format=fmt
+    torrent = _torrent_settings(
+        archive,
+        format=format,
+        piece_size=piece_size,
+        trackers=trackers,
+        web_seeds=web_seeds,
+        jobs=jobs,
     )
-    tracker_list, seed_list = settle_urls(archive, trackers, web_seeds)
+    target_bytes, limit = _limits(archive, target_size, max_files)
     if plan is not None and not Path(plan).is_file():
         raise UsageError(f"no plan at {plan}")
 
     lock = lock_release(archive, release)
     conn = schema.connect(archive)
     try:
-        summary = PackSummary(release=release)
         clean_leftovers(archive, conn, release)
-        candidates = select_candidates(
-            archive, conn, summary, include_restricted=include_restricted, plan=plan
+        chosen = select_candidates(archive, conn, include_restricted=include_restricted, plan=plan)
+        summary = PackSummary(
+            release=release,
+            withheld_rights=chosen.withheld_rights,
+            already_released=chosen.already_released,
+            not_in_catalogue=chosen.not_in_catalogue,
         )
-        folders = cut_folders(candidates, target_size=target_bytes, max_files=limit)
+        folders = cut_folders(chosen.candidates, target_size=target_bytes, max_files=limit)
         if not folders:
             return summary
-        conn.execute(
-            "INSERT OR IGNORE INTO releases (name, created) VALUES (?, ?)",
-            (release, schema.now()),
-        )
-        serial = conn.execute(
-            "SELECT next_serial FROM releases WHERE name = ?", (release,)
-        ).fetchone()[0]
+        serial = _next_serial(conn, release)
         total = sum(len(f) for f in folders)
         done = 0
         report(progress, Progress("pack", 0, total, "files", release))
@@ -647,12 +494,8 @@ def pack(
                 release,
                 files,
                 first_serial=serial,
-                format=fmt,
-                piece_size=piece,
-                trackers=tracker_list,
-                web_seeds=seed_list,
+                torrent=torrent,
                 include_restricted=include_restricted,
-                jobs=jobs,
                 progress=progress,
             )
             summary.folders.append(result)

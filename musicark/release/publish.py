@@ -38,7 +38,7 @@ from musicark.release import schema
 from musicark.release.locate import LOCATE_DB
 from musicark.release.manifest import FIELDS, bagit_name, jsonl_name, write_jsonl_zst
 from musicark.release.names import check_release_name
-from musicark.release.pack import (
+from musicark.release.workspace import (
     clean_leftovers,
     lock_release,
     placed_torrent,
@@ -96,7 +96,7 @@ class PublishSummary:
             f" {self.files} files); magnet {self.magnet}"
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 

@@ -1,0 +1,160 @@
+"""Which stored files a pack takes, in which order, and how they are cut into folders.
+
+A candidate is the preferred rendition of a catalogue track that no release holds yet and
+whose rights allow redistribution (any rights with `include_restricted`). Candidates are
+ordered by collection, then plan rank when a plan is given, else album, disc and track
+number; a folder is a consecutive run of one collection within the size and file limits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musicark.archive import Archive
+from musicark.catalog.reader import CatalogReader
+from musicark.catalog.rights import REDISTRIBUTABLE
+from musicark.errors import ReleaseError, UsageError
+from musicark.release.names import collection_name
+from musicark.units import format_size
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sha256: str
+    size: int
+    track_id: int
+    codec: str | None
+    container: str | None
+    title: str | None = None
+    isrc: str | None = None
+    rights: str | None = None
+    album: str | None = None
+    collection: str = "unmatched"
+    artists: tuple[str, ...] = ()
+    order: tuple[Any, ...] = ()
+
+
+@dataclass
+class Selection:
+    """The candidates of one pack, in release order, and what was left out and why."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    withheld_rights: int = 0  # restricted or unknown rights, left in the dark archive
+    already_released: int = 0
+    not_in_catalogue: int = 0
+
+
+def _store_ready(conn: sqlite3.Connection) -> bool:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"blobs", "renditions"} <= names
+
+
+def _plan_ranks(plan: Path) -> dict[int, int]:
+    from musicark.plan.io import read_plan
+
+    table = read_plan(Path(plan), columns=["rank", "track_id"])
+    ranks = table.column("rank").to_pylist()
+    ids = table.column("track_id").to_pylist()
+    return {int(t): int(r) for t, r in zip(ids, ranks, strict=True) if t is not None}
+
+
+def select_candidates(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    *,
+    include_restricted: bool,
+    plan: Path | None,
+) -> Selection:
+    """The files this pack takes, in release order (see the module docstring)."""
+    if not _store_ready(conn):
+        raise ReleaseError("the store is empty: ingest audio first (`musicark ingest DIR`)")
+    rows = conn.execute(
+        "SELECT r.sha256, b.size, r.track_id, b.codec, b.container FROM renditions r"
+        " JOIN blobs b ON b.sha256 = r.sha256"
+        " WHERE r.preferred = 1 AND r.track_id IS NOT NULL ORDER BY r.sha256"
+    ).fetchall()
+    if not rows:
+        raise ReleaseError(
+            "the store holds no audio matched to the catalogue: ingest audio first"
+            " (`musicark ingest DIR`)"
+        )
+    released_sha = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM release_files")}
+    released_tracks = {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT track_id FROM release_files WHERE track_id IS NOT NULL"
+        )
+    }
+    fresh = [r for r in rows if r[0] not in released_sha and r[2] not in released_tracks]
+    summary = Selection(already_released=len(rows) - len(fresh))
+    with CatalogReader.open(archive.catalog_path) as reader:
+        meta = reader.tracks(r[2] for r in fresh)
+    ranks = _plan_ranks(plan) if plan is not None else {}
+    out: list[Candidate] = []
+    seen_tracks: set[int] = set()
+    for sha, size, track_id, codec, container in fresh:
+        m = meta.get(track_id)
+        if m is None:
+            summary.not_in_catalogue += 1
+            continue
+        if track_id in seen_tracks:  # two preferred renditions of one track: keep one
+            continue
+        if m.rights not in REDISTRIBUTABLE and not include_restricted:
+            summary.withheld_rights += 1
+            continue
+        seen_tracks.add(track_id)
+        collection = collection_name(m.source)
+        if ranks:
+            order: tuple[Any, ...] = (ranks.get(track_id, 1 << 62), track_id)
+        else:
+            order = (m.album_id or 0, m.disc_number or 0, m.track_number or 0, track_id)
+        out.append(
+            Candidate(
+                sha256=sha,
+                size=size,
+                track_id=track_id,
+                codec=codec,
+                container=container,
+                title=m.title,
+                isrc=m.isrc,
+                rights=m.rights,
+                album=m.album,
+                collection=collection,
+                artists=tuple(m.artist_names),
+                order=order,
+            )
+        )
+    out.sort(key=lambda c: (c.collection, c.order))
+    summary.candidates = out
+    return summary
+
+
+def cut_folders(
+    candidates: Sequence[Candidate], *, target_size: int, max_files: int
+) -> list[list[Candidate]]:
+    """Consecutive runs of one collection, each within the size and file limits."""
+    folders: list[list[Candidate]] = []
+    current: list[Candidate] = []
+    size = 0
+    for c in candidates:
+        if c.size > target_size:
+            raise UsageError(
+                f"target size {format_size(target_size)} is smaller than one file"
+                f" ({c.sha256[:12]}..., {format_size(c.size)}); raise --target-size"
+            )
+        if current and (
+            size + c.size > target_size
+            or len(current) >= max_files
+            or current[0].collection != c.collection
+        ):
+            folders.append(current)
+            current, size = [], 0
+        current.append(c)
+        size += c.size
+    if current:
+        folders.append(current)
+    return folders
