@@ -19,7 +19,7 @@ from musicark.cli.common import ARCHIVE_HELP, configure_logging
 from musicark.errors import MusicarkError, UsageError
 
 # One module per domain; each defines `register(group)`.
-COMMAND_MODULES = ("catalog", "plan", "release", "search", "store", "swarm", "web")
+COMMAND_MODULES = ("acquire", "catalog", "plan", "release", "search", "store", "swarm", "web")
 
 log = logging.getLogger("musicark")
 

@@ -1,0 +1,93 @@
+"""`fma:PATH`: the Free Music Archive dataset, audio by track id.
+
+PATH is the dataset folder: `tracks.csv` (at the top or in `fma_metadata/`) with its
+two-level header (a group row — album, artist, set, track — then the field row, then
+pandas' index-name row `track_id`), and the audio laid out by track id,
+`000/000002.mp3`, in `fma_full/`, `fma_large/`, `fma_medium/`, `fma_small/` or `audio/`.
+Each track's `track/license` sets `rights`; titles, artists and the FMA id (external id
+kind `fma`) tie offers to catalogue tracks.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from musicark.acquire.licences import licence_rights
+from musicark.acquire.model import Offer
+from musicark.acquire.sources import BaseSource, SourceContext, register
+from musicark.errors import UsageError
+
+AUDIO_FOLDERS = ("fma_full", "fma_large", "fma_medium", "fma_small", "audio", ".")
+
+
+def audio_path(root: Path, track_id: int) -> Path:
+    return root / f"{track_id // 1000:03d}" / f"{track_id:06d}.mp3"
+
+
+def read_tracks(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(track id, {"group/field": value}) from an FMA `tracks.csv`, lazily."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            groups = next(reader)
+            fields = next(reader)
+        except StopIteration:
+            return
+        names: list[str] = []
+        group = ""
+        for g, f in zip(groups, fields, strict=False):
+            group = g or group
+            names.append(f"{group}/{f}")
+        for row in reader:
+            if not row or not row[0].strip().isdigit():
+                continue  # the `track_id,,,` index-name row, blank lines
+            yield int(row[0]), dict(zip(names[1:], row[1:], strict=False))
+
+
+@register
+class FmaSource(BaseSource):
+    name = "fma"
+    needs = "PATH: the Free Music Archive dataset folder (tracks.csv and 000/000002.mp3 audio)"
+    summary = "the Free Music Archive dataset; per-track licence -> rights"
+
+    def __init__(self, argument: str, *, context: SourceContext) -> None:
+        super().__init__(argument, context=context)
+        root = Path(argument)
+        candidates = [root / "tracks.csv", root / "fma_metadata" / "tracks.csv"]
+        self.tracks_csv = next((c for c in candidates if c.is_file()), None)
+        if self.tracks_csv is None:
+            raise UsageError(f"fma: no tracks.csv in {argument} (or its fma_metadata/)")
+        self.audio = next(
+            (root / d for d in AUDIO_FOLDERS if (root / d).is_dir() and _has_audio(root / d)),
+            None,
+        )
+        if self.audio is None:
+            raise UsageError(f"fma: no audio folder (000/000002.mp3 ...) in {argument}")
+
+    def offers(self) -> Iterator[Offer]:
+        assert self.audio is not None and self.tracks_csv is not None
+        for tid, row in read_tracks(self.tracks_csv):
+            path = audio_path(self.audio, tid)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue  # the subsets hold only some of the tracks
+            licence = row.get("track/license") or None
+            yield Offer(
+                source=self.name,
+                key=f"track/{tid}",
+                path=str(path),
+                size=size,
+                licence=licence,
+                rights=licence_rights(licence),
+                external=("fma", str(tid)),
+                title=row.get("track/title") or None,
+                artist=row.get("artist/name") or None,
+                suffix=".mp3",
+            )
+
+
+def _has_audio(folder: Path) -> bool:
+    return any(p.is_dir() and len(p.name) == 3 and p.name.isdigit() for p in folder.iterdir())

@@ -1,0 +1,205 @@
+"""Tying offers to catalogue tracks, and ordering them by the plan.
+
+An offer names its track directly (a catalogue track id), or by ISRC, MusicBrainz id,
+an id in another catalogue (`external_ids`), or artist + title: the same ladder ingest
+climbs for a file's tags (`musicark.store.match`). For a plan-ordered run every offer of
+every source goes into an on-disk index keyed by track, which the plan's selected tracks
+are then looked up in, in rank order: memory stays flat whatever the number of offers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from musicark.acquire.model import Offer
+from musicark.archive import Archive
+from musicark.store.match import EXTERNAL_KINDS, Matcher, clean_isrc
+
+# TODO(seams): read the catalogue through musicark/catalog/reader.py once it is on main.
+
+_MB_KINDS = EXTERNAL_KINDS["musicbrainz_trackid"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackInfo:
+    track_id: int
+    isrc: str | None
+    rights: str
+
+
+class Resolver:
+    """Offer -> catalogue track ids (several when an ISRC names several tracks)."""
+
+    def __init__(self, archive: Archive, state: sqlite3.Connection) -> None:
+        self.state = state
+        self.catalog: sqlite3.Connection | None = None
+        self.matcher: Matcher | None = None
+        if archive.catalog_path.exists():
+            self.catalog = archive.connect_catalog(readonly=True)
+            self.matcher = Matcher(
+                archive, state, tolerance_ms=archive.config.ingest.duration_tolerance_ms
+            )
+
+    def close(self) -> None:
+        if self.matcher is not None:
+            self.matcher.close()
+        if self.catalog is not None:
+            self.catalog.close()
+
+    def tracks(self, offer: Offer) -> list[int]:
+        cat = self.catalog
+        if cat is None:
+            return []
+        if offer.track_id is not None:
+            row = cat.execute("SELECT 1 FROM tracks WHERE id = ?", (offer.track_id,)).fetchone()
+            return [offer.track_id] if row else []
+        isrc = clean_isrc(offer.isrc)
+        if isrc:
+            ids = [r[0] for r in cat.execute("SELECT id FROM tracks WHERE isrc = ?", (isrc,))]
+            if ids:
+                return ids
+        pairs: list[tuple[tuple[str, ...], str]] = []
+        if offer.mbid:
+            pairs.append((_MB_KINDS, offer.mbid.strip()))
+        if offer.external:
+            pairs.append(((offer.external[0],), offer.external[1]))
+        for kinds, value in pairs:
+            marks = ",".join("?" * len(kinds))
+            ids = [
+                r[0]
+                for r in cat.execute(
+                    "SELECT DISTINCT entity_id FROM external_ids WHERE entity = 'track'"
+                    f" AND kind IN ({marks}) AND value = ?",
+                    (*kinds, value),
+                )
+            ]
+            if ids:
+                return ids
+        if offer.title and offer.artist and self.matcher is not None:
+            m = self.matcher.match({"title": [offer.title], "artist": [offer.artist]}, None)
+            if m is not None:
+                return [m.track_id]
+        return []
+
+    def info(self, track_ids: Iterable[int]) -> dict[int, TrackInfo]:
+        ids = list(track_ids)
+        out: dict[int, TrackInfo] = {}
+        if self.catalog is None:
+            return out
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for tid, isrc, rights in self.catalog.execute(
+                f"SELECT id, isrc, rights FROM tracks WHERE id IN ({marks})", chunk
+            ):
+                out[tid] = TrackInfo(tid, isrc, rights)
+        return out
+
+    def isrc_tracks(self, isrc: str) -> list[int]:
+        if self.catalog is None:
+            return []
+        return [r[0] for r in self.catalog.execute("SELECT id FROM tracks WHERE isrc = ?", (isrc,))]
+
+
+def offer_to_json(offer: Offer) -> bytes:
+    data = {f: getattr(offer, f) for f in Offer.__slots__}
+    data["checksums"] = dict(offer.checksums)
+    return orjson.dumps(data)
+
+
+def offer_from_json(raw: bytes | str) -> Offer:
+    data = orjson.loads(raw)
+    if data.get("external") is not None:
+        data["external"] = tuple(data["external"])
+    return Offer(**data)
+
+
+class OfferIndex:
+    """Every offer of every source by catalogue track, in a scratch SQLite file."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("offers-*.sqlite*"):
+            pid = old.name.split("-", 1)[1].split(".", 1)[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                old.unlink(missing_ok=True)
+        self.path = folder / f"offers-{os.getpid()}.sqlite"
+        self.path.unlink(missing_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=OFF")
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute(
+            "CREATE TABLE offers (track_id INTEGER NOT NULL, rank INTEGER NOT NULL,"
+            " seq INTEGER NOT NULL, offer BLOB NOT NULL)"
+        )
+        self.rows = 0
+
+    def add(self, offers: Iterable[tuple[Offer, list[int]]], rank: int) -> int:
+        """Index (offer, its track ids); returns the offers that matched no track."""
+        unmatched = 0
+        batch: list[tuple[int, int, int, bytes]] = []
+        self.conn.execute("BEGIN")
+        for offer, ids in offers:
+            if not ids:
+                unmatched += 1
+                continue
+            raw = offer_to_json(offer)
+            for tid in ids:
+                batch.append((tid, rank, self.rows, raw))
+            self.rows += 1
+            if len(batch) >= 5000:
+                self.conn.executemany("INSERT INTO offers VALUES (?,?,?,?)", batch)
+                batch.clear()
+        self.conn.executemany("INSERT INTO offers VALUES (?,?,?,?)", batch)
+        self.conn.execute("COMMIT")
+        return unmatched
+
+    def finish(self) -> None:
+        self.conn.execute("CREATE INDEX offers_track ON offers(track_id, rank, seq)")
+
+    def distinct_tracks(self) -> int:
+        return int(self.conn.execute("SELECT count(DISTINCT track_id) FROM offers").fetchone()[0])
+
+    def lookup(self, track_ids: list[int]) -> dict[int, list[Offer]]:
+        out: dict[int, list[Offer]] = {}
+        for i in range(0, len(track_ids), 500):
+            chunk = track_ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for tid, raw in self.conn.execute(
+                f"SELECT track_id, offer FROM offers WHERE track_id IN ({marks})"
+                " ORDER BY track_id, rank, seq",
+                chunk,
+            ):
+                out.setdefault(tid, []).append(offer_from_json(raw))
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def chunks(values: Iterable[int], size: int) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for v in values:
+        batch.append(int(v))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
