@@ -11,37 +11,27 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import orjson
 
 from musicark.acquire.model import Offer
 from musicark.archive import Archive
+from musicark.catalog.reader import CatalogReader, TrackRecord
 from musicark.store.match import EXTERNAL_KINDS, Matcher, clean_isrc
 
-# TODO(seams): read the catalogue through musicark/catalog/reader.py once it is on main.
-
 _MB_KINDS = EXTERNAL_KINDS["musicbrainz_trackid"]
-
-
-@dataclass(frozen=True, slots=True)
-class TrackInfo:
-    track_id: int
-    isrc: str | None
-    rights: str
 
 
 class Resolver:
     """Offer -> catalogue track ids (several when an ISRC names several tracks)."""
 
     def __init__(self, archive: Archive, state: sqlite3.Connection) -> None:
-        self.state = state
-        self.catalog: sqlite3.Connection | None = None
+        self.reader: CatalogReader | None = None
         self.matcher: Matcher | None = None
         if archive.catalog_path.exists():
-            self.catalog = archive.connect_catalog(readonly=True)
+            self.reader = CatalogReader.open(archive.catalog_path)
             self.matcher = Matcher(
                 archive, state, tolerance_ms=archive.config.ingest.duration_tolerance_ms
             )
@@ -49,36 +39,27 @@ class Resolver:
     def close(self) -> None:
         if self.matcher is not None:
             self.matcher.close()
-        if self.catalog is not None:
-            self.catalog.close()
+        if self.reader is not None:
+            self.reader.close()
 
     def tracks(self, offer: Offer) -> list[int]:
-        cat = self.catalog
-        if cat is None:
+        reader = self.reader
+        if reader is None:
             return []
         if offer.track_id is not None:
-            row = cat.execute("SELECT 1 FROM tracks WHERE id = ?", (offer.track_id,)).fetchone()
-            return [offer.track_id] if row else []
+            return [offer.track_id] if reader.track(offer.track_id) is not None else []
         isrc = clean_isrc(offer.isrc)
         if isrc:
-            ids = [r[0] for r in cat.execute("SELECT id FROM tracks WHERE isrc = ?", (isrc,))]
+            ids = [t.id for t in reader.by_isrc(isrc)]
             if ids:
                 return ids
-        pairs: list[tuple[tuple[str, ...], str]] = []
+        pairs: list[tuple[Sequence[str], str]] = []
         if offer.mbid:
             pairs.append((_MB_KINDS, offer.mbid.strip()))
         if offer.external:
             pairs.append(((offer.external[0],), offer.external[1]))
         for kinds, value in pairs:
-            marks = ",".join("?" * len(kinds))
-            ids = [
-                r[0]
-                for r in cat.execute(
-                    "SELECT DISTINCT entity_id FROM external_ids WHERE entity = 'track'"
-                    f" AND kind IN ({marks}) AND value = ?",
-                    (*kinds, value),
-                )
-            ]
+            ids = reader.by_external_id(kinds, value)
             if ids:
                 return ids
         if offer.title and offer.artist and self.matcher is not None:
@@ -87,24 +68,11 @@ class Resolver:
                 return [m.track_id]
         return []
 
-    def info(self, track_ids: Iterable[int]) -> dict[int, TrackInfo]:
-        ids = list(track_ids)
-        out: dict[int, TrackInfo] = {}
-        if self.catalog is None:
-            return out
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for tid, isrc, rights in self.catalog.execute(
-                f"SELECT id, isrc, rights FROM tracks WHERE id IN ({marks})", chunk
-            ):
-                out[tid] = TrackInfo(tid, isrc, rights)
-        return out
+    def info(self, track_ids: Iterable[int]) -> dict[int, TrackRecord]:
+        return self.reader.tracks(list(track_ids)) if self.reader is not None else {}
 
     def isrc_tracks(self, isrc: str) -> list[int]:
-        if self.catalog is None:
-            return []
-        return [r[0] for r in self.catalog.execute("SELECT id FROM tracks WHERE isrc = ?", (isrc,))]
+        return [t.id for t in self.reader.by_isrc(isrc)] if self.reader is not None else []
 
 
 def offer_to_json(offer: Offer) -> bytes:

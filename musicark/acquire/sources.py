@@ -32,6 +32,7 @@ from musicark.acquire.http import Downloader, Transfer
 from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import CHECKSUMS, FetchFailed, Offer
 from musicark.errors import UsageError
+from musicark.registry import Registry
 
 AUDIO_SUFFIXES = (".mp3", ".flac", ".ogg", ".opus", ".m4a", ".oga", ".wav", ".aac", ".wv")
 ENTRY_POINT_GROUP = "musicark.sources"
@@ -95,40 +96,28 @@ def copy_local(offer: Offer, part: Path) -> Transfer:
 
 # ---------------------------------------------------------------- registry
 
-# TODO(seams): switch to musicark.registry.Registry once it is on main.
-_SOURCES: dict[str, type[BaseSource]] = {}
-_loaded_entry_points = False
+
+def _is_source(obj: object) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseSource)
+
+
+SOURCES: Registry[type[BaseSource]] = Registry("source", check=_is_source)
 
 
 def register(cls: type[BaseSource]) -> type[BaseSource]:
     """Register a source class under `cls.name` (usable as a decorator)."""
     if not cls.name or ":" in cls.name:
-        raise ValueError(f"a source needs a name without ':' (got {cls.name!r})")
-    _SOURCES[cls.name] = cls
+        raise UsageError(f"a source needs a name without ':' (got {cls.name!r})")
+    SOURCES.register(cls.name, cls, replace=True)
     return cls
 
 
-def _load_entry_points() -> None:
-    global _loaded_entry_points
-    if _loaded_entry_points:
-        return
-    _loaded_entry_points = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            register(ep.load())
-        except Exception as exc:  # a broken plugin must not break the built-ins
-            import logging
-
-            logging.getLogger(__name__).warning("source plugin %s failed to load: %s", ep, exc)
-
-
 def source_classes() -> dict[str, type[BaseSource]]:
+    """Every registered source by name: the built-ins, then `musicark.sources` plugins."""
     from musicark.acquire import fma, ia  # noqa: F401  (register the built-ins)
 
-    _load_entry_points()
-    return dict(sorted(_SOURCES.items()))
+    SOURCES.load_entry_points(ENTRY_POINT_GROUP)
+    return {name: SOURCES.get(name) for name in sorted(SOURCES.names())}
 
 
 def open_source(spec: str, *, context: SourceContext) -> BaseSource:

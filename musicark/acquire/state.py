@@ -18,7 +18,10 @@ from pathlib import Path
 
 from musicark.archive import Archive
 from musicark.errors import ArchiveError
+from musicark.sqlite import transaction
 from musicark.state import migrate_domain
+
+__all__ = ["DOMAIN", "connect", "counts", "record", "run_lock", "statuses", "transaction"]
 
 DOMAIN = "acquire"
 
@@ -72,18 +75,6 @@ def connect(archive: Archive, *, readonly: bool = False) -> sqlite3.Connection:
     if not readonly:
         migrate_domain(conn, DOMAIN, MIGRATIONS)
     return conn
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    # TODO(seams): use musicark.sqlite.transaction once it exists on main.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def record(conn: sqlite3.Connection, rows: Iterable[LedgerRow]) -> None:

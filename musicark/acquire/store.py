@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from musicark.acquire.fetch import Outcome
 from musicark.acquire.model import Fetched, Offer
 from musicark.archive import Archive
+from musicark.sqlite import transaction
 from musicark.store import dupes, ledger
 from musicark.store.ledger import STORED
 
@@ -104,17 +105,12 @@ class StoreBatcher:
 def _assign(conn: sqlite3.Connection, sha256: str, track_id: int, source: str) -> bool:
     """Give an unmatched rendition the track its offer named."""
     # TODO(store): ask ingest to take per-file track hints instead of fixing the row after.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         cur = conn.execute(
             "UPDATE renditions SET track_id = ?, match_method = ?, confidence = 1.0"
             " WHERE sha256 = ? AND track_id IS NULL",
             (track_id, f"acquire:{source}", sha256),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return cur.rowcount > 0
 
 
