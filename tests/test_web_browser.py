@@ -196,7 +196,7 @@ def test_duplicates_and_swarm_health(server: tuple[str, Archive], page) -> None:
     page.goto(f"{base}/releases")
     row = page.locator("table.torrents tbody tr").first
     cells = row.locator("td").all_inner_texts()
-    assert cells[4:6] == ["7", "2"]
+    assert cells[6:9] == ["7", "2", "11"]  # seeders, leechers, completed
     assert row.locator("input.magnet-link").input_value().startswith("magnet:?")
 
 

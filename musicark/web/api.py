@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from musicark.archive import Archive
 from musicark.search.analysis import has_text
 from musicark.search.query import MAX_LIMIT, MAX_OFFSET
 from musicark.web.coverage import coverage_data
 from musicark.web.data import ArchiveReader, sid
+from musicark.web.media import with_audio, with_held, with_links
 from musicark.web.params import NotFound, parse_id, parse_int, parse_query_text
 
 
@@ -39,6 +41,7 @@ def run_search(request: Request, *, limit: int, offset: int, q: str) -> dict[str
     for hit in data["hits"]:
         hit["id"] = sid(hit["id"])
         hit["album_id"] = sid(hit["album_id"])
+    with_held(reader(request), data["hits"], enabled=request.app.state.audio)
     return data
 
 
@@ -51,31 +54,39 @@ def api_search(request: Request) -> Response:
     return JSON(run_search(request, limit=limit, offset=offset, q=q))
 
 
-def _entity(request: Request, kind: str) -> dict[str, Any]:
-    key = f"{kind}_id"
-    value = parse_id(request.path_params[key], what=kind)
-    found = getattr(reader(request), kind)(value)
+def entity(request: Request, kind: str) -> dict[str, Any]:
+    """The track, album or artist the path names, with what is held and playable."""
+    value = parse_id(request.path_params[f"{kind}_id"], what=kind)
+    r = reader(request)
+    found = getattr(r, kind)(value)
     if found is None:
         raise NotFound(f"no {kind} with id {value} in the catalogue")
-    return dict(found)
+    found = dict(found)
+    audio = request.app.state.audio
+    if kind == "track":
+        with_audio(found, enabled=audio)
+        with_held(r, found["same_isrc"], enabled=audio)
+    else:
+        with_held(r, found["tracks"], enabled=audio)
+    return found
 
 
 def api_track(request: Request) -> Response:
     from musicark.web.app import JSON
 
-    return JSON(_entity(request, "track"))
+    return JSON(entity(request, "track"))
 
 
 def api_album(request: Request) -> Response:
     from musicark.web.app import JSON
 
-    return JSON(_entity(request, "album"))
+    return JSON(entity(request, "album"))
 
 
 def api_artist(request: Request) -> Response:
     from musicark.web.app import JSON
 
-    return JSON(_entity(request, "artist"))
+    return JSON(entity(request, "artist"))
 
 
 def api_coverage(request: Request) -> Response:
@@ -87,14 +98,25 @@ def api_coverage(request: Request) -> Response:
 def api_releases(request: Request) -> Response:
     from musicark.web.app import JSON
 
-    return JSON(reader(request).releases())
+    return JSON(with_links(reader(request).releases()))
 
 
 def api_health(request: Request) -> Response:
     from musicark.web.app import JSON
 
-    r = reader(request)
-    return JSON({"audit": r.last_audit(), "holdings": r.holdings()})
+    return JSON(health_data(request.app.state.archive, reader(request)))
+
+
+def health_data(archive: Archive, r: ArchiveReader) -> dict[str, Any]:
+    """The last audit, the last full audit, how fresh verification is, what is held."""
+    from musicark.store.fixity import verification_status
+
+    return {
+        "audit": r.last_audit(),
+        "full_audit": r.last_audit(level="full"),
+        "verification": verification_status(archive),
+        "holdings": r.holdings(),
+    }
 
 
 def api_openapi(request: Request) -> Response:
@@ -153,6 +175,15 @@ def _id_param(name: str, what: str) -> dict[str, Any]:
     }
 
 
+_HELD = {
+    "held": {"type": "boolean"},
+    "release": _STR,
+    "torrent": _STR,
+    "audio_url": {
+        "type": ["string", "null"],
+        "description": "Where to play it (HTTP Range); null unless held and redistributable.",
+    },
+}
 _CREDIT = _obj({"id": _ID, "name": {"type": "string"}, "role": _STR})
 _TRACK_ITEM = _obj(
     {
@@ -166,6 +197,8 @@ _TRACK_ITEM = _obj(
         "isrc": _STR,
         "track_number": _INT,
         "disc_number": _INT,
+        "rights": _STR,
+        **_HELD,
     }
 )
 _RENDITION = _obj(
@@ -183,6 +216,9 @@ _RENDITION = _obj(
         "preferred_reason": _STR,
         "match_method": _STR,
         "confidence": _NUM,
+        "audio_url": _HELD["audio_url"],
+        "media_type": {"type": "string"},
+        "not_playable": {**_STR, "description": "Why it cannot be played, if it cannot."},
     }
 )
 _LOCATION = _obj(
@@ -316,6 +352,7 @@ OPENAPI: dict[str, Any] = {
                     "isrc": _STR,
                     "duration_ms": _INT,
                     "score": {"type": "number"},
+                    **_HELD,
                 }
             ),
             "SearchResults": _obj(
@@ -387,6 +424,8 @@ OPENAPI: dict[str, Any] = {
             "Health": _obj(
                 {
                     "audit": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+                    "full_audit": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+                    "verification": {"type": "object"},
                     "holdings": {"type": "object"},
                 }
             ),

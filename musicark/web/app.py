@@ -30,6 +30,7 @@ SECURITY_HEADERS = [
     (
         b"content-security-policy",
         b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        b" media-src 'self';"
         b" connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
@@ -135,7 +136,7 @@ def create_app(archive: Archive, *, audio: bool = True) -> Starlette:
     or tantivy call holds one thread, never the event loop (each thread has its own
     read-only connections, see `ArchiveReader`).
     """
-    from musicark.web import api, pages
+    from musicark.web import api, media, pages
 
     static = load_static()
 
@@ -165,6 +166,7 @@ def create_app(archive: Archive, *, audio: bool = True) -> Starlette:
     routes = [
         *pages.routes(),
         *api.routes(),
+        *media.routes(),
         Route("/static/{name}", static_file, methods=["GET"]),
     ]
     app = Starlette(

@@ -118,6 +118,7 @@ class ArchiveReader:
                 "isrc": t.isrc,
                 "track_number": t.track_number,
                 "disc_number": t.disc_number,
+                "rights": t.rights,
             }
             for t in tracks
         ]
@@ -304,7 +305,78 @@ class ArchiveReader:
             for r in self.rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")
         }
 
+    def rendition(self, track_id: int, sha256: str) -> dict[str, Any] | None:
+        """The stored file `sha256` if it is a rendition of `track_id` (container, codec)."""
+        found = self.rows(
+            self.state(),
+            "SELECT b.sha256, b.size, b.container, b.codec FROM renditions r"
+            " JOIN blobs b ON b.sha256 = r.sha256 WHERE r.sha256 = ? AND r.track_id = ?",
+            (sha256, track_id),
+        )
+        return found[0] if found else None
+
+    def track_rights(self, track_id: int) -> str | None:
+        reader = self.reader()
+        found = reader.track(track_id) if reader is not None else None
+        return found.rights if found is not None else None
+
+    def rights_of(self, track_ids: list[int]) -> dict[str, str | None]:
+        reader = self.reader()
+        if reader is None:
+            return {}
+        return {str(k): t.rights for k, t in reader.tracks(track_ids).items()}
+
+    def held(self, track_ids: list[str | None]) -> dict[str, dict[str, Any]]:
+        """Per listed track held in the store: its preferred (else best) rendition and the
+        torrent and release that carry the track, if any."""
+        ids = [int(t) for t in track_ids if t is not None]
+        conn = self.state()
+        out: dict[str, dict[str, Any]] = {}
+        if not ids or not {"sha256", "track_id"} <= self.columns(conn, "renditions"):
+            return out
+        released = "track_id" in self.columns(conn, "release_files")
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.rows(
+                conn,
+                "SELECT r.track_id, r.sha256, b.container, b.codec FROM renditions r"
+                f" JOIN blobs b ON b.sha256 = r.sha256 WHERE r.track_id IN ({marks})"
+                " ORDER BY r.track_id, r.preferred DESC, b.bitrate DESC",
+                part,
+            ):
+                out.setdefault(
+                    str(r["track_id"]),
+                    {"sha256": r["sha256"], "container": r["container"], "codec": r["codec"]},
+                )
+            if not released:
+                continue
+            for r in self.rows(
+                conn,
+                "SELECT rf.track_id, rf.torrent, t.release FROM release_files rf"
+                f" LEFT JOIN torrents t ON t.name = rf.torrent WHERE rf.track_id IN ({marks})",
+                part,
+            ):
+                entry = out.get(str(r["track_id"]))
+                if entry is not None and "torrent" not in entry:
+                    entry.update(torrent=r["torrent"], release=r["release"])
+        return out
+
     # ------------------------------------------------------------ releases
+
+    def torrent_named(self, name: str) -> dict[str, Any] | None:
+        found = self.rows(self.state(), "SELECT * FROM torrents WHERE name = ?", (name,))
+        return found[0] if found else None
+
+    def latest_metadata(self, release: str) -> dict[str, Any] | None:
+        """The release's newest published metadata torrent."""
+        found = self.rows(
+            self.state(),
+            "SELECT * FROM torrents WHERE release = ? AND kind = 'metadata'"
+            " ORDER BY created DESC, name DESC LIMIT 1",
+            (release,),
+        )
+        return found[0] if found else None
 
     def locations(self, track_id: int, shas: list[str]) -> list[dict[str, Any]]:
         """Where the track's files are in the published torrents."""
@@ -369,6 +441,10 @@ class ArchiveReader:
             out_t.append(
                 {
                     "name": t.get("name"),
+                    "kind": t.get("kind"),
+                    "format": t.get("format"),
+                    "torrent_size": t.get("torrent_size"),
+                    "restricted": bool(t.get("restricted")),
                     "release": sid(t.get("release") if "release" in t else t.get("release_id")),
                     "magnet": safe_magnet(t.get("magnet")),
                     "infohash": ih,
@@ -413,9 +489,11 @@ class ArchiveReader:
 
     # ------------------------------------------------------------ health and coverage
 
-    def last_audit(self) -> dict[str, Any] | None:
+    def last_audit(self, *, level: str | None = None) -> dict[str, Any] | None:
+        """The latest audit (of `level` only, when given)."""
         conn = self.state()
-        rows = self.rows(conn, "SELECT * FROM audits ORDER BY id DESC LIMIT 1")
+        where, params = ("WHERE level = ?", (level,)) if level else ("", ())
+        rows = self.rows(conn, f"SELECT * FROM audits {where} ORDER BY id DESC LIMIT 1", params)
         if not rows:
             return None
         a = rows[0]

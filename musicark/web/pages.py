@@ -13,9 +13,10 @@ from starlette.routing import Route
 from musicark.errors import SearchError
 from musicark.search.query import MAX_OFFSET
 from musicark.units import format_size
-from musicark.web.api import reader, run_search
+from musicark.web.api import entity, health_data, reader, run_search
 from musicark.web.coverage import coverage_data, svg_points
-from musicark.web.params import NotFound, parse_id, parse_int, parse_query_text
+from musicark.web.media import with_links
+from musicark.web.params import parse_int, parse_query_text
 
 PAGE_SIZE = 20
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE + 1
@@ -82,24 +83,16 @@ def search_page(request: Request) -> Response:
     )
 
 
-def _entity(request: Request, kind: str) -> dict[str, Any]:
-    value = parse_id(request.path_params[f"{kind}_id"], what=kind)
-    found = getattr(reader(request), kind)(value)
-    if found is None:
-        raise NotFound(f"no {kind} with id {value} in the catalogue")
-    return dict(found)
-
-
 def track_page(request: Request) -> Response:
-    return page("track.html", track=_entity(request, "track"))
+    return page("track.html", track=entity(request, "track"), audio=request.app.state.audio)
 
 
 def album_page(request: Request) -> Response:
-    return page("album.html", album=_entity(request, "album"))
+    return page("album.html", album=entity(request, "album"))
 
 
 def artist_page(request: Request) -> Response:
-    return page("artist.html", artist=_entity(request, "artist"))
+    return page("artist.html", artist=entity(request, "artist"))
 
 
 def coverage_page(request: Request) -> Response:
@@ -120,12 +113,12 @@ def coverage_page(request: Request) -> Response:
 
 
 def releases_page(request: Request) -> Response:
-    return page("releases.html", data=reader(request).releases())
+    return page("releases.html", data=with_links(reader(request).releases()))
 
 
 def health_page(request: Request) -> Response:
     r = reader(request)
-    return page("health.html", audit=r.last_audit(), holdings=r.holdings())
+    return page("health.html", **health_data(request.app.state.archive, r))
 
 
 def routes() -> list[Route]:

@@ -52,7 +52,18 @@
       li.appendChild(document.createTextNode(" "));
       const albumHref = idPath("/albums/", h.album_id);
       if (albumHref) li.appendChild(link(albumHref, "album", h.album));
-      li.appendChild(el("span", "meta", " " + duration(h.duration_ms) + " · popularity " + h.popularity));
+      li.appendChild(el("span", "meta", " " + duration(h.duration_ms) + " · popularity " + h.popularity +
+        (h.held ? " · held" : "")));
+      if (typeof h.audio_url === "string" && h.audio_url.startsWith("/tracks/")) {
+        const play = el("button", "play", "▶");
+        play.type = "button";
+        play.setAttribute("data-src", h.audio_url);
+        play.setAttribute("data-title", h.title);
+        play.setAttribute("aria-label", "Play " + h.title);
+        play.appendChild(el("span", "label", " Play"));
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(play);
+      }
       list.appendChild(li);
     }
     if (data.total === 0) {
