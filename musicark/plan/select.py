@@ -40,7 +40,6 @@ from musicark.plan.model import (
 )
 from musicark.plan.rank import STRATEGIES, isrc_representatives, order_by_key, strategy_keys
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.units import parse_bitrate
 
 STATUSES = (
     "selected",
@@ -97,10 +96,8 @@ class PlanOptions:
         s = config.plan
         values: dict[str, Any] = {
             "strategy": s.strategy,
-            "bitrate": parse_bitrate(s.bitrate, what="[plan] bitrate"),
-            "bitrate_zero": parse_bitrate(
-                s.bitrate_zero_popularity, what="[plan] bitrate_zero_popularity"
-            ),
+            "bitrate": s.bitrate,  # parsed when the settings were loaded
+            "bitrate_zero": s.bitrate_zero_popularity,
             "listens_scale": s.listens_scale,
             "listens_base": s.listens_base,
             "listens_calibrate": s.listens_calibrate,
