@@ -17,7 +17,8 @@ from musicark.plan.make import (
     plan_archive,
 )
 from musicark.plan.plot import plot_coverage
-from musicark.plan.select import STATUSES, Plan, PlanOptions, make_plan
+from musicark.plan.select import PlanOptions, make_plan
+from musicark.plan.table import STATUSES, Plan
 
 __all__ = [
     "STATUSES",

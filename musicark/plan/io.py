@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import orjson
@@ -18,14 +18,11 @@ import pyarrow.parquet as pq
 
 from musicark.archive import Archive
 from musicark.errors import UsageError
-
-if TYPE_CHECKING:
-    from musicark.plan.select import Plan
+from musicark.plan.table import METADATA_KEY, Plan
 
 PLANS_DIR = "plans"
 LATEST_PLAN = "latest.parquet"
 LATEST_SUMMARY = "latest.json"
-METADATA_KEY = b"musicark.plan"
 ROW_GROUP = 1 << 20
 
 

@@ -20,7 +20,8 @@ from musicark.plan.io import (
 )
 from musicark.plan.load import load_catalog
 from musicark.plan.plot import plot_coverage
-from musicark.plan.select import Plan, PlanOptions, make_plan
+from musicark.plan.select import PlanOptions, make_plan
+from musicark.plan.table import Plan
 from musicark.progress import ProgressCallback
 from musicark.units import format_size
 

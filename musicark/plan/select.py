@@ -15,19 +15,15 @@ listens), then the skipped ones grouped by status, each group by track id.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import orjson
-import pyarrow as pa
 
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.config import Config
 from musicark.errors import CatalogError, UsageError
 from musicark.plan.curve import coverage_curve, knee, marginal_listens_per_tb
-from musicark.plan.io import METADATA_KEY
 from musicark.plan.load import CatalogColumns
 from musicark.plan.model import (
     TIERS,
@@ -39,21 +35,20 @@ from musicark.plan.model import (
     tiers,
 )
 from musicark.plan.rank import STRATEGIES, isrc_representatives, order_by_key, strategy_keys
+from musicark.plan.table import (
+    CANDIDATE,
+    ISRC_DUP,
+    LOW_PRIORITY,
+    OVER_BUDGET,
+    RIGHTS,
+    SELECTED,
+    STATUSES,
+    UNKNOWN_SIZE,
+    Plan,
+)
 from musicark.progress import Progress, ProgressCallback, report
 
-STATUSES = (
-    "selected",
-    "skipped_over_budget",
-    "skipped_isrc_has_download",
-    "skipped_low_priority",
-    "skipped_rights",
-    "skipped_unknown_size",
-)
-SELECTED, OVER_BUDGET, ISRC_DUP, LOW_PRIORITY, RIGHTS, UNKNOWN_SIZE = range(6)
-CANDIDATE = -1
-SIZE_SOURCES = ("held", "estimated", "unknown")
 RIGHTS_CHOICES = ("all", "public")
-PLAN_FORMAT = 1
 CHUNK = 1 << 18
 _DROPPED = np.zeros(0, dtype=np.int8)  # a column `make_plan(consume=True)` no longer needs
 
@@ -108,93 +103,6 @@ class PlanOptions:
         return cls(**values)
 
 
-@dataclass
-class Plan:
-    """A ranked plan: rows are produced on demand (`batches`, `table`) from per-track arrays.
-
-    `perm` lists track indices in plan order; the per-track arrays are in catalogue order.
-    """
-
-    summary: dict[str, Any]
-    curve: dict[str, list[float]]
-    perm: np.ndarray
-    candidates: int  # the first `candidates` entries of `perm` are ranked
-    cum_bytes: np.ndarray
-    cum_listens: np.ndarray
-    arrays: dict[str, np.ndarray] = field(repr=False)
-
-    def metadata(self) -> dict[str, Any]:
-        return {"format": PLAN_FORMAT, "summary": self.summary, "curve": self.curve}
-
-    def schema(self) -> pa.Schema:
-        meta = orjson.dumps(self.metadata(), option=orjson.OPT_SORT_KEYS)
-        return plan_schema().with_metadata({METADATA_KEY: meta})
-
-    def batches(self, rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
-        """The plan's rows in rank order, `rows` at a time."""
-        a, n, m = self.arrays, len(self.perm), self.candidates
-        schema = self.schema()
-        for start in range(0, max(n, 1), rows):
-            stop = min(n, start + rows)
-            idx = self.perm[start:stop]
-            nbytes = a["nbytes"][idx]
-            ranked = max(0, min(stop, m) - start)
-            cum_b = np.zeros(stop - start, dtype=np.int64)
-            cum_b[:ranked] = self.cum_bytes[start : start + ranked]
-            cum_l = np.zeros(stop - start, dtype=np.float64)
-            cum_l[:ranked] = self.cum_listens[start : start + ranked]
-            unranked = np.zeros(stop - start, dtype=bool)
-            unranked[ranked:] = True
-            source = (nbytes < 0).astype(np.int8) + np.int8(1)  # estimated 1, unknown 2
-            source[a["held"][idx]] = 0
-            yield pa.RecordBatch.from_arrays(
-                [
-                    pa.array(np.arange(start + 1, stop + 1, dtype=np.int64)),
-                    pa.array(a["track_id"][idx]),
-                    _dict(a["status"][idx], STATUSES),
-                    _dict(a["tier"][idx], TIERS),
-                    _dict(source, SIZE_SOURCES),
-                    pa.array(nbytes, mask=nbytes < 0),
-                    pa.array(a["listens"][idx]),
-                    pa.array(a["covered"][idx]),
-                    pa.array(cum_b, mask=unranked),
-                    pa.array(cum_l, mask=unranked),
-                    pa.array(a["public"][idx]),
-                ],
-                schema=schema,
-            )
-
-    @property
-    def table(self) -> pa.Table:
-        """All rows at once (small plans, tests); large plans are written by batches."""
-        return pa.Table.from_batches(list(self.batches()), schema=self.schema())
-
-
-def plan_schema() -> pa.Schema:
-    status = pa.dictionary(pa.int8(), pa.string())
-    return pa.schema(
-        [
-            ("rank", pa.int64()),
-            ("track_id", pa.int64()),
-            ("status", status),
-            ("tier", status),
-            ("size_source", status),
-            ("expected_bytes", pa.int64()),
-            ("expected_listens", pa.float64()),
-            ("covered_listens", pa.float64()),
-            ("cumulative_bytes", pa.int64()),
-            ("cumulative_listens", pa.float64()),
-            ("redistributable", pa.bool_()),
-        ]
-    )
-
-
-def _dict(codes: np.ndarray, vocab: tuple[str, ...]) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(codes.astype(np.int8, copy=False)), pa.array(vocab)
-    )
-
-
 def exact_sum(x: np.ndarray) -> float:
     """A sum that does not depend on the order of `x` (fixed point, 1/1024 steps)."""
     total = 0
@@ -233,23 +141,26 @@ def _chunked(n: int) -> range:
     return range(0, n, CHUNK)
 
 
-def make_plan(
-    cols: CatalogColumns,
-    options: PlanOptions,
-    *,
-    progress: ProgressCallback | None = None,
-    consume: bool = False,
-) -> Plan:
-    """Rank every track of `cols` and select the prefix that fits `options`' budget.
+@dataclass
+class _Work:
+    """Per-track arrays (catalogue order) that the phases of `make_plan` fill in turn."""
 
-    With `consume`, the columns of `cols` that the plan does not keep are dropped from it
-    as soon as they are used (less memory; `cols` is unusable afterwards).
-    """
+    n: int
+    model: ListensModel
+    listens: np.ndarray  # float64
+    tier: np.ndarray  # int8
+    nbytes: np.ndarray  # int64, -1 unknown
+    held: np.ndarray  # bool
+    status: np.ndarray  # int8, CANDIDATE until decided
+    covered: np.ndarray  # float64: listens of the whole ISRC group on its representative
+    secondary: np.ndarray  # float32, for no-listen candidates only
+    described: np.ndarray  # int8: how many of five fields are known
+    dup_groups: int = 0
+
+
+def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _Work:
+    """Expected listens, tier and bytes of every track; statuses known from them alone."""
     n = len(cols)
-    if n == 0:
-        raise CatalogError("the catalogue has no tracks; import one with `musicark catalog import`")
-    stage = "plan: rank"
-    report(progress, Progress(stage, 0, 4, "steps"))
     model: ListensModel = calibrate_listens(
         cols.popularity,
         cols.play_count,
@@ -260,8 +171,8 @@ def make_plan(
     listens = np.empty(n, dtype=np.float64)
     tier = np.empty(n, dtype=np.int8)
     nbytes = np.empty(n, dtype=np.int64)
-    described = np.empty(n, dtype=np.int8)  # how many of five fields are known
-    secondary = np.empty(n, dtype=np.float32)  # kept below for no-listen candidates only
+    described = np.empty(n, dtype=np.int8)
+    secondary = np.empty(n, dtype=np.float32)
     for start in _chunked(n):  # bounded temporaries
         sl = slice(start, start + CHUNK)
         described[sl] = (
@@ -291,88 +202,109 @@ def make_plan(
     status[nbytes < 0] = UNKNOWN_SIZE
     if options.rights == "public":
         status[(status == CANDIDATE) & ~cols.redistributable] = RIGHTS
-    covered = listens.copy()
-    dup_groups = 0
-    if options.one_per_isrc:
-        members, group, is_rep = isrc_representatives(
-            cols.isrc_key,
-            status == CANDIDATE,
-            held=held,
-            listens=listens,
-            popularity=cols.popularity,
-            described=described,
-            track_id=cols.track_id,
-        )
-        if members.size:
-            dup_groups = int(group[-1]) + 1
-            sums = np.add.reduceat(listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
-            covered[members] = 0.0
-            reps = members[is_rep]
-            covered[reps] = sums[group[is_rep]]
-            others = members[~is_rep]
-            status[others[status[others] == CANDIDATE]] = ISRC_DUP
-        del members, group, is_rep
-    del described
-    if consume:
-        cols.isrc_key = _DROPPED
-    report(progress, Progress(stage, 1, 4, "steps"))
+    return _Work(
+        n=n,
+        model=model,
+        listens=listens,
+        tier=tier,
+        nbytes=nbytes,
+        held=held,
+        status=status,
+        covered=listens.copy(),
+        secondary=secondary,
+        described=described,
+    )
 
-    nolisten = (covered <= 0) & (status == CANDIDATE)
-    secondary[~nolisten] = 0.0
+
+def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
+    """Keep one candidate per ISRC; it covers the listens of its whole group."""
+    members, group, is_rep = isrc_representatives(
+        cols.isrc_key,
+        w.status == CANDIDATE,
+        held=w.held,
+        listens=w.listens,
+        popularity=cols.popularity,
+        described=w.described,
+        track_id=cols.track_id,
+    )
+    if members.size:
+        w.dup_groups = int(group[-1]) + 1
+        sums = np.add.reduceat(w.listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
+        w.covered[members] = 0.0
+        reps = members[is_rep]
+        w.covered[reps] = sums[group[is_rep]]
+        others = members[~is_rep]
+        w.status[others[w.status[others] == CANDIDATE]] = ISRC_DUP
+
+
+def _low_priority(w: _Work, options: PlanOptions) -> None:
+    """The secondary score counts only for candidates without expected listens."""
+    nolisten = (w.covered <= 0) & (w.status == CANDIDATE)
+    w.secondary[~nolisten] = 0.0
     if options.min_zero_score > 0:
-        status[nolisten & (secondary < options.min_zero_score)] = LOW_PRIORITY
-    del nolisten
+        w.status[nolisten & (w.secondary < options.min_zero_score)] = LOW_PRIORITY
 
-    index = np.int32 if n < 2**31 else np.int64
-    cand = np.flatnonzero(status == CANDIDATE).astype(index)
+
+def _rank(w: _Work, cols: CatalogColumns, options: PlanOptions) -> np.ndarray:
+    """The candidates' indices in rank order (best first)."""
+    index = np.int32 if w.n < 2**31 else np.int64
+    cand = np.flatnonzero(w.status == CANDIDATE).astype(index)
     key = np.empty(len(cand), dtype=np.int64)
     for start in range(0, len(cand), CHUNK):  # bounded temporaries
         part = cand[start : start + CHUNK]
         key[start : start + CHUNK] = strategy_keys(
             options.strategy,
-            covered=covered[part],
-            nbytes=nbytes[part],
+            covered=w.covered[part],
+            nbytes=w.nbytes[part],
             popularity=cols.popularity[part],
-            secondary=secondary[part],
+            secondary=w.secondary[part],
             track_id=cols.track_id[part],
         )
-    del secondary
-    if consume:
-        cols.popularity = _DROPPED
     order = order_by_key(key, cols.track_id, cand)
     del key
-    cand = cand[order]
-    del order
-    report(progress, Progress(stage, 2, 4, "steps"))
+    ranked: np.ndarray = cand[order]
+    return ranked
 
-    cum_bytes = nbytes[cand]
+
+def _select(
+    w: _Work, cand: np.ndarray, track_id: np.ndarray, options: PlanOptions
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Cumulative bytes and listens down the ranking, how many fit the budget, and the
+    plan order (candidates, then the skipped ones by status and track id)."""
+    cum_bytes = w.nbytes[cand]
     np.cumsum(cum_bytes, out=cum_bytes)
-    cum_listens = covered[cand]
+    cum_listens = w.covered[cand]
     np.cumsum(cum_listens, out=cum_listens)
     k = len(cand)
     if options.budget_bytes is not None:
         k = int(np.searchsorted(cum_bytes, options.budget_bytes, side="right"))
     if options.budget_tracks is not None:
         k = min(k, options.budget_tracks)
-    status[cand[:k]] = SELECTED
-    status[cand[k:]] = OVER_BUDGET
-
-    rest = np.flatnonzero(status > OVER_BUDGET).astype(index)
+    w.status[cand[:k]] = SELECTED
+    w.status[cand[k:]] = OVER_BUDGET
+    rest = np.flatnonzero(w.status > OVER_BUDGET).astype(cand.dtype)
     if rest.size:
-        rest = rest[np.argsort(cols.track_id[rest])]
-        rest = rest[np.argsort(status[rest], kind="stable")]
-    perm = np.concatenate([cand, rest])
-    del rest
-    report(progress, Progress(stage, 3, 4, "steps"))
+        rest = rest[np.argsort(track_id[rest])]
+        rest = rest[np.argsort(w.status[rest], kind="stable")]
+    return cum_bytes, cum_listens, k, np.concatenate([cand, rest])
 
-    m = len(cand)
-    del cand
-    public = cols.redistributable
-    total_listens = exact_sum(listens)
-    sel = status == SELECTED
-    sel_bytes = int(cum_bytes[k - 1]) if k else 0
+
+def _summary(
+    w: _Work,
+    public: np.ndarray,
+    options: PlanOptions,
+    *,
+    cum_bytes: np.ndarray,
+    cum_listens: np.ndarray,
+    k: int,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """The plan's summary and coverage curve."""
+    n, m = w.n, len(cum_bytes)
+    nbytes, held, covered = w.nbytes, w.held, w.covered
+    total_listens = exact_sum(w.listens)
+    sel = w.status == SELECTED
     sel_listens = float(cum_listens[k - 1]) if k else 0.0
-    counts = np.bincount(status, minlength=len(STATUSES))
+    counts = np.bincount(w.status, minlength=len(STATUSES))
     curve = coverage_curve(
         cum_bytes,
         cum_listens,
@@ -382,28 +314,28 @@ def make_plan(
     )
     summary: dict[str, Any] = {
         "options": asdict(options),
-        "model": model.describe(),
+        "model": w.model.describe(),
         "catalogue": {
             "tracks": n,
             "expected_listens": total_listens,
-            "redistributable": _share(public, nbytes, listens),
+            "redistributable": _share(public, nbytes, w.listens),
             "held": int(np.count_nonzero(held)),
             "unknown_size": int(counts[UNKNOWN_SIZE]),
-            "isrc_groups": dup_groups,
+            "isrc_groups": w.dup_groups,
             "candidates": m,
             "candidate_bytes": int(cum_bytes[-1]) if m else 0,
         },
         "statuses": {name: int(c) for name, c in zip(STATUSES, counts, strict=True)},
         "selected": {
             "tracks": k,
-            "bytes": sel_bytes,
+            "bytes": int(cum_bytes[k - 1]) if k else 0,
             "expected_listens": sel_listens,
             "pct_tracks": round(100.0 * k / n, 4),
             "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
             "bytes_held": _masked_sum(nbytes, sel, held),
             "bytes_to_acquire": _masked_sum(nbytes, sel, held, invert_last=True),
             "tiers": {
-                name: _share(sel & (tier == code), nbytes, covered)
+                name: _share(sel & (w.tier == code), nbytes, covered)
                 for code, name in enumerate(TIERS)
             },
             "redistributable": _share(sel & public, nbytes, covered),
@@ -418,22 +350,60 @@ def make_plan(
         "knee": knee(cum_bytes, cum_listens, total_tracks=n, total_listens=total_listens),
         "rights_values_redistributable": list(REDISTRIBUTABLE),
     }
+    return summary, curve
+
+
+def make_plan(
+    cols: CatalogColumns,
+    options: PlanOptions,
+    *,
+    progress: ProgressCallback | None = None,
+    consume: bool = False,
+) -> Plan:
+    """Rank every track of `cols` and select the prefix that fits `options`' budget.
+
+    With `consume`, the columns of `cols` that the plan does not keep are dropped from it
+    as soon as they are used (less memory; `cols` is unusable afterwards).
+    """
+    if len(cols) == 0:
+        raise CatalogError("the catalogue has no tracks; import one with `musicark catalog import`")
+    stage = "plan: rank"
+    report(progress, Progress(stage, 0, 4, "steps"))
+    w = _measure(cols, options, consume=consume)
+    if options.one_per_isrc:
+        _one_per_isrc(w, cols)
+    w.described = _DROPPED
+    if consume:
+        cols.isrc_key = _DROPPED
+    report(progress, Progress(stage, 1, 4, "steps"))
+    _low_priority(w, options)
+    cand = _rank(w, cols, options)
+    w.secondary = _DROPPED
+    if consume:
+        cols.popularity = _DROPPED
+    report(progress, Progress(stage, 2, 4, "steps"))
+    cum_bytes, cum_listens, k, perm = _select(w, cand, cols.track_id, options)
+    del cand
+    report(progress, Progress(stage, 3, 4, "steps"))
+    summary, curve = _summary(
+        w, cols.redistributable, options, cum_bytes=cum_bytes, cum_listens=cum_listens, k=k
+    )
     report(progress, Progress(stage, 4, 4, "steps"))
     arrays = {
         "track_id": cols.track_id,
-        "status": status,
-        "tier": tier,
-        "held": held,
-        "nbytes": nbytes,
-        "listens": listens,
-        "covered": covered,
-        "public": public,
+        "status": w.status,
+        "tier": w.tier,
+        "held": w.held,
+        "nbytes": w.nbytes,
+        "listens": w.listens,
+        "covered": w.covered,
+        "public": cols.redistributable,
     }
     return Plan(
         summary=summary,
         curve=curve,
         perm=perm,
-        candidates=m,
+        candidates=len(cum_bytes),
         cum_bytes=cum_bytes,
         cum_listens=cum_listens,
         arrays=arrays,
