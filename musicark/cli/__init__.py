@@ -19,7 +19,17 @@ from musicark.cli.common import ARCHIVE_HELP, configure_logging
 from musicark.errors import MusicarkError, UsageError
 
 # One module per domain; each defines `register(group)`.
-COMMAND_MODULES = ("acquire", "catalog", "plan", "release", "search", "store", "swarm", "web")
+COMMAND_MODULES = (
+    "acquire",
+    "catalog",
+    "plan",
+    "release",
+    "search",
+    "store",
+    "swarm",
+    "tier",
+    "web",
+)
 
 log = logging.getLogger("musicark")
 

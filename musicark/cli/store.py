@@ -135,6 +135,12 @@ def dupes_command(
             kbps = f" {round(r['bitrate'] / 1000)} kbit/s" if r["bitrate"] else ""
             why = f"  ({r['preferred_reason']})" if r["preferred"] else ""
             click.echo(f"  {mark} {r['sha256']} {r['codec']}{kbps}{why}")
+    click.echo(f"{len(data['derived'])} derived renditions")
+    for d in data["derived"]:
+        click.echo(
+            f"  {d['sha256']} <- {d['source_sha256']} ({d['codec']}"
+            f" {round(d['bitrate'] / 1000)} kbit/s, track {d['track_id']})"
+        )
     if acoustic:
         click.echo(f"{len(data['acoustic'])} acoustic near-duplicate pairs")
         for d in data["acoustic"]:

@@ -129,7 +129,10 @@ def prefer(archive: Archive, sha256: str) -> dict[str, Any]:
 
 
 def find_dupes(archive: Archive, *, acoustic: bool = False, limit: int = 1000) -> dict[str, Any]:
-    """Exact duplicates, same-recording groups (with the preferred one) and, if asked, acoustic."""
+    """Exact duplicates, same-recording groups (with the preferred one), derived renditions
+    (`musicark transcode`) with their source and, if asked, acoustic near-duplicates."""
+    from musicark.tier.transcode import derived_renditions
+
     conn = schema.connect(archive)
     try:
         exact = []
@@ -182,6 +185,7 @@ def find_dupes(archive: Archive, *, acoustic: bool = False, limit: int = 1000) -
             "blobs": conn.execute("SELECT count(*) FROM blobs").fetchone()[0],
             "exact": exact,
             "same_recording": recordings,
+            "derived": derived_renditions(conn, limit=limit),
         }
         if acoustic:
             from musicark.store.acoustic import find_near_duplicates

@@ -1,0 +1,357 @@
+"""`musicark transcode`: derived renditions for the tracks of a plan tier.
+
+For every track a plan selects in the tier (`zero` by default: the long tail), the
+preferred held rendition is re-encoded (`encode.render`, in worker processes) and checked
+against its source (`check.py`). The main process stores a checked file by its own sha256
+(synced, renamed into the store) and then records it: a `blobs` row and a `derived` row
+with its provenance (source, codec, bit rate, settings, encoder and library versions,
+what the check measured). A failed check is recorded in `transcode_failures` and nothing
+is stored. Re-running skips what is derived or failed already; a crash leaves at most a
+temporary file (removed by the next run) or a stored blob not yet recorded (recorded by
+the next run, which derives the same bytes).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from musicark.archive import Archive
+from musicark.errors import StoreError, UsageError
+from musicark.executor import Outcome, make_executor, resolve_jobs
+from musicark.progress import Progress, ProgressCallback, report
+from musicark.sqlite import transaction
+from musicark.store import schema as store_schema
+from musicark.store.blobs import blob_path
+from musicark.tier import schema
+from musicark.tier.encode import CODECS, Job, Rendered, Settings, library_versions, render
+
+TIERS = ("zero", "main")
+MAX_LISTED = 1000
+_CHUNK = 500
+
+
+@dataclass
+class TranscodeSummary:
+    plan: str
+    tier: str
+    codec: str
+    bitrate: int
+    selected: int = 0  # tracks of the tier the plan selects
+    held: int = 0  # of which the store holds a preferred rendition
+    transcoded: int = 0
+    already: int = 0  # derived by an earlier run
+    not_needed: int = 0  # the held rendition is this codec at this bit rate or below
+    failed: int = 0
+    failed_before: int = 0  # a recorded failure: not tried again
+    missing_source: int = 0  # the held blob is not in the store (see `audit --repair`)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    audio_seconds: float = 0.0
+    seconds: float = 0.0
+    jobs: int = 1
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        out["audio_seconds"] = round(self.audio_seconds, 3)
+        out["realtime"] = round(self.audio_seconds / self.seconds, 1) if self.seconds else None
+        out["ok"] = self.ok
+        return out
+
+
+@dataclass(frozen=True)
+class _Source:
+    track_id: int
+    sha256: str
+    size: int
+    codec: str | None
+    bitrate: int | None
+    fingerprint: bytes | None
+
+
+def plan_tracks(archive: Archive, plan: str | Path | None, tier: str) -> tuple[str, list[int]]:
+    """(plan path, track ids the plan selects in `tier`)."""
+    import pyarrow.compute as pc
+
+    from musicark.plan import latest_plan
+    from musicark.plan.io import read_plan
+
+    if tier not in TIERS:
+        raise UsageError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}")
+    path = latest_plan(archive) if plan in (None, "latest") else Path(str(plan))
+    if not path.exists():
+        hint = " (make one with `musicark plan`)" if plan in (None, "latest") else ""
+        raise StoreError(f"no plan at {path}{hint}")
+    table = read_plan(path, columns=["track_id", "status", "tier"])
+    mask = pc.and_(
+        pc.equal(table.column("status").cast("string"), "selected"),
+        pc.equal(table.column("tier").cast("string"), tier),
+    )
+    ids = table.filter(mask).column("track_id").to_pylist()
+    return str(path), sorted({int(t) for t in ids if t is not None})
+
+
+def _sources(conn: sqlite3.Connection, track_ids: list[int]) -> Iterator[_Source]:
+    """The preferred held rendition of each track that has one (with its fingerprint)."""
+    for i in range(0, len(track_ids), _CHUNK):
+        chunk = track_ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            "SELECT r.track_id, r.sha256, b.size, b.codec, b.bitrate, f.fp FROM renditions r"
+            " JOIN blobs b ON b.sha256 = r.sha256"
+            " LEFT JOIN fingerprints f ON f.sha256 = r.sha256"
+            f" WHERE r.preferred = 1 AND r.track_id IN ({marks}) ORDER BY r.track_id",
+            chunk,
+        ):
+            yield _Source(*row)
+
+
+def transcode(
+    archive: Archive,
+    *,
+    plan: str | Path | None = None,
+    tier: str = "zero",
+    codec: str = "opus",
+    bitrate: int = 75_000,
+    jobs: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> TranscodeSummary:
+    """Derive and check a rendition for each selected track of `tier` (module docstring)."""
+    if codec not in CODECS:
+        raise UsageError(f"--codec must be one of {', '.join(CODECS)}, not {codec!r}")
+    if not 6_000 <= bitrate <= 510_000:
+        raise UsageError(f"--bitrate must be between 6k and 510k for {codec}, not {bitrate}")
+    settings = Settings(codec, bitrate)
+    plan_path, track_ids = plan_tracks(archive, plan, tier)
+    workers = resolve_jobs(jobs, archive.config.ingest.jobs)
+    summary = TranscodeSummary(plan_path, tier, codec, bitrate, selected=len(track_ids))
+    summary.jobs = workers
+    t0 = time.perf_counter()
+    conn = schema.connect(archive)
+    work = archive.staging_dir / "transcode"
+    work.mkdir(parents=True, exist_ok=True)
+    lock = os.open(work / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError("another `musicark transcode` is running in this archive") from None
+        for leftover in work.glob("*.tmp"):  # from a run that crashed
+            leftover.unlink(missing_ok=True)
+        jobs_todo = _todo(archive, conn, track_ids, settings, work, summary)
+        versions = library_versions()
+        done = 0
+        report(progress, Progress("transcode", 0, len(jobs_todo), "tracks"))
+        kind = "processes" if workers > 1 else "inline"
+        with make_executor(jobs=workers, kind=kind) as executor:
+            for out in executor.run(render, jobs_todo):
+                _settle(archive, conn, settings, versions, out, summary)
+                done += 1
+                report(progress, Progress("transcode", done, len(jobs_todo), "tracks"))
+    finally:
+        os.close(lock)
+        conn.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _todo(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    track_ids: list[int],
+    settings: Settings,
+    work: Path,
+    summary: TranscodeSummary,
+) -> list[Job]:
+    derived = {
+        s
+        for (s,) in conn.execute(
+            "SELECT source_sha256 FROM derived WHERE settings_key = ?", (settings.key,)
+        )
+    }
+    failed = {
+        s
+        for (s,) in conn.execute(
+            "SELECT source_sha256 FROM transcode_failures WHERE settings_key = ?", (settings.key,)
+        )
+    }
+    todo: list[Job] = []
+    seen: set[str] = set()
+    for src in _sources(conn, track_ids):
+        summary.held += 1
+        if src.sha256 in derived:
+            summary.already += 1
+        elif src.sha256 in failed:
+            summary.failed_before += 1
+        elif src.codec == settings.codec and (src.bitrate or 0) <= settings.bitrate:
+            summary.not_needed += 1
+        elif src.sha256 not in seen:
+            path = blob_path(archive, src.sha256)
+            if not path.is_file():
+                summary.missing_source += 1
+                continue
+            seen.add(src.sha256)
+            summary.bytes_in += src.size
+            todo.append(
+                Job(
+                    source_sha256=src.sha256,
+                    source_path=str(path),
+                    tmp_path=str(work / f"{src.sha256}.{settings.key}.tmp"),
+                    settings=settings,
+                    source_fp=src.fingerprint,
+                )
+            )
+    return todo
+
+
+def _settle(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    settings: Settings,
+    versions: dict[str, str],
+    out: Outcome[Job, Rendered],
+    summary: TranscodeSummary,
+) -> None:
+    """Store and record one worker's result (or its failure)."""
+    job, res = out.task, out.result
+    if res is None or not res.ok or res.sha256 is None:
+        reason = f"the encoder crashed: {out.crashed}" if res is None else str(res.reason)
+        Path(job.tmp_path).unlink(missing_ok=True)
+        summary.failed += 1
+        if len(summary.failures) < MAX_LISTED:
+            summary.failures.append({"source_sha256": job.source_sha256, "reason": reason})
+        with transaction(conn):
+            conn.execute(
+                "INSERT OR REPLACE INTO transcode_failures"
+                " (source_sha256, settings_key, reason, at) VALUES (?,?,?,?)",
+                (job.source_sha256, settings.key, reason, store_schema.now()),
+            )
+        return
+    _place(archive, Path(job.tmp_path), res.sha256)
+    now = store_schema.now()
+    codec = CODECS[settings.codec]
+    tags = {k: [v] for k, v in res.tags.items()}
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR IGNORE INTO blobs (sha256, size, container, codec, duration_ms, bitrate,"
+            " sample_rate, channels, lossless, damaged, tags, added)"
+            " VALUES (?,?,?,?,?,?,?,?,0,NULL,?,?)",
+            (
+                res.sha256,
+                res.size,
+                codec.container,
+                codec.name,
+                res.duration_ms,
+                settings.bitrate,
+                codec.sample_rate,
+                res.channels,
+                json.dumps(tags, ensure_ascii=False),
+                now,
+            ),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO derived (sha256, source_sha256, codec, bitrate, settings_key,"
+            " settings, encoder, libraries, duration_ms, source_duration_ms, ber, created)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                res.sha256,
+                job.source_sha256,
+                settings.codec,
+                settings.bitrate,
+                settings.key,
+                json.dumps(settings.describe(), sort_keys=True),
+                versions.get("libopus", codec.encoder),
+                json.dumps(versions, sort_keys=True),
+                res.duration_ms,
+                res.source_duration_ms,
+                res.ber,
+                now,
+            ),
+        )
+        conn.execute(
+            "DELETE FROM transcode_failures WHERE source_sha256 = ? AND settings_key = ?",
+            (job.source_sha256, settings.key),
+        )
+    summary.transcoded += 1
+    summary.bytes_out += res.size
+    summary.audio_seconds += res.source_duration_ms / 1000
+
+
+def _place(archive: Archive, tmp: Path, sha256: str) -> None:
+    """Rename a checked temporary file into the store, durably (kept if already there)."""
+    dest = blob_path(archive, sha256)
+    if dest.exists():
+        tmp.unlink(missing_ok=True)
+        return
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(tmp, dest)
+    dirfd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def derived_renditions(
+    conn: sqlite3.Connection, *, limit: int = MAX_LISTED
+) -> list[dict[str, Any]]:
+    """Every derived rendition with its source and the source's track (for `dupes`)."""
+    if not schema.has_tables(conn):
+        return []
+    return [
+        {
+            "sha256": sha,
+            "source_sha256": source,
+            "track_id": track_id,
+            "codec": codec,
+            "bitrate": bitrate,
+            "size": size,
+            "ber": ber,
+            "encoder": encoder,
+        }
+        for sha, source, track_id, codec, bitrate, size, ber, encoder in conn.execute(
+            "SELECT d.sha256, d.source_sha256, r.track_id, d.codec, d.bitrate, b.size, d.ber,"
+            " d.encoder FROM derived d JOIN blobs b ON b.sha256 = d.sha256"
+            " LEFT JOIN renditions r ON r.sha256 = d.source_sha256"
+            " ORDER BY r.track_id, d.sha256 LIMIT ?",
+            (limit,),
+        )
+    ]
+
+
+def derived_for(
+    conn: sqlite3.Connection, source_shas: list[str], settings_key: str
+) -> dict[str, tuple[str, int]]:
+    """source sha256 -> (derived sha256, size) for the given settings key."""
+    if not schema.has_tables(conn):
+        return {}
+    out: dict[str, tuple[str, int]] = {}
+    for i in range(0, len(source_shas), _CHUNK):
+        chunk = source_shas[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for source, sha, size in conn.execute(
+            "SELECT d.source_sha256, d.sha256, b.size FROM derived d"
+            " JOIN blobs b ON b.sha256 = d.sha256"
+            f" WHERE d.settings_key = ? AND d.source_sha256 IN ({marks})",
+            [settings_key, *chunk],
+        ):
+            out[source] = (sha, size)
+    return out
