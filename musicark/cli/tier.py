@@ -59,7 +59,11 @@ def transcode_command(
     from musicark.units import parse_bitrate
 
     archive = get_archive(archive_path)
-    rate = parse_bitrate(bitrate or archive.config.plan.bitrate_zero_popularity, what="--bitrate")
+    rate = (
+        parse_bitrate(bitrate, what="--bitrate")
+        if bitrate
+        else archive.config.plan.bitrate_zero_popularity
+    )
     with progress_bar(enabled=not as_json) as callback:
         summary = transcode(
             archive, plan=plan, tier=tier, codec=codec, bitrate=rate, jobs=jobs, progress=callback
