@@ -46,7 +46,7 @@ from musicark.release.workspace import (
     settle_urls,
 )
 from musicark.sqlite import transaction
-from musicark.torrent.create import create_torrent, write_torrent
+from musicark.torrent.create import CreatedTorrent, create_torrent, write_torrent
 
 CATALOGUE_FILES = (
     ("catalog.sqlite.zst", "sqlite"),
@@ -184,6 +184,137 @@ def _ledger(conn: sqlite3.Connection, names: Sequence[str], out: Path) -> int:
     return len(records)
 
 
+def _unchanged(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    release: str,
+    key: str,
+    torrents: list[dict[str, Any]],
+) -> PublishSummary | None:
+    """The last publication of this very state, when its torrent is still there."""
+    last = conn.execute(
+        "SELECT p.torrent, t.infohash_v1, t.infohash_v2, t.magnet, t.torrent_path,"
+        " t.data_path FROM publications p JOIN torrents t ON t.name = p.torrent"
+        " WHERE p.release = ? AND p.state_key = ? ORDER BY p.id DESC LIMIT 1",
+        (release, key),
+    ).fetchone()
+    if not last or not (archive.root / last[4]).is_file():
+        return None
+    return PublishSummary(
+        release=release,
+        name=last[0],
+        unchanged=True,
+        torrents=len(torrents),
+        files=sum(t["file_count"] for t in torrents),
+        infohash_v1=last[1],
+        infohash_v2=last[2],
+        magnet=last[3],
+        torrent_path=last[4],
+        data_path=last[5],
+    )
+
+
+def _write_metadata(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    folder: Path,
+    *,
+    release: str,
+    name: str,
+    torrents: list[dict[str, Any]],
+    catalogue: bool,
+    progress: ProgressCallback | None,
+) -> None:
+    """Fill the metadata folder (see the module docstring)."""
+    base = release_dir(archive, release)
+    (folder / "torrents").mkdir(parents=True)
+    (folder / "manifests").mkdir()
+    names = [t["name"] for t in torrents]
+    for t in torrents:
+        shutil.copyfile(
+            archive.root / t["torrent_path"], folder / "torrents" / f"{t['name']}.torrent"
+        )
+        for fn in (jsonl_name(t["name"]), bagit_name(t["name"])):
+            src = base / "manifests" / fn
+            if src.is_file():
+                shutil.copyfile(src, folder / "manifests" / fn)
+    if catalogue:
+        _export_catalogue(archive, folder, progress=progress)
+    _ledger(conn, names, folder / "files.jsonl.zst")
+    (folder / "torrents.json").write_bytes(
+        orjson.dumps(
+            [{k: t.get(k) for k in TORRENT_FIELDS} for t in torrents],
+            option=orjson.OPT_INDENT_2,
+        )
+    )
+    _locate_db(archive.state_path, folder / LOCATE_DB, release, names)
+    (folder / "release.json").write_bytes(
+        orjson.dumps(
+            {
+                "release": release,
+                "metadata": name,
+                "published": schema.now(),
+                "torrents": len(torrents),
+                "files": sum(t["file_count"] for t in torrents),
+                "data_size": sum(t["data_size"] for t in torrents),
+                "formats": sorted({t["format"] for t in torrents}),
+                "restricted_rights_included": any(t["restricted"] for t in torrents),
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A metadata torrent placed in the release: what its `torrents` row holds."""
+
+    name: str
+    format: str
+    torrent: CreatedTorrent
+    magnet: str
+    torrent_path: str
+    data_path: str
+    restricted: bool
+
+
+def _record(conn: sqlite3.Connection, release: str, key: str, m: _Made) -> None:
+    """The metadata torrent's row (earlier ones made obsolete) and the publication."""
+    now = schema.now()
+    with transaction(conn):
+        conn.execute(
+            "UPDATE torrents SET obsolete = 1 WHERE release = ? AND kind = 'metadata'",
+            (release,),
+        )
+        conn.execute(
+            "INSERT INTO torrents (name, release, kind, format, piece_length, infohash_v1,"
+            " infohash_v2, magnet, torrent_path, data_path, torrent_size, file_count,"
+            " data_size, created, restricted)"
+            " VALUES (?, ?, 'metadata', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.name,
+                release,
+                m.format,
+                m.torrent.piece_length,
+                m.torrent.info_hash_v1,
+                m.torrent.info_hash_v2,
+                m.magnet,
+                m.torrent_path,
+                m.data_path,
+                len(m.torrent.data),
+                m.torrent.file_count,
+                m.torrent.total_size,
+                now,
+                int(m.restricted),
+            ),
+        )
+        conn.execute(
+            "INSERT INTO publications (release, torrent, state_key, created) VALUES (?, ?, ?, ?)",
+            (release, m.name, key, now),
+        )
+        conn.execute("UPDATE releases SET published = ? WHERE name = ?", (now, release))
+
+
 def publish(
     archive: Archive,
     release: str,
@@ -196,8 +327,7 @@ def publish(
     progress: ProgressCallback | None = None,
 ) -> PublishSummary:
     """Write `release`'s metadata and pack it into a torrent (see the module docstring)."""
-    settings = archive.config.release
-    fmt = format or settings.format
+    fmt = format or archive.config.release.format
     tracker_list, seed_list = settle_urls(archive, trackers, web_seeds)
     conn = schema.connect(archive)
     lock: int | None = None
@@ -209,26 +339,9 @@ def publish(
         if not torrents:
             raise ReleaseError(f"release {release!r} has no torrents yet (`musicark pack`)")
         key = _state_key(archive, torrents)
-        last = conn.execute(
-            "SELECT p.torrent, t.infohash_v1, t.infohash_v2, t.magnet, t.torrent_path,"
-            " t.data_path FROM publications p JOIN torrents t ON t.name = p.torrent"
-            " WHERE p.release = ? AND p.state_key = ? ORDER BY p.id DESC LIMIT 1",
-            (release, key),
-        ).fetchone()
-        files_total = sum(t["file_count"] for t in torrents)
-        if last and (archive.root / last[4]).is_file():
-            return PublishSummary(
-                release=release,
-                name=last[0],
-                unchanged=True,
-                torrents=len(torrents),
-                files=files_total,
-                infohash_v1=last[1],
-                infohash_v2=last[2],
-                magnet=last[3],
-                torrent_path=last[4],
-                data_path=last[5],
-            )
+        same = _unchanged(archive, conn, release, key, torrents)
+        if same is not None:
+            return same
         seq = conn.execute(
             "SELECT count(*) FROM torrents WHERE release = ? AND kind = 'metadata'", (release,)
         ).fetchone()[0]
@@ -237,42 +350,15 @@ def publish(
         work = base / ".building" / name
         shutil.rmtree(work, ignore_errors=True)
         folder = work / name
-        (folder / "torrents").mkdir(parents=True)
-        (folder / "manifests").mkdir()
-        names = [t["name"] for t in torrents]
-        for t in torrents:
-            shutil.copyfile(
-                archive.root / t["torrent_path"], folder / "torrents" / f"{t['name']}.torrent"
-            )
-            for fn in (jsonl_name(t["name"]), bagit_name(t["name"])):
-                src = base / "manifests" / fn
-                if src.is_file():
-                    shutil.copyfile(src, folder / "manifests" / fn)
-        if catalogue:
-            _export_catalogue(archive, folder, progress=progress)
-        _ledger(conn, names, folder / "files.jsonl.zst")
-        (folder / "torrents.json").write_bytes(
-            orjson.dumps(
-                [{k: t.get(k) for k in TORRENT_FIELDS} for t in torrents],
-                option=orjson.OPT_INDENT_2,
-            )
-        )
-        _locate_db(archive.state_path, folder / LOCATE_DB, release, names)
-        restricted = any(t["restricted"] for t in torrents)
-        (folder / "release.json").write_bytes(
-            orjson.dumps(
-                {
-                    "release": release,
-                    "metadata": name,
-                    "published": schema.now(),
-                    "torrents": len(torrents),
-                    "files": files_total,
-                    "data_size": sum(t["data_size"] for t in torrents),
-                    "formats": sorted({t["format"] for t in torrents}),
-                    "restricted_rights_included": restricted,
-                },
-                option=orjson.OPT_INDENT_2,
-            )
+        _write_metadata(
+            archive,
+            conn,
+            folder,
+            release=release,
+            name=name,
+            torrents=torrents,
+            catalogue=catalogue,
+            progress=progress,
         )
         made = create_torrent(
             folder,
@@ -290,47 +376,20 @@ def publish(
         os.replace(torrent_file, base / "torrents" / f"{name}.torrent")
         shutil.rmtree(work, ignore_errors=True)
         magnet, torrent_rel, data_rel = placed_torrent(archive, base, made, tracker_list, seed_list)
-        now = schema.now()
-        with transaction(conn):
-            conn.execute(
-                "UPDATE torrents SET obsolete = 1 WHERE release = ? AND kind = 'metadata'",
-                (release,),
-            )
-            conn.execute(
-                "INSERT INTO torrents (name, release, kind, format, piece_length, infohash_v1,"
-                " infohash_v2, magnet, torrent_path, data_path, torrent_size, file_count,"
-                " data_size, created, restricted)"
-                " VALUES (?, ?, 'metadata', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    release,
-                    fmt,
-                    made.piece_length,
-                    made.info_hash_v1,
-                    made.info_hash_v2,
-                    magnet,
-                    torrent_rel,
-                    data_rel,
-                    len(made.data),
-                    made.file_count,
-                    made.total_size,
-                    now,
-                    int(restricted),
-                ),
-            )
-            conn.execute(
-                "INSERT INTO publications (release, torrent, state_key, created)"
-                " VALUES (?, ?, ?, ?)",
-                (release, name, key, now),
-            )
-            conn.execute("UPDATE releases SET published = ? WHERE name = ?", (now, release))
+        restricted = any(t["restricted"] for t in torrents)
+        _record(
+            conn,
+            release,
+            key,
+            _Made(name, fmt, made, magnet, torrent_rel, data_rel, restricted),
+        )
         events.send("release.changed", archive=archive, release=release, stage="publish")
         return PublishSummary(
             release=release,
             name=name,
             unchanged=False,
             torrents=len(torrents),
-            files=files_total,
+            files=sum(t["file_count"] for t in torrents),
             infohash_v1=made.info_hash_v1,
             infohash_v2=made.info_hash_v2,
             magnet=magnet,
