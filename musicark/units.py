@@ -1,8 +1,9 @@
-"""Parsing and formatting of sizes and bit rates as users write them."""
+"""Parsing and formatting of sizes and bit rates as users write them, and of timestamps."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from musicark.errors import UsageError
 
@@ -62,3 +63,21 @@ def format_size(n: float) -> str:
             return f"{n:.3g} {unit}" if unit != "B" and abs(n) < 999.5 else f"{n:.0f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now() -> str:
+    """The time as every table and file of an archive records it: ISO-8601 UTC with
+    microseconds, `2026-11-30T08:15:29.123456Z` (strings sort in time order)."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """A recorded time, with or without fractional seconds (older rows have none)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -19,6 +19,7 @@ from musicark.acquire.http import CHUNK, Downloader
 from musicark.acquire.model import CHECKSUMS, Fetched, FetchFailed, Offer
 from musicark.acquire.sources import BaseSource
 from musicark.store.ledger import Rejected
+from musicark.units import now
 
 _CONTAINER_SUFFIX = {
     "mp3": ".mp3",
@@ -44,12 +45,6 @@ class Outcome:
 
 def offer_hash(offer: Offer) -> str:
     return hashlib.sha1(offer.ledger_key.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def now() -> str:
-    from musicark.store.schema import now as store_now
-
-    return store_now()
 
 
 class Worker:

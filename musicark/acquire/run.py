@@ -35,6 +35,7 @@ from musicark.acquire.sources import BaseSource, SourceContext, open_source
 from musicark.archive import Archive
 from musicark.errors import UsageError
 from musicark.progress import Progress, ProgressCallback, report
+from musicark.units import now
 
 INGEST_BATCH = 64
 FILTER_BATCH = 200
@@ -188,7 +189,7 @@ class _Run:
             with state.transaction(self.conn):
                 cur = self.conn.execute(
                     "INSERT INTO acquire_runs (started, sources) VALUES (?, ?)",
-                    (_now(), json.dumps([f"{x.name}:{x.argument}" for x in self.sources])),
+                    (now(), json.dumps([f"{x.name}:{x.argument}" for x in self.sources])),
                 )
             self.run_id = s.run_id = int(cur.lastrowid or 0)
         jobs = self._jobs_plan(plan) if plan is not None else self._jobs_all()
@@ -208,7 +209,7 @@ class _Run:
             with state.transaction(self.conn):
                 self.conn.execute(
                     "UPDATE acquire_runs SET finished = ?, summary = ? WHERE id = ?",
-                    (_now(), json.dumps(s.to_dict()), self.run_id),
+                    (now(), json.dumps(s.to_dict()), self.run_id),
                 )
         return s
 
@@ -525,7 +526,3 @@ def _held(conn: sqlite3.Connection, track_ids: list[int]) -> set[int]:
     return out
 
 
-def _now() -> str:
-    from musicark.store.schema import now
-
-    return now()

@@ -79,7 +79,7 @@ def connect(archive: Archive, *, readonly: bool = False) -> sqlite3.Connection:
 
 def record(conn: sqlite3.Connection, rows: Iterable[LedgerRow]) -> None:
     """Upsert (offer_key, source, track_id, url, size, sha256, status, reason, run_id)."""
-    from musicark.store.schema import now
+    from musicark.units import now
 
     at = now()
     conn.executemany(

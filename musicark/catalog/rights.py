@@ -38,7 +38,3 @@ def normalize_rights(value: str | None, *, default: str | None = None) -> str:
     if key not in RIGHTS:
         raise UsageError(f"unknown rights value {value!r} (one of: {', '.join(RIGHTS)})")
     return key
-
-
-def is_redistributable(rights: str) -> bool:
-    return rights in REDISTRIBUTABLE

@@ -16,6 +16,7 @@ import sqlite3
 
 from musicark.archive import Archive
 from musicark.state import migrate_domain
+from musicark.units import now as now  # re-exported: stages call schema.now()
 
 DOMAIN = "release"
 
@@ -114,7 +115,3 @@ def has_tables(conn: sqlite3.Connection) -> bool:
     )
 
 
-def now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

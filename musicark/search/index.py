@@ -42,6 +42,7 @@ from musicark.search.analysis import (
 )
 from musicark.search.scan import Row as Row  # re-exported: the rows `write_index` takes
 from musicark.search.scan import rows_for, scan_catalog
+from musicark.units import now
 
 SCHEMA_VERSION = 3
 WRITER_HEAP = 1_000_000_000  # split over the indexing threads; fewer segments to merge
@@ -252,7 +253,7 @@ def _rebuild_locked(
         if isinstance(exc, Exception) and not isinstance(exc, MusicarkError):
             raise SearchError(f"cannot read the catalogue to index it ({exc})") from exc
         raise
-    built = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    built = now()
     _write_state(root, IndexState(generation=generation, seq=int(seq), built=built))
     for old in root.glob("g*"):
         if old.name != generation and old.is_dir():

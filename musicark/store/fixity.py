@@ -25,6 +25,7 @@ from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.state import migrate_domain
 from musicark.store.blobs import blob_path_in, hash_file
+from musicark.units import format_time
 
 DOMAIN = "fixity"
 MIGRATIONS = [
@@ -193,9 +194,7 @@ def verification_status(archive: Archive, *, now: datetime | None = None) -> dic
     conn = archive.connect_state(readonly=True)
     try:
         out["blobs"] = conn.execute("SELECT count(*) FROM blobs").fetchone()[0]
-        since = ((now or datetime.now(UTC)) - timedelta(days=RECENT_DAYS)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
+        since = format_time((now or datetime.now(UTC)) - timedelta(days=RECENT_DAYS))
         try:
             verified, oldest, recent = conn.execute(
                 "SELECT count(*), min(f.verified), sum(f.verified >= ?) FROM fixity f"

@@ -18,6 +18,7 @@ import sqlite3
 
 from musicark.archive import Archive
 from musicark.state import migrate_domain
+from musicark.units import now as now  # re-exported: stages call schema.now()
 
 DOMAIN = "store"
 
@@ -125,7 +126,3 @@ def connect(archive: Archive, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

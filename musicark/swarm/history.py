@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from musicark.sqlite import transaction
 from musicark.state import migrate_domain
+from musicark.units import now
 
 MIGRATIONS = [
     """
@@ -35,10 +35,6 @@ CREATE TABLE seed_resume (
 
 def migrate(conn: sqlite3.Connection) -> None:
     migrate_domain(conn, "swarm", MIGRATIONS)
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,12 +299,6 @@ class ArchiveReader:
             return out
         return out
 
-    def _tables(self, conn: sqlite3.Connection | None) -> set[str]:
-        return {
-            r["name"]
-            for r in self.rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-
     def rendition(self, track_id: int, sha256: str) -> dict[str, Any] | None:
         """The stored file `sha256` if it is a rendition of `track_id` (container, codec)."""
         found = self.rows(
