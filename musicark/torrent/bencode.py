@@ -1,20 +1,26 @@
-"""Bencoding (BEP 3): canonical encoding and strict, bounded decoding.
+"""Bencoding (BEP 3): canonical encoding, bounded decoding, strict or as lenient as libtorrent.
 
 Decoded strings are `bytes` (dictionary keys too): a .torrent may hold binary keys
 (v2 piece layers) and names in any encoding, so decoding stays lossless and callers
 choose how to read text. `encode` accepts `str` as UTF-8 as a convenience.
 
-The decoder accepts only canonical bencoding — integers without leading zeros or
-`-0`, dictionary keys strictly ascending, nothing after the value — so that
-re-encoding a decoded value gives back the same bytes (and so the same infohash).
-It is bounded against bombs: nesting depth, total number of values, digits of an
-integer, and every string's length is checked against the bytes that remain before
-anything is allocated.
+Strict decoding accepts only canonical bencoding: integers without leading zeros or
+`-0`, dictionary keys strictly ascending, nothing after the value, so that re-encoding
+a decoded value gives back the same bytes. Lenient decoding (`strict=False`) accepts
+what libtorrent accepts — unsorted keys, leading zeros, `-0`, trailing bytes — and
+reports each kind once as a warning; whoever hashes such data must hash the original
+bytes (see `decode_with_spans`). Duplicate keys are refused either way: two readers
+could take different values from one dictionary.
+
+Every decode is bounded against bombs: nesting depth, total number of values, digits
+of an integer, and every string's length is checked against the bytes that remain
+before anything is allocated. `Decoder.iter_list` and `Decoder.walk_dict` let a caller
+visit a huge list or dictionary one entry at a time instead of building it whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,18 +98,42 @@ def encode(obj: Bencodable) -> bytes:
     return b"".join(out)
 
 
-class _Decoder:
-    __slots__ = ("data", "end", "items", "limits", "spans")
+class Decoder:
+    """Decodes values out of one buffer; positions are byte offsets into it."""
 
-    def __init__(self, data: bytes, limits: Limits) -> None:
-        self.data = data
-        self.end = len(data)
+    __slots__ = ("_after", "_warned", "data", "end", "items", "limits", "strict", "warnings")
+
+    def __init__(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        strict: bool = True,
+    ) -> None:
+        raw = bytes(data)
+        if len(raw) > limits.max_size:
+            raise TorrentError(f"bencode: {len(raw)} bytes is over the limit of {limits.max_size}")
+        if not raw:
+            raise TorrentError("bencode: empty data")
+        self.data = raw
+        self.end = len(raw)
         self.limits = limits
+        self.strict = strict
         self.items = 0
-        self.spans: dict[bytes, tuple[int, int]] = {}
+        self.warnings: list[str] = []  # lenient mode: one line per kind of irregularity
+        self._warned: set[str] = set()
+        self._after = 0  # end of the list `iter_list` last finished
 
     def fail(self, pos: int, what: str) -> TorrentError:
         return TorrentError(f"bencode: {what} at byte {pos}")
+
+    def irregular(self, pos: int, kind: str, what: str) -> None:
+        """Non-canonical but unambiguous: refused when strict, else warned about once."""
+        if self.strict:
+            raise self.fail(pos, what)
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.warnings.append(f"non-canonical bencoding: {what} at byte {pos}")
 
     def count(self, pos: int) -> None:
         self.items += 1
@@ -124,7 +154,7 @@ class _Decoder:
         if len(digits) > self.limits.max_int_digits:
             raise self.fail(pos, f"integer longer than {self.limits.max_int_digits} digits")
         if (digits[0:1] == b"0" and len(digits) > 1) or text == b"-0":
-            raise self.fail(pos, "non-canonical integer (leading zero or -0)")
+            self.irregular(pos, "int", "non-canonical integer (leading zero or -0)")
         return int(text), end + 1
 
     def string(self, pos: int) -> tuple[bytes, int]:
@@ -135,14 +165,15 @@ class _Decoder:
         if not text.isdigit() or not text.isascii():
             raise self.fail(pos, "malformed string length")
         if text[0:1] == b"0" and len(text) > 1:
-            raise self.fail(pos, "non-canonical string length (leading zero)")
+            self.irregular(pos, "len", "non-canonical string length (leading zero)")
         length = int(text)
         start = colon + 1
         if length > self.end - start:
             raise self.fail(pos, f"string of {length} bytes runs past the end of the data")
         return self.data[start : start + length], start + length
 
-    def value(self, pos: int, depth: int) -> tuple[Any, int]:
+    def value(self, pos: int, depth: int = 0) -> tuple[Any, int]:
+        """The value at `pos` and the position after it."""
         if pos >= self.end:
             raise self.fail(pos, "unexpected end of data")
         self.count(pos)
@@ -151,68 +182,134 @@ class _Decoder:
             return self.integer(pos)
         if 0x30 <= lead <= 0x39:
             return self.string(pos)
-        if lead == 0x6C or lead == 0x64:  # l, d
-            if depth >= self.limits.max_depth:
-                raise self.fail(pos, f"nesting deeper than {self.limits.max_depth} levels")
-            if lead == 0x6C:
-                items: list[Any] = []
-                pos += 1
-                while True:
-                    if pos >= self.end:
-                        raise self.fail(pos, "unterminated list")
-                    if self.data[pos] == 0x65:
-                        return items, pos + 1
-                    item, pos = self.value(pos, depth + 1)
-                    items.append(item)
+        if lead == 0x6C:  # l
+            items: list[Any] = []
+            it = self.iter_list(pos, depth, counted=True)
+            items.extend(it)
+            return items, self._after
+        if lead == 0x64:  # d
             result: dict[bytes, Any] = {}
-            previous: bytes | None = None
-            pos += 1
-            while True:
-                if pos >= self.end:
-                    raise self.fail(pos, "unterminated dictionary")
-                if self.data[pos] == 0x65:
-                    return result, pos + 1
-                if not 0x30 <= self.data[pos] <= 0x39:
-                    raise self.fail(pos, "dictionary key is not a string")
-                key_pos = pos
-                key, pos = self.string(pos)
-                if previous is not None and key <= previous:
-                    what = "duplicate" if key == previous else "unsorted"
-                    raise self.fail(key_pos, f"{what} dictionary key {key[:40]!r}")
-                previous = key
-                start = pos
-                result[key], pos = self.value(pos, depth + 1)
-                if depth == 0:
-                    self.spans[key] = (start, pos)
+
+            def store(key: bytes, at: int) -> int:
+                result[key], after = self.value(at, depth + 1)
+                return after
+
+            return result, self.walk_dict(pos, depth, store, counted=True)
         raise self.fail(pos, f"unexpected byte {bytes([lead])!r}")
 
+    def _open(self, pos: int, depth: int, lead: int, what: str, counted: bool) -> None:
+        if pos >= self.end or self.data[pos] != lead:
+            raise self.fail(pos, f"expected a {what}")
+        if not counted:
+            self.count(pos)
+        if depth >= self.limits.max_depth:
+            raise self.fail(pos, f"nesting deeper than {self.limits.max_depth} levels")
 
-def _prepare(data: bytes | bytearray | memoryview, limits: Limits) -> bytes:
-    raw = bytes(data)
-    if len(raw) > limits.max_size:
-        raise TorrentError(f"bencode: {len(raw)} bytes is over the limit of {limits.max_size}")
-    if not raw:
-        raise TorrentError("bencode: empty data")
-    return raw
+    def iter_list(self, pos: int, depth: int = 0, *, counted: bool = False) -> Iterator[Any]:
+        """Each item of the list at `pos`, decoded one at a time; when the iterator is
+        exhausted, `self._after` is the position after the list."""
+        self._open(pos, depth, 0x6C, "list", counted)
+        pos += 1
+        data, end = self.data, self.end
+        while True:
+            if pos >= end:
+                raise self.fail(pos, "unterminated list")
+            if data[pos] == 0x65:
+                self._after = pos + 1
+                return
+            item, pos = self.value(pos, depth + 1)
+            yield item
+
+    def walk_dict(
+        self,
+        pos: int,
+        depth: int,
+        visit: Callable[[bytes, int], int],
+        *,
+        counted: bool = False,
+        check_duplicates: bool = True,
+    ) -> int:
+        """Call `visit(key, value_pos)` for each entry of the dictionary at `pos`; `visit`
+        reads the value and returns the position after it. Returns the position after
+        the dictionary.
+
+        Lenient decoding remembers the keys to find a duplicate among unsorted ones; a
+        caller that detects duplicates itself (a file tree's paths) passes
+        `check_duplicates=False` to spare that memory on huge dictionaries.
+        """
+        self._open(pos, depth, 0x64, "dictionary", counted)
+        data, end = self.data, self.end
+        seen: set[bytes] | None = set() if not self.strict and check_duplicates else None
+        previous: bytes | None = None
+        pos += 1
+        while True:
+            if pos >= end:
+                raise self.fail(pos, "unterminated dictionary")
+            if data[pos] == 0x65:
+                return pos + 1
+            if not 0x30 <= data[pos] <= 0x39:
+                raise self.fail(pos, "dictionary key is not a string")
+            key_pos = pos
+            key, pos = self.string(pos)
+            if previous is not None and key <= previous:
+                if key == previous:
+                    raise self.fail(key_pos, f"duplicate dictionary key {key[:40]!r}")
+                self.irregular(key_pos, "order", f"unsorted dictionary key {key[:40]!r}")
+            if seen is not None:
+                if key in seen:
+                    raise self.fail(key_pos, f"duplicate dictionary key {key[:40]!r}")
+                seen.add(key)
+            previous = key
+            pos = visit(key, pos)
+
+    def finish(self, pos: int) -> None:
+        """Check that the top-level value at 0 ended at `pos`, the end of the data."""
+        if pos != self.end:
+            self.irregular(pos, "trailing", f"{self.end - pos} bytes of trailing data")
 
 
-def decode(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """Decode one canonical bencoded value that fills `data` exactly."""
-    value, _ = decode_with_spans(data, limits=limits)
+
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    strict: bool = True,
+    warnings: list[str] | None = None,
+) -> Any:
+    """Decode one bencoded value that fills `data`; lenient decoding appends what it
+    let pass to `warnings`."""
+    value, _ = decode_with_spans(data, limits=limits, strict=strict, warnings=warnings)
     return value
 
 
 def decode_with_spans(
-    data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS
+    data: bytes | bytearray | memoryview,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    strict: bool = True,
+    warnings: list[str] | None = None,
 ) -> tuple[Any, dict[bytes, tuple[int, int]]]:
     """Like `decode`, plus the byte span of each value of a top-level dictionary.
 
     `data[start:end]` of the `b"info"` span is the exact info dictionary that an
     infohash is computed over.
     """
-    raw = _prepare(data, limits)
-    decoder = _Decoder(raw, limits)
-    value, pos = decoder.value(0, 0)
-    if pos != len(raw):
-        raise TorrentError(f"bencode: {len(raw) - pos} bytes of trailing data at byte {pos}")
-    return value, decoder.spans
+    decoder = Decoder(data, limits=limits, strict=strict)
+    spans: dict[bytes, tuple[int, int]] = {}
+    if decoder.data[0] == 0x64:
+        value: dict[bytes, Any] = {}
+
+        def store(key: bytes, at: int) -> int:
+            value[key], after = decoder.value(at, 1)
+            spans[key] = (at, after)
+            return after
+
+        decoder.count(0)
+        result: Any = value
+        pos = decoder.walk_dict(0, 0, store, counted=True)
+    else:
+        result, pos = decoder.value(0, 0)
+    decoder.finish(pos)
+    if warnings is not None:
+        warnings.extend(decoder.warnings)
+    return result, spans
