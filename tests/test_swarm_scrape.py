@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -51,7 +52,10 @@ def test_parse_scrape() -> None:
 class Tracker(BaseHTTPRequestHandler):
     """A misbehaving tracker: what it answers depends on the path."""
 
+    requests: ClassVar[list[str]] = []
+
     def do_GET(self) -> None:
+        Tracker.requests.append(self.path)
         if self.path.startswith("/slow/"):
             time.sleep(2)
         if self.path.startswith("/error/"):
@@ -97,8 +101,11 @@ def server() -> Iterator[str]:
 
 
 def test_scrape_against_misbehaving_trackers(server: str) -> None:
+    Tracker.requests.clear()
     figures = scrape(f"{server}/ok/announce", [H1, H2], timeout=5)
     assert figures[H1].seeders == 5 and figures[H2].leechers == 4
+    # the unsorted two-hash reply is read: one request, not one per hash
+    assert len(Tracker.requests) == 1 and Tracker.requests[0].count("info_hash") == 2
     with pytest.raises(SwarmError, match=r"did not answer within 0\.5 s"):
         scrape(f"{server}/slow/announce", [H1], timeout=0.5)
     with pytest.raises(SwarmError, match="HTTP 500"):

@@ -1,8 +1,10 @@
 """HTTP tracker scrape (BEP 48): seeders, leechers and completed downloads per infohash.
 
 Replies are read up to a size limit and decoded with musicark's bounded bencode
-decoder; a tracker that does not answer, answers an HTTP error, or answers anything
-but a scrape dictionary raises one `SwarmError` line naming the tracker.
+decoder, leniently: opentracker lists the hashes of a multi-hash reply unsorted, so
+many hashes are asked for in one request. A tracker that does not answer, answers an
+HTTP error, or answers anything but a scrape dictionary raises one `SwarmError` line
+naming the tracker.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def _count(value: object) -> int:
 def parse_scrape(body: bytes, *, tracker: str = "tracker") -> dict[bytes, ScrapeFigures]:
     """The `files` of a bencoded scrape reply, by raw 20-byte infohash."""
     try:
-        reply = decode(body, limits=REPLY_LIMITS)
+        reply = decode(body, limits=REPLY_LIMITS, strict=False)
     except TorrentError as exc:
         raise SwarmError(f"tracker {tracker} sent a reply that is not a scrape ({exc})") from exc
     if not isinstance(reply, dict):
@@ -97,22 +99,12 @@ def parse_scrape(body: bytes, *, tracker: str = "tracker") -> dict[bytes, Scrape
     return out
 
 
-class NonCanonicalReply(SwarmError):
-    """A reply our strict decoder refuses only for its key order (asked again one by one)."""
-
-
 def _scrape_batch(
     client: httpx.Client, url: str, tracker: str, batch: Sequence[str], timeout: float
 ) -> dict[bytes, ScrapeFigures]:
     query = "&".join(f"info_hash={quote_from_bytes(_query_hash(h), safe='')}" for h in batch)
     sep = "&" if urlsplit(url).query else "?"
-    body = _fetch(client, f"{url}{sep}{query}", tracker, timeout)
-    try:
-        return parse_scrape(body, tracker=tracker)
-    except SwarmError as exc:
-        if len(batch) > 1 and "unsorted dictionary key" in str(exc):
-            raise NonCanonicalReply(str(exc)) from exc
-        raise
+    return parse_scrape(_fetch(client, f"{url}{sep}{query}", tracker, timeout), tracker=tracker)
 
 
 def scrape(
@@ -120,25 +112,17 @@ def scrape(
 ) -> dict[str, ScrapeFigures]:
     """Figures for each hex infohash from the HTTP tracker whose announce URL is `tracker`.
 
-    Hashes are asked for in batches; a tracker whose multi-hash reply is not canonical
-    bencoding (opentracker lists them unsorted) is asked again one hash per request.
-    A hash the tracker does not mention has no peers there (0, 0, 0).
+    Hashes are asked for in batches of `BATCH`. A hash the tracker does not mention
+    has no peers there (0, 0, 0).
     """
     url = scrape_url(tracker)
     if url is None:
         raise SwarmError(f"tracker {tracker} has no HTTP scrape URL (BEP 48)")
     out: dict[str, ScrapeFigures] = {}
-    batch_size = BATCH
     with httpx.Client() as client:
-        start = 0
-        while start < len(infohashes):
-            batch = list(infohashes[start : start + batch_size])
-            try:
-                files = _scrape_batch(client, url, tracker, batch, timeout)
-            except NonCanonicalReply:
-                batch_size = 1
-                continue
+        for start in range(0, len(infohashes), BATCH):
+            batch = list(infohashes[start : start + BATCH])
+            files = _scrape_batch(client, url, tracker, batch, timeout)
             for h in batch:
                 out[h] = files.get(_query_hash(h), ScrapeFigures(0, 0, 0))
-            start += len(batch)
     return out

@@ -101,7 +101,17 @@ def encode(obj: Bencodable) -> bytes:
 class Decoder:
     """Decodes values out of one buffer; positions are byte offsets into it."""
 
-    __slots__ = ("_after", "_warned", "data", "end", "items", "limits", "strict", "warnings")
+    __slots__ = (
+        "_warned",
+        "data",
+        "end",
+        "items",
+        "limits",
+        "list_end",
+        "source",
+        "strict",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -109,12 +119,14 @@ class Decoder:
         *,
         limits: Limits = DEFAULT_LIMITS,
         strict: bool = True,
+        source: str = "",
     ) -> None:
+        self.source = source  # named in error messages
         raw = bytes(data)
         if len(raw) > limits.max_size:
-            raise TorrentError(f"bencode: {len(raw)} bytes is over the limit of {limits.max_size}")
+            raise self.fail(0, f"{len(raw)} bytes, over the limit of {limits.max_size},")
         if not raw:
-            raise TorrentError("bencode: empty data")
+            raise self.fail(0, "empty data")
         self.data = raw
         self.end = len(raw)
         self.limits = limits
@@ -122,10 +134,11 @@ class Decoder:
         self.items = 0
         self.warnings: list[str] = []  # lenient mode: one line per kind of irregularity
         self._warned: set[str] = set()
-        self._after = 0  # end of the list `iter_list` last finished
+        self.list_end = 0  # end of the list `iter_list` last finished
 
     def fail(self, pos: int, what: str) -> TorrentError:
-        return TorrentError(f"bencode: {what} at byte {pos}")
+        prefix = f"{self.source}: " if self.source else ""
+        return TorrentError(f"{prefix}bencode: {what} at byte {pos}")
 
     def irregular(self, pos: int, kind: str, what: str) -> None:
         """Non-canonical but unambiguous: refused when strict, else warned about once."""
@@ -186,7 +199,7 @@ class Decoder:
             items: list[Any] = []
             it = self.iter_list(pos, depth, counted=True)
             items.extend(it)
-            return items, self._after
+            return items, self.list_end
         if lead == 0x64:  # d
             result: dict[bytes, Any] = {}
 
@@ -207,7 +220,7 @@ class Decoder:
 
     def iter_list(self, pos: int, depth: int = 0, *, counted: bool = False) -> Iterator[Any]:
         """Each item of the list at `pos`, decoded one at a time; when the iterator is
-        exhausted, `self._after` is the position after the list."""
+        exhausted, `self.list_end` is the position after the list."""
         self._open(pos, depth, 0x6C, "list", counted)
         pos += 1
         data, end = self.data, self.end
@@ -215,7 +228,7 @@ class Decoder:
             if pos >= end:
                 raise self.fail(pos, "unterminated list")
             if data[pos] == 0x65:
-                self._after = pos + 1
+                self.list_end = pos + 1
                 return
             item, pos = self.value(pos, depth + 1)
             yield item
@@ -227,19 +240,18 @@ class Decoder:
         visit: Callable[[bytes, int], int],
         *,
         counted: bool = False,
-        check_duplicates: bool = True,
     ) -> int:
         """Call `visit(key, value_pos)` for each entry of the dictionary at `pos`; `visit`
         reads the value and returns the position after it. Returns the position after
         the dictionary.
 
-        Lenient decoding remembers the keys to find a duplicate among unsorted ones; a
-        caller that detects duplicates itself (a file tree's paths) passes
-        `check_duplicates=False` to spare that memory on huge dictionaries.
+        Sorted keys cannot repeat unseen, so keys are remembered (to refuse a duplicate)
+        only once a dictionary turns out to be unsorted, in lenient mode.
         """
         self._open(pos, depth, 0x64, "dictionary", counted)
         data, end = self.data, self.end
-        seen: set[bytes] | None = set() if not self.strict and check_duplicates else None
+        start = pos
+        seen: set[bytes] | None = None
         previous: bytes | None = None
         pos += 1
         while True:
@@ -251,10 +263,11 @@ class Decoder:
                 raise self.fail(pos, "dictionary key is not a string")
             key_pos = pos
             key, pos = self.string(pos)
-            if previous is not None and key <= previous:
+            if seen is None and previous is not None and key <= previous:
                 if key == previous:
                     raise self.fail(key_pos, f"duplicate dictionary key {key[:40]!r}")
                 self.irregular(key_pos, "order", f"unsorted dictionary key {key[:40]!r}")
+                seen = self._keys(start, key_pos)
             if seen is not None:
                 if key in seen:
                     raise self.fail(key_pos, f"duplicate dictionary key {key[:40]!r}")
@@ -262,11 +275,41 @@ class Decoder:
             previous = key
             pos = visit(key, pos)
 
+    def _keys(self, start: int, stop: int) -> set[bytes]:
+        """The keys of the (already decoded) dictionary entries between `start` and `stop`."""
+        keys: set[bytes] = set()
+        pos = start + 1
+        while pos < stop:
+            key, pos = self.string(pos)
+            keys.add(key)
+            pos = self.skip(pos)
+        return keys
+
+    def skip(self, pos: int) -> int:
+        """The position after the value at `pos`, which was already decoded once."""
+        data = self.data
+        depth = 0
+        while True:
+            lead = data[pos]
+            if lead == 0x6C or lead == 0x64:  # l, d
+                depth += 1
+                pos += 1
+                continue
+            if lead == 0x65:  # e
+                depth -= 1
+                pos += 1
+            elif lead == 0x69:  # i
+                pos = data.index(b"e", pos) + 1
+            else:
+                colon = data.index(b":", pos)
+                pos = colon + 1 + int(data[pos:colon])
+            if depth == 0:
+                return pos
+
     def finish(self, pos: int) -> None:
         """Check that the top-level value at 0 ended at `pos`, the end of the data."""
         if pos != self.end:
             self.irregular(pos, "trailing", f"{self.end - pos} bytes of trailing data")
-
 
 
 def decode(
