@@ -208,7 +208,7 @@ def test_no_index_yet(tmp_path: Path) -> None:
     from musicark.archive import init_archive
 
     archive = init_archive(tmp_path / "empty")
-    assert index_status(archive)["exists"] is False
+    assert index_status(archive).exists is False
     from musicark.errors import SearchError
 
     with pytest.raises(SearchError, match="index rebuild"):

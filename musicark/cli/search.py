@@ -97,13 +97,14 @@ def status_command(as_json: bool, archive_path: str | None) -> None:
 
     status = index_status(get_archive(archive_path))
     if as_json:
-        echo_json(status)
-    elif not status["exists"]:
+        echo_json(status.to_dict())
+    elif status.state is None:
         click.echo("no search index yet; build it with `musicark index rebuild`")
     else:
+        pending = "?" if status.pending_changes is None else status.pending_changes
         click.echo(
-            f"search index {status['generation']}: {status['documents']} tracks,"
-            f" built {status['built']}, {status.get('pending_changes', '?')} catalogue changes pending"
+            f"search index {status.state.generation}: {status.documents} tracks,"
+            f" built {status.state.built}, {pending} catalogue changes pending"
         )
 
 

@@ -330,25 +330,44 @@ def _apply_changes(
     return IndexSummary("updated", written, seq, time.monotonic() - started)
 
 
-def index_status(archive: Archive) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class IndexStatus:
+    """What the index holds and how far behind the catalogue it is."""
+
+    path: str
+    state: IndexState | None = None  # None: no index yet
+    documents: int = 0
+    pending_changes: int | None = None  # None: the catalogue could not be read
+
+    @property
+    def exists(self) -> bool:
+        return self.state is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "exists": self.exists}
+        if self.state is None:
+            return out
+        out.update(self.state.to_dict())
+        out["documents"] = self.documents
+        if self.pending_changes is not None:
+            out["pending_changes"] = self.pending_changes
+        return out
+
+
+def index_status(archive: Archive) -> IndexStatus:
     """What the index holds and how far behind the catalogue it is."""
     root = index_root(archive)
     state = read_state(root)
-    out: dict[str, Any] = {"path": str(root), "exists": False}
     if state is None or not (root / state.generation).is_dir():
-        return out
-    index = open_index(root, state.generation)
-    out.update(state.to_dict())
-    out["exists"] = True
-    out["documents"] = index.searcher().num_docs
+        return IndexStatus(str(root))
+    documents = open_index(root, state.generation).searcher().num_docs
     try:
         reader = CatalogReader.open(archive.catalog_path)
     except MusicarkError:
-        return out
+        return IndexStatus(str(root), state, documents)
     try:
-        out["pending_changes"] = reader.pending_changes(state.seq)
+        return IndexStatus(str(root), state, documents, reader.pending_changes(state.seq))
     except sqlite3.DatabaseError:
-        pass
+        return IndexStatus(str(root), state, documents)
     finally:
         reader.close()
-    return out
