@@ -180,8 +180,8 @@ class FaultServer:
             raise ConnectionAbortedError("cut mid-file")
         step = 16384
         for i in range(0, len(part), step):
-            if slow:
-                await asyncio.sleep(slow)
+            if slow and i >= len(part) // 2 > i - step:
+                await asyncio.sleep(slow)  # a stall mid-body, longer than the read timeout
             elif self.rate_per_second:
                 await asyncio.sleep(step / self.rate_per_second)
             await send(

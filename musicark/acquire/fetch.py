@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from musicark.acquire.http import CHUNK, Downloader
+from musicark.acquire.http import CHUNK, Downloader, Stopped
 from musicark.acquire.model import CHECKSUMS, Fetched, FetchFailed, Offer
 from musicark.acquire.sources import BaseSource
 from musicark.store.ledger import Rejected
@@ -41,6 +41,7 @@ class Outcome:
     job: Job
     stored: tuple[Offer, Fetched] | None = None
     failures: list[tuple[Offer, str, str]] = field(default_factory=list)
+    stopped: bool = False  # the run is stopping; the job is left for the next run
 
 
 def offer_hash(offer: Offer) -> str:
@@ -69,6 +70,9 @@ class Worker:
                 return out
             except FetchFailed as exc:
                 out.failures.append((offer, exc.status, exc.reason))
+            except Stopped:
+                out.stopped = True
+                return out
         return out
 
     def fetch_one(self, offer: Offer) -> Fetched:

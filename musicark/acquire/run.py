@@ -18,22 +18,22 @@ import json
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from musicark.acquire import state
 from musicark.acquire.fetch import Job, Outcome, Worker
-from musicark.acquire.http import Downloader, HttpSettings, Stopped, make_client
+from musicark.acquire.http import Downloader, HttpSettings, make_client
 from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import FINAL, Offer
 from musicark.acquire.resolve import OfferIndex, Resolver, chunks
 from musicark.acquire.sources import BaseSource, SourceContext, open_source
 from musicark.archive import Archive
 from musicark.errors import UsageError
+from musicark.executor import make_executor
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.units import now
 
@@ -55,6 +55,7 @@ class AcquireSummary:
     seconds: float = 0.0
     problems: list[dict[str, str]] = field(default_factory=list)
     planned: list[dict[str, Any]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def ok(self) -> bool:
@@ -359,50 +360,45 @@ class _Run:
         assert self.context.downloader is not None
         worker = Worker(sources, self.context.downloader, self.staging)
         storer = StoreBatcher(self.archive, self.conn, fingerprint=self.fingerprint)
-        inflight: set[Future[Outcome]] = set()
-        done_files = 0
-        pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="acquire")
+        followups: deque[Job] = deque()  # other offers of tracks whose first offer failed
+        done = 0
 
-        def collect(block_until: int) -> None:
-            nonlocal done_files
-            while len(inflight) > block_until:
-                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    inflight.discard(fut)
-                    exc = fut.exception()
-                    if isinstance(exc, Stopped):
-                        continue
-                    if exc is not None:
-                        raise exc
-                    outcome = fut.result()
-                    follow = self._outcome(outcome, storer)
-                    if follow is not None:
-                        inflight.add(pool.submit(worker.run, follow))
-                    done_files += 1
-                report(
-                    progress,
-                    Progress(
-                        "acquire", done_files, None, "files", f"{self.summary.bytes_fetched} bytes"
-                    ),
-                )
+        def tasks() -> Iterator[Job]:
+            for job in jobs:
+                while followups:
+                    yield followups.popleft()
+                yield job
+                self._flush()
 
         try:
-            for job in jobs:
-                inflight.add(pool.submit(worker.run, job))
-                collect(self.settings.concurrency * 2)
-                self._flush()
-            collect(0)
-            self._finish_store(storer)
-        except BaseException:
-            self.stop.set()  # workers stop at their next chunk; .part files stay
-            for fut in inflight:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._flush()
-            raise
+            with make_executor(jobs=self.settings.concurrency, kind="threads") as pool:
+                try:
+                    source: Iterator[Job] = tasks()
+                    while True:
+                        for result in pool.run(worker.run, source):
+                            outcome = result.result
+                            if outcome is None or outcome.stopped:
+                                continue
+                            follow = self._outcome(outcome, storer)
+                            if follow is not None:
+                                followups.append(follow)
+                            done += 1
+                            report(
+                                progress,
+                                Progress("acquire", done, None, "files", _rate(self.summary)),
+                            )
+                        if not followups:
+                            break
+                        source = iter(list(followups))
+                        followups.clear()
+                except BaseException:
+                    self.stop.set()  # workers stop at their next chunk; .part files stay
+                    raise
+            for results in storer.finish():
+                self._stored(results)
         finally:
-            pool.shutdown(wait=True)
             storer.close()
+            self._flush()
 
     def _outcome(self, outcome: Outcome, storer: Any) -> Job | None:
         """Record a finished job; returns a job for the track's other offers if it failed."""
@@ -422,10 +418,6 @@ class _Run:
         for results in storer.add(outcome):
             self._stored(results)
         return None
-
-    def _finish_store(self, storer: Any) -> None:
-        for results in storer.finish():
-            self._stored(results)
 
     def _stored(self, results: list[tuple[Outcome, str, str]]) -> None:
         """Record a stored batch in one transaction (ledger, provenance, replaced offers),
@@ -526,3 +518,6 @@ def _held(conn: sqlite3.Connection, track_ids: list[int]) -> set[int]:
     return out
 
 
+def _rate(summary: AcquireSummary) -> str:
+    seconds = time.perf_counter() - summary.started
+    return f"{summary.bytes_fetched / max(seconds, 1e-3) / 1e6:.1f} MB/s"
