@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from audio import import_catalogue, make_file, track
 
 from musicark.archive import Archive, open_archive
-from tests.conftest import Runner
+from tests.audio import import_catalogue, make_file, track
+from tests.runner import Runner
 
 # (id, title, artist, isrc, rights)
 TRACKS = [

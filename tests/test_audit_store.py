@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from audio import make_file
 
 from musicark.archive import Archive
 from musicark.store.audit import last_audit
+from tests.audio import make_file
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.catalog_data import dump_catalog, track, write_jsonl
 
 
 def test_init_creates_layout_and_is_idempotent(tmp_path: Path) -> None:
-    from tests.conftest import Runner
+    from tests.runner import Runner
 
     run = Runner(None)
     result = run("init", tmp_path / "ark")
@@ -39,7 +39,7 @@ def test_init_creates_layout_and_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_commands_need_an_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import Runner
+    from tests.runner import Runner
 
     monkeypatch.chdir(tmp_path)
     result = Runner(None)("catalog", "stats", check=False)

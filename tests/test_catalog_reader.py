@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from audio import import_catalogue, track
 
 import musicark
 from musicark.archive import Archive
 from musicark.catalog.reader import CatalogReader, ColumnReader
 from musicark.errors import CatalogError
+from tests.audio import import_catalogue, track
 
 CATALOGUE_TABLES = (
     "tracks",

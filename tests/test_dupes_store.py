@@ -8,9 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from audio import import_catalogue, make_file, track
 
 from musicark.store.acoustic import bit_error_rate
+from tests.audio import import_catalogue, make_file, track
 
 
 def sha(path: Path) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from audio import make_file, track
 
 from musicark import events
 from musicark.archive import Archive
@@ -18,6 +17,7 @@ from musicark.errors import UsageError
 from musicark.search import search
 from musicark.search.index import index_root, read_state
 from musicark.store.ingest import ingest
+from tests.audio import make_file, track
 
 
 def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Runner
 
 from musicark.archive import Archive, init_archive
+from tests.runner import Runner
 
 # (arguments, exit code, part of the message); {missing}, {folder}, {fifo}, {junk}, {text},
 # {busy} and {nowhere} are filled in with paths made for the test.

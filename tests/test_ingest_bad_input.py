@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audio import make_file
 
 from musicark.archive import Archive, init_archive
 from musicark.store.blobs import blob_path
+from tests.audio import make_file
 
 
 def ledger(archive: Archive) -> dict[str, tuple[str, str]]:
@@ -248,7 +248,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_disk_full_during_a_write(tmp_path, small_fs, good) -> None:
-    from tests.conftest import Runner
+    from tests.runner import Runner
 
     archive = init_archive(small_fs / "archive")
     run = Runner(archive)

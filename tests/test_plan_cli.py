@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from audio import import_catalogue, make_file, track
 
 from musicark.archive import Archive
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.catalog.synthetic import generate_catalog
 from musicark.plan import selected_track_ids
+from tests.audio import import_catalogue, make_file, track
 
 
 @pytest.fixture

@@ -13,15 +13,15 @@ import libtorrent as lt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import release_data
 from click.testing import Result
-from release_data import EXTRA, _ingest, _state
 
 from musicark.archive import Archive, open_archive
 from musicark.release.manifest import read_jsonl_zst
 from musicark.store.blobs import blob_path
 from musicark.torrent.metainfo import load_torrent
-from tests.conftest import Runner
+from tests import release_data
+from tests.release_data import EXTRA, _ingest, _state
+from tests.runner import Runner
 
 # the shared fixtures (a module-scoped template archive, copied for each test)
 template, arc, cli = release_data.template, release_data.arc, release_data.cli

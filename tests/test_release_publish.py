@@ -10,14 +10,14 @@ from pathlib import Path
 import libtorrent as lt
 import pyarrow.parquet as pq
 import pyzstd
-import release_data
-from release_data import EXTRA, _ingest
 
 from musicark.archive import Archive
 from musicark.release.locate import classify, locate
 from musicark.release.manifest import read_jsonl_zst
 from musicark.torrent.metainfo import load_torrent
-from tests.conftest import Runner
+from tests import release_data
+from tests.release_data import EXTRA, _ingest
+from tests.runner import Runner
 
 template, arc, cli = release_data.template, release_data.arc, release_data.cli
 

@@ -21,7 +21,7 @@ from musicark.catalog.synthetic import generate_catalog
 from musicark.store import schema as store_schema
 from musicark.store.blobs import blob_path
 from musicark.torrent.metainfo import load_torrent
-from tests.conftest import Runner
+from tests.runner import Runner
 
 
 def _fill_store(archive: Archive, track_ids: list[int], seed: int) -> None:

@@ -113,7 +113,7 @@ def test_exact_identifier_lookups(run, catalogue: pa.Table) -> None:  # type: ig
 
 
 def test_external_id_lookup(run, archive: Archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from audio import import_catalogue, track
+    from tests.audio import import_catalogue, track
 
     row = track("x1", "Numbat Hymn", "Ida Olsen", isrc="GBXYZ2500001", mbid="5B2E-77 aa")
     import_catalogue(archive, [row], tmp_path)

@@ -9,10 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from audio import import_catalogue, make_file, track
 
 from musicark.archive import Archive
 from musicark.store.blobs import blob_path
+from tests.audio import import_catalogue, make_file, track
 
 MBID = "0b4f6a5e-3c2d-4e1f-9a8b-7c6d5e4f3a2b"
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import orjson
-import release_data
 
 from musicark.archive import Archive
-from tests.conftest import Runner
+from tests import release_data
+from tests.runner import Runner
 
 template, arc, cli = release_data.template, release_data.arc, release_data.cli
 

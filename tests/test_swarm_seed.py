@@ -99,7 +99,7 @@ def test_errors(tmp_path: Path) -> None:
 
 
 def test_seed_cli_without_an_archive(tmp_path: Path) -> None:
-    from tests.conftest import Runner
+    from tests.runner import Runner
 
     root = _data(tmp_path / "data" / "Rel")
     path = tmp_path / "rel.torrent"

@@ -10,13 +10,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from audio import import_catalogue, make_file, track
 
 from musicark.archive import Archive, open_archive
 from musicark.store.blobs import blob_path, hash_file
 from musicark.tier.check import MAX_BER, compare
 from musicark.tier.encode import Job, Settings, render
-from tests.conftest import Runner
+from tests.audio import import_catalogue, make_file, track
+from tests.runner import Runner
 
 # (id, title, popularity, seconds): t1/t2 are the long tail, t3 is popular, t4 too short
 TRACKS = [("t1", "Quiet Field", 0, 7.0), ("t2", "Low Tide", 0, 6.0), ("t3", "Big Hit", 80, 6.0)]

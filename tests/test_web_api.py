@@ -7,8 +7,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -16,28 +14,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from musicark.archive import Archive, init_archive
-from musicark.catalog.importer import import_catalog
-from musicark.catalog.synthetic import generate_catalog
-from musicark.search import update_index
 from musicark.web import create_app
-
-XSS = "<script>window.__xss=1</script>\"'&"
-RTL = "abc\u202edcba.mp3"
-LONG = "Ω" * 10_000
-
-
-def make_web_archive(root: Path) -> Archive:
-    """A small archive with hostile strings in the catalogue and an index built."""
-    archive = init_archive(root / "archive")
-    table = generate_catalog(400, seed=5)
-    titles = table.column("title").to_pylist()
-    titles[0], titles[1], titles[2] = XSS, RTL, LONG
-    table = table.set_column(table.schema.get_field_index("title"), "title", pa.array(titles))
-    path = root / "cat.parquet"
-    pq.write_table(table, path)
-    import_catalog(archive, [path])
-    update_index(archive)
-    return archive
+from tests.web_data import LONG, XSS, make_web_archive
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +180,7 @@ def test_no_index_yet(tmp_path: Path) -> None:
 
 
 def test_coverage_from_the_latest_plan(tmp_path: Path) -> None:
-    from tests.conftest import Runner
+    from tests.runner import Runner
 
     archive = make_web_archive(tmp_path)
     Runner(archive)("plan", "--budget", "200MB")

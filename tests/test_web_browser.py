@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,14 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from audio import import_catalogue, make_file, track
 from playwright.sync_api import expect
 
 from musicark.archive import Archive, init_archive
 from musicark.catalog.importer import import_catalog
 from musicark.catalog.synthetic import generate_catalog
-from tests.conftest import Runner
+from tests.audio import import_catalogue, make_file, track
+from tests.net import free_port
+from tests.runner import Runner
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -41,12 +41,6 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +94,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
     from musicark.search import update_index
 
     update_index(archive)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "musicark", "serve", "--port", str(port), "--log-level", "warning"],
         env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import libtorrent as lt
 import pytest
-from audio import import_catalogue, make_file, track
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from musicark.archive import Archive, init_archive
 from musicark.web import create_app
-from tests.conftest import Runner
+from tests.audio import import_catalogue, make_file, track
+from tests.runner import Runner
 
 ROWS = [
     track("m1", "Numbat Aria", "Anna Berg", isrc="USABC2400201", duration_ms=4000),

@@ -15,13 +15,8 @@ import uvicorn
 
 from musicark.archive import Archive
 from musicark.web.server import ServeOptions, make_config
-from tests.test_web_api import make_web_archive
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.net import free_port
+from tests.web_data import make_web_archive
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +26,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
 
 @pytest.fixture(scope="module")
 def base(archive: Archive) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     options = ServeOptions(
         host="127.0.0.1", port=port, log_level="critical", header_timeout=0.6, keep_alive=1
     )

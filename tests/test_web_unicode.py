@@ -16,7 +16,7 @@ from musicark.catalog.importer import import_catalog
 from musicark.catalog.synthetic import generate_catalog
 from musicark.search.analysis import parse_query, words
 from musicark.web import create_app
-from tests.conftest import Runner
+from tests.runner import Runner
 
 TITLES = [
     "Déjà Wombat",  # composed (NFC)

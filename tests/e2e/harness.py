@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.net import free_port as free_port  # re-exported for the e2e tests
+
 
 def need(*programs: str) -> None:
     """Skip the test when a program it runs is not installed."""
@@ -28,21 +30,6 @@ def need(*programs: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (see Makefile DEBIAN_PACKAGES)")
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def wait_for(check: Callable[[], bool], *, timeout: float, what: str, step: float = 0.1) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-import release_data
 from harness import Aria2, Opentracker, QBittorrent, SeedProcess, make_release, wait_for
 
 from musicark.archive import Archive
 from musicark.torrent.create import create_torrent
 from musicark.torrent.metainfo import Torrent, load_torrent
-from tests.conftest import Runner
+from tests import release_data
+from tests.runner import Runner
 
 pytestmark = pytest.mark.e2e
 PIECE = 64 * 1024

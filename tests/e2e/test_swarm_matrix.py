@@ -13,7 +13,7 @@ from harness import Aria2, Opentracker, QBittorrent, SeedProcess, make_release, 
 from musicark.archive import Archive
 from musicark.torrent.create import create_torrent
 from musicark.torrent.metainfo import Torrent, load_torrent
-from tests.conftest import Runner
+from tests.runner import Runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PIECES = {"v1": 64 * 1024, "v2": 256 * 1024, "hybrid": 256 * 1024}

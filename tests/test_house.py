@@ -1,0 +1,33 @@
+"""House rules that review keeps missing, checked on the source."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+HELPERS = sorted(
+    p.stem for p in TESTS.glob("*.py") if not p.name.startswith("test_") and p.stem != "conftest"
+)
+
+
+def _test_sources() -> dict[str, str]:
+    return {str(p.relative_to(TESTS)): p.read_text(encoding="utf-8") for p in TESTS.rglob("*.py")}
+
+
+def test_tests_import_their_helpers_one_way() -> None:
+    bare = re.compile(rf"^\s*(from|import) ({'|'.join(HELPERS)}|conftest)\b", re.M)
+    conftest = re.compile(r"^\s*from tests\.conftest import", re.M)
+    wrong = sorted(
+        name for name, text in _test_sources().items() if bare.search(text) or conftest.search(text)
+    )
+    assert wrong == [], f"import helpers as `from tests.X import ...` (not from conftest): {wrong}"
+
+
+def test_one_free_port() -> None:
+    defined = sorted(
+        name
+        for name, text in _test_sources().items()
+        if re.search(r"^def _?free_port\b", text, re.M)
+    )
+    assert defined == ["net.py"]
