@@ -19,7 +19,7 @@ from musicark.catalog.ids import entity_id
 from musicark.cli import cli
 from tests.acquire_server import Fault, FaultServer, Running
 from tests.audio import import_catalogue, make_file, track
-from tests.conftest import Runner
+from tests.runner import Runner
 
 FAST = HttpSettings(concurrency=4, backoff=0.01, read_timeout=2.0, retries=3)
 
