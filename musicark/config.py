@@ -87,6 +87,13 @@ SETTINGS: tuple[Setting, ...] = (
         _at_least(0),
     ),
     Setting(
+        "catalog.max_line_bytes",
+        "16MiB",
+        "the longest line (one JSONL row, one CSV line) an import reads; a longer JSONL row is "
+        "refused with that reason, a longer CSV line stops that file's import",
+        lambda v: parse_size(v, what="catalog.max_line_bytes"),
+    ),
+    Setting(
         "plan.strategy",
         "per-byte",
         "per-byte (most expected listens per byte) or popularity (highest first)",
@@ -183,6 +190,7 @@ class CatalogSettings:
     default_rights: str
     batch_rows: int
     bulk_min_rows: int
+    max_line_bytes: int  # bytes
 
 
 @dataclass(frozen=True)

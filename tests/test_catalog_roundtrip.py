@@ -15,6 +15,7 @@ from musicark.catalog.export import export_catalog
 from musicark.catalog.importer import import_catalog
 from musicark.catalog.rights import RIGHTS
 from tests.catalog_data import dump_catalog, write_jsonl
+from tests.test_catalog_compression import MAGIC
 
 text = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
 maybe_int = st.none() | st.integers(min_value=0, max_value=2**40)
@@ -69,7 +70,7 @@ def rows(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=rows(), fmt=st.sampled_from(["parquet", "jsonl", "jsonl.zst"]))
+@given(data=rows(), fmt=st.sampled_from(["parquet", "jsonl", "jsonl.zst", "jsonl.gz", "jsonl.xz"]))
 def test_export_then_import_gives_the_same_catalogue(data: list[dict[str, Any]], fmt: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -77,6 +78,10 @@ def test_export_then_import_gives_the_same_catalogue(data: list[dict[str, Any]],
         import_catalog(first, [write_jsonl(root / "in.jsonl", data)], source="prop")
         out = root / f"export.{fmt}"
         export_catalog(first, out)
+        head = out.read_bytes()[:6]
+        assert head.startswith(
+            MAGIC.get(fmt.rsplit(".", 1)[-1], b"PAR1" if fmt == "parquet" else b"{")
+        )
         second = init_archive(root / "second")
         summary = import_catalog(second, [out])
         assert summary.rejected == 0

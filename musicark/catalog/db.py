@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import sqlite3
 from importlib import resources
@@ -23,6 +24,15 @@ INDEXES: dict[str, str] = {
     "albums_upc": "albums(upc) WHERE upc IS NOT NULL",
     "external_ids_value": "external_ids(kind, value)",
 }
+
+
+def storage_reason(exc: BaseException) -> str:
+    """A database or file error in one line; a full disk is named as such."""
+    text = str(getattr(exc, "strerror", None) or exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if getattr(exc, "errno", None) == errno.ENOSPC or "full" in text.lower():
+        return f"the disk is full ({text})"
+    return text
 
 
 def _migrations() -> list[tuple[int, str]]:

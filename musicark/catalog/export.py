@@ -1,4 +1,4 @@
-"""`catalog export`: the catalogue as SQLite, Parquet or interchange JSONL (optionally .zst).
+"""`catalog export`: the catalogue as SQLite, Parquet or interchange JSONL (.zst, .gz, .xz).
 
 Parquet and JSONL exports are in the interchange format, so `catalog import` of an
 export gives back the same catalogue.
@@ -7,6 +7,7 @@ export gives back the same catalogue.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +16,16 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import zstandard
 
 from musicark.archive import Archive
+from musicark.catalog.db import storage_reason
+from musicark.catalog.formats.compression import compression_of_name, open_compressed
 from musicark.catalog.formats.interchange import SCHEMA
-from musicark.errors import UsageError
+from musicark.errors import CatalogError, UsageError
 from musicark.progress import Progress, ProgressCallback, report
 
 EXPORT_FORMATS = ("sqlite", "parquet", "jsonl")
+_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".sqlite": "sqlite", ".db": "sqlite"}
 BATCH = 100_000
 
 _QUERY = """
@@ -67,19 +70,46 @@ def _rows(conn: sqlite3.Connection) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
-def _open_out(path: Path) -> Any:
-    raw = path.open("wb")
-    if path.suffix == ".zst":
-        return zstandard.ZstdCompressor(level=9, threads=-1).stream_writer(raw, closefd=True)
-    return raw
-
-
 def _jsonl_record(rec: dict[str, Any]) -> bytes:
     rec = dict(rec)
     x = rec["external_ids"]
     rec["external_ids"] = {p["key"]: p["value"] for p in x} if x is not None else None
     rec["extra"] = orjson.Fragment(rec["extra"]) if rec["extra"] is not None else None
     return orjson.dumps({k: v for k, v in rec.items() if v is not None}) + b"\n"
+
+
+def _format_of(out: Path, format: str | None) -> tuple[str, str | None]:
+    """(format, compression) from the option or the name: `x.jsonl.zst` → (jsonl, zst)."""
+    kind = compression_of_name(out.name)
+    stem = out.name[: -len(kind) - 1] if kind else out.name
+    fmt = format or _SUFFIXES.get(Path(stem).suffix, "")
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(
+            f"cannot tell the export format of {out.name}; pass --format ({', '.join(EXPORT_FORMATS)})"
+        )
+    if fmt == "parquet" and kind:
+        raise UsageError(f"Parquet exports are compressed inside (zstd); drop the .{kind} suffix")
+    return fmt, kind
+
+
+def _write_sqlite(conn: sqlite3.Connection, tmp: Path, kind: str | None) -> None:
+    plain = tmp.with_name(tmp.name + ".sqlite")
+    _remove(plain)
+    try:
+        conn.execute("VACUUM INTO ?", (str(plain),))
+        if kind:
+            with plain.open("rb") as src, open_compressed(tmp, kind) as dst:
+                shutil.copyfileobj(src, dst, 4 << 20)
+        else:
+            plain.replace(tmp)
+    finally:
+        _remove(plain)
+
+
+def _remove(path: Path) -> None:
+    """A file and the journals SQLite may have left beside it."""
+    for p in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+        p.unlink(missing_ok=True)
 
 
 def export_catalog(
@@ -89,36 +119,20 @@ def export_catalog(
     format: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> int:
-    """Write the catalogue to `out`; the format defaults from its name. Returns tracks written."""
+    """Write the catalogue to `out`; the format and compression default from its name.
+
+    Writes to a temporary name beside `out` and renames when complete: a failure (a full
+    disk) leaves `out` as it was and nothing else behind. Returns tracks written.
+    """
     out = Path(out)
-    stem = out.name[: -len(".zst")] if out.name.endswith(".zst") else out.name
-    fmt = format or {
-        ".parquet": "parquet",
-        ".jsonl": "jsonl",
-        ".sqlite": "sqlite",
-        ".db": "sqlite",
-    }.get(Path(stem).suffix, "")
-    if fmt not in EXPORT_FORMATS:
-        raise UsageError(
-            f"cannot tell the export format of {out.name}; pass --format ({', '.join(EXPORT_FORMATS)})"
-        )
-    if fmt == "parquet" and out.name.endswith(".zst"):
-        raise UsageError("Parquet exports are compressed inside (zstd); drop the .zst suffix")
+    fmt, kind = _format_of(out, format)
     tmp = out.with_name(f".{out.name}.partial")
     conn = archive.connect_catalog(readonly=True)
-    total = conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
     written = 0
     try:
+        total = conn.execute("SELECT count(*) FROM tracks").fetchone()[0]
         if fmt == "sqlite":
-            plain = tmp.with_name(tmp.name + ".sqlite")
-            plain.unlink(missing_ok=True)
-            conn.execute("VACUUM INTO ?", (str(plain),))
-            if out.name.endswith(".zst"):
-                with plain.open("rb") as src, tmp.open("wb") as dst:
-                    zstandard.ZstdCompressor(level=9, threads=-1).copy_stream(src, dst)
-                plain.unlink()
-            else:
-                plain.replace(tmp)
+            _write_sqlite(conn, tmp, kind)
             written = total
         elif fmt == "parquet":
             with pq.ParquetWriter(tmp, SCHEMA, compression="zstd") as writer:
@@ -127,15 +141,15 @@ def export_catalog(
                     written += len(rows)
                     report(progress, Progress("export", written, total, "tracks"))
         else:
-            with _open_out(tmp) as f:
+            with open_compressed(tmp, kind) as f:
                 for rows in _rows(conn):
                     f.write(b"".join(_jsonl_record(r) for r in rows))
                     written += len(rows)
                     report(progress, Progress("export", written, total, "tracks"))
         os.replace(tmp, out)
-    except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    except (OSError, sqlite3.Error, pa.ArrowException) as exc:
+        raise CatalogError(f"cannot write {out}: {storage_reason(exc)}") from exc
     finally:
         conn.close()
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
     return written

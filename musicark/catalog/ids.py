@@ -8,7 +8,9 @@
 
 Two archives built from the same inputs hold the same ids, whatever the import order.
 `hash_strings` computes the same value for a whole Arrow column at once, a word at a
-time, so its cost is rows x (longest value / 8) numpy operations and no Python per row.
+time across all rows, while many rows are still that long; the last few long values are
+finished one by one over their words (`_hash_tail`), so the cost stays linear in the
+column's bytes even for one 16 MiB value among short ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ _SEED = 0x9E3779B97F4A7C15
 _MUL = 0xBF58476D1CE4E5B9
 _MASK = (1 << 64) - 1
 SEP = "\x1f"
+# Below this many values still being hashed, a numpy pass per word costs more than
+# finishing each value alone.
+_VECTOR_MIN = 64
 
 
 def _finalize(h: int) -> int:
@@ -47,6 +52,19 @@ def source_id(source: str) -> int:
     return stable_hash(source)
 
 
+def _hash_tail(h: int, raw: bytes, start: int, length: int) -> int:
+    """Continue a hash over `length` more bytes of `raw` from `start`, in Python ints."""
+    body = length - length % 8
+    words = np.frombuffer(raw, dtype="<u8", count=body // 8, offset=start).tolist()
+    tail = raw[start + body : start + length]
+    if tail:
+        words.append(int.from_bytes(tail, "little"))
+    for w in words:
+        h = ((h ^ w) * _MUL) & _MASK
+        h ^= h >> 31
+    return h
+
+
 def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """`stable_hash(v)` for every string of an Arrow column, as int64 (null as "")."""
     if isinstance(values, pa.ChunkedArray):
@@ -68,7 +86,7 @@ def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     live = np.flatnonzero(lengths > 0)
     pos = 0
     with np.errstate(over="ignore"):
-        while live.size:
+        while live.size >= _VECTOR_MIN:
             w = words[starts[live] + pos]
             remaining = lengths[live] - pos
             short = remaining < 8
@@ -79,6 +97,8 @@ def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
             h[live] = x ^ (x >> np.uint64(31))
             pos += 8
             live = live[lengths[live] > pos]
+        for i in live.tolist():
+            h[i] = _hash_tail(int(h[i]), raw, int(starts[i]) + pos, int(lengths[i]) - pos)
         h ^= h >> np.uint64(30)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(27)

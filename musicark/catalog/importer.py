@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import adbc_driver_manager
 
 from musicark import events
 from musicark.archive import Archive
-from musicark.catalog.db import connect, drop_indexes, ensure_indexes
+from musicark.catalog.db import connect, drop_indexes, ensure_indexes, storage_reason
 from musicark.catalog.formats import FORMATS, detect_format
+from musicark.catalog.formats.readers import open_parquet
 from musicark.catalog.ids import source_id
 from musicark.catalog.normalize import Normalized
 from musicark.catalog.rights import normalize_rights
@@ -113,7 +114,7 @@ def file_key(path: Path) -> str:
 
 def _estimate_rows(path: Path, fmt: str) -> int:
     if fmt == "parquet":
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(open_parquet(path).metadata.num_rows)
     return path.stat().st_size // 150
 
 
@@ -242,6 +243,90 @@ def _merge_staged(conn: sqlite3.Connection, batch: StagedBatch, key: str) -> tup
     return ins, upd, same
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one file's import does: where it resumes and how it writes."""
+
+    key: str
+    fmt: str
+    mode: str  # "bulk" or "upsert"
+    resume_after: int
+    estimate: int
+
+
+def _start(conn: sqlite3.Connection, path: Path, fmt: str, key: str, archive: Archive) -> _Plan:
+    """Record the import in `imports` (or pick up the unfinished one) and choose its mode."""
+    row = conn.execute(
+        "SELECT done_line, finished, mode FROM imports WHERE file_key = ?", (key,)
+    ).fetchone()
+    resuming = bool(row and not row[1])
+    estimate = _estimate_rows(path, fmt)
+    empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM tracks)").fetchone()[0]
+    if resuming and row[2] == "bulk":
+        mode = "bulk"
+    elif empty and estimate >= archive.config.catalog.bulk_min_rows:
+        mode = "bulk"  # append without indexes, build them once at the end
+    else:
+        mode = "upsert"
+    conn.execute(
+        "INSERT INTO imports (file_key, path, done_line, mode) VALUES (?, ?, 0, ?) "
+        "ON CONFLICT(file_key) DO UPDATE SET path = excluded.path, mode = excluded.mode, "
+        "done_line = CASE WHEN imports.finished THEN 0 ELSE imports.done_line END, "
+        "finished = 0",
+        (key, str(path), mode),
+    )
+    return _Plan(key, fmt, mode, row[0] if resuming else 0, estimate)
+
+
+def _run(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    job: StageJob,
+    plan: _Plan,
+    summary: FileSummary,
+    progress: ProgressCallback | None,
+) -> sqlite3.Connection:
+    """Stage and merge every batch; returns the (possibly reopened) catalogue connection."""
+    done_rows = 0
+    parallel = plan.estimate > 2 * job.batch_rows
+    bulk: _BulkWriter | None = None
+    if plan.mode == "bulk":
+        job = dataclasses.replace(job, ship_tables=True)
+        conn.close()
+        bulk = _BulkWriter(archive.catalog_path)
+    try:
+        for batch in staged(job, parallel=parallel):
+            summary.rejected += batch.rejected
+            summary.duplicates += batch.duplicates
+            summary.unchanged += batch.duplicates
+            if bulk is not None:
+                assert batch.norm is not None
+                ins, upd, same = bulk.write(batch.norm, batch.sources, plan.key, batch), 0, 0
+            else:
+                ins, upd, same = _merge_staged(conn, batch, plan.key)
+            summary.imported += ins
+            summary.updated += upd
+            summary.unchanged += same
+            done_rows += batch.rows
+            report(progress, Progress("import", done_rows, plan.estimate or None, "rows", job.path))
+    finally:
+        if bulk is not None:
+            bulk.close()
+            conn = connect(archive.catalog_path, indexes=False)
+            # Index sorts spill to temporary files rather than grow in memory.
+            conn.execute("PRAGMA temp_store=FILE")
+    return conn
+
+
+def _storage_error(path: Path, exc: BaseException) -> CatalogError:
+    reason = storage_reason(exc)
+    if reason.startswith("the disk is full"):
+        return CatalogError(
+            f"{path}: import stopped, {reason}; free space and run it again to resume"
+        )
+    return CatalogError(f"{path}: import failed ({reason})")
+
+
 def import_file(
     archive: Archive,
     path: Path,
@@ -255,90 +340,45 @@ def import_file(
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r} (one of: {', '.join(FORMATS)})")
     path = Path(path)
-    fmt = detect_format(path) if format == "auto" else format
     input_file(path)
-    rights = normalize_rights(default_rights or archive.config.catalog.default_rights)
-    src = source or ("musicbrainz" if fmt == "musicbrainz" else "local")
+    fmt = detect_format(path) if format == "auto" else format
+    settings = archive.config.catalog
+    rights = normalize_rights(default_rights or settings.default_rights)
     key = file_key(path)
     summary = FileSummary(path=str(path), format=fmt)
-    conn = connect(archive.catalog_path, indexes=False)
     stage_dir = archive.staging_dir / f"import-{key[:16]}"
     rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
+    conn = connect(archive.catalog_path, indexes=False)
     try:
-        row = conn.execute(
-            "SELECT done_line, finished, mode FROM imports WHERE file_key = ?", (key,)
-        ).fetchone()
-        resuming = bool(row and not row[1])
-        resume_after = row[0] if resuming else 0
-        estimate = _estimate_rows(path, fmt)
-        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM tracks)").fetchone()[0]
-        if resuming and row[2] == "bulk":
-            mode = "bulk"
-        elif empty and estimate >= archive.config.catalog.bulk_min_rows:
-            mode = "bulk"  # append without indexes, build them once at the end
-        else:
-            mode = "upsert"
-        conn.execute(
-            "INSERT INTO imports (file_key, path, done_line, mode) VALUES (?, ?, 0, ?) "
-            "ON CONFLICT(file_key) DO UPDATE SET path = excluded.path, mode = excluded.mode, "
-            "done_line = CASE WHEN imports.finished THEN 0 ELSE imports.done_line END, "
-            "finished = 0",
-            (key, str(path), mode),
-        )
-        if mode == "bulk":
+        plan = _start(conn, path, fmt, key, archive)
+        if plan.mode == "bulk":
             drop_indexes(conn)
         else:
             ensure_indexes(conn)
             conn.execute("PRAGMA cache_size=-1048576")  # upserts look ids up all over
-        if not resume_after:
+        if not plan.resume_after:
             rejects_path.write_bytes(b"")
         stage_dir.mkdir(exist_ok=True)
         job = StageJob(
             path=str(path),
             fmt=fmt,
-            batch_rows=archive.config.catalog.batch_rows,
-            resume_after=resume_after,
-            source=src,
+            batch_rows=settings.batch_rows,
+            resume_after=plan.resume_after,
+            source=source or ("musicbrainz" if fmt == "musicbrainz" else "local"),
             rights=rights,
             stage_dir=str(stage_dir),
             rejects_path=str(rejects_path),
+            max_line_bytes=settings.max_line_bytes,
         )
-        done_rows = 0
-        parallel = estimate > 2 * job.batch_rows
-        bulk: _BulkWriter | None = None
-        if mode == "bulk":
-            job = dataclasses.replace(job, ship_tables=True)
-            conn.close()
-            bulk = _BulkWriter(archive.catalog_path)
-        try:
-            for batch in staged(job, parallel=parallel):
-                summary.rejected += batch.rejected
-                summary.duplicates += batch.duplicates
-                summary.unchanged += batch.duplicates
-                if bulk is not None:
-                    assert batch.norm is not None
-                    ins, upd, same = bulk.write(batch.norm, batch.sources, key, batch), 0, 0
-                else:
-                    ins, upd, same = _merge_staged(conn, batch, key)
-                summary.imported += ins
-                summary.updated += upd
-                summary.unchanged += same
-                done_rows += batch.rows
-                report(progress, Progress("import", done_rows, estimate or None, "rows", str(path)))
-        finally:
-            if bulk is not None:
-                bulk.close()
-                conn = connect(archive.catalog_path, indexes=False)
-                # Index sorts spill to temporary files rather than grow in memory.
-                conn.execute("PRAGMA temp_store=FILE")
+        conn = _run(archive, conn, job, plan, summary, progress)
         report(progress, Progress("indexes", 0, None, "indexes"))
         superseded = ensure_indexes(conn)
         summary.imported -= superseded  # the same id twice in a bulk load: the last row won
         summary.updated += superseded
         conn.execute("UPDATE imports SET finished = 1 WHERE file_key = ?", (key,))
         conn.execute("PRAGMA optimize")
-    except OSError as exc:
-        raise CatalogError(f"{path}: {exc.strerror or exc}") from exc
+    except (OSError, sqlite3.Error, adbc_driver_manager.Error) as exc:
+        raise _storage_error(path, exc) from exc
     finally:
         conn.close()
         shutil.rmtree(stage_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ queue guarantees a slot is rewritten only after the catalogue has merged it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_mod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ import orjson
 import pyarrow as pa
 
 from musicark import errors
+from musicark.catalog.db import storage_reason
 from musicark.catalog.formats import read_batches
 from musicark.catalog.formats.interchange import LINE
-from musicark.catalog.formats.readers import Reject
+from musicark.catalog.formats.readers import ReadOptions, Reject
 from musicark.catalog.normalize import Normalized, normalize
+from musicark.executor import _init_worker as die_with_parent
 
 SLOTS = 3
 
@@ -40,6 +43,7 @@ class StageJob:
     stage_dir: str
     rejects_path: str
     ship_tables: bool = False  # hand the normalised tables over instead of staging them
+    max_line_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ def stage_batches(job: StageJob) -> Iterator[StagedBatch]:
     done = job.resume_after
     with open(job.rejects_path, "ab") as rejects_out:
         k = 0
-        for chunk in read_batches(Path(job.path), job.fmt, batch_rows=job.batch_rows):
+        options = ReadOptions(batch_rows=job.batch_rows, max_line_bytes=job.max_line_bytes)
+        for chunk in read_batches(Path(job.path), job.fmt, options=options):
             if chunk.last_line <= job.resume_after:
                 continue
             norm = normalize(chunk.table, source=job.source, default_rights=job.rights)
@@ -114,7 +119,8 @@ def stage_batches(job: StageJob) -> Iterator[StagedBatch]:
             k += 1
 
 
-def _child(job: StageJob, out: Any) -> None:
+def _child(job: StageJob, out: Any, parent: int) -> None:
+    die_with_parent(parent)  # a killed import must not leave this process reading on
     try:
         for batch in stage_batches(job):
             out.put(("batch", batch))
@@ -122,7 +128,8 @@ def _child(job: StageJob, out: Any) -> None:
     except errors.MusicarkError as exc:
         out.put(("error", (type(exc).__name__, str(exc))))
     except Exception as exc:  # reported to the parent as one line, not lost
-        out.put(("error", ("CatalogError", f"{job.path}: staging failed ({exc!r})")))
+        reason = storage_reason(exc)
+        out.put(("error", ("CatalogError", f"{job.path}: staging failed: {reason}")))
 
 
 def staged(job: StageJob, *, parallel: bool) -> Iterator[StagedBatch]:
@@ -132,7 +139,9 @@ def staged(job: StageJob, *, parallel: bool) -> Iterator[StagedBatch]:
         return
     ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds SQLite and Arrow threads
     channel = ctx.Queue(maxsize=1)
-    proc = ctx.Process(target=_child, args=(job, channel), daemon=True, name="musicark-stage")
+    proc = ctx.Process(
+        target=_child, args=(job, channel, os.getpid()), daemon=True, name="musicark-stage"
+    )
     proc.start()
     try:
         while True:

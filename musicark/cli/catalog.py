@@ -97,11 +97,11 @@ def stats_command(bitrate: str, as_json: bool, archive_path: str | None) -> None
     "fmt",
     type=click.Choice(["sqlite", "parquet", "jsonl"]),
     default=None,
-    help="Output format (default: from OUT's name: .sqlite, .parquet, .jsonl, each optionally .zst).",
+    help="Output format (default: from OUT's name: .sqlite, .parquet, .jsonl; .zst, .gz or .xz after .sqlite or .jsonl compresses).",
 )
 @archive_option
 def export_command(out: Path, fmt: str | None, archive_path: str | None) -> None:
-    """Write the catalogue to OUT as SQLite, Parquet or interchange JSONL (.zst compresses)."""
+    """Write the catalogue to OUT as SQLite, Parquet or interchange JSONL (.zst/.gz/.xz compress)."""
     from musicark.catalog.export import export_catalog
 
     archive = get_archive(archive_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from musicark.catalog.formats.compression import read_head
+from musicark.catalog.formats.compression import compression_of, read_head
 from musicark.errors import FormatError
 from musicark.paths import input_file
 
@@ -23,10 +23,15 @@ def detect_format(path: Path) -> str:
     """One of jsonl, csv, parquet, musicbrainz; FormatError for anything else."""
     input_file(path)
     with path.open("rb") as f:
-        magic = f.read(4)
-    if magic == b"PAR1":
+        magic = f.read(6)
+    if magic[:4] == b"PAR1":
         return "parquet"
     head = read_head(path)
+    if head[:4] == b"PAR1":
+        raise FormatError(
+            f"{path}: a {compression_of(magic)}-compressed Parquet file; Parquet compresses "
+            "inside, decompress it first"
+        )
     if not head:
         raise FormatError(f"{path}: empty or unreadable file, not a catalogue")
     if len(head) > 262 and head[257:262] == b"ustar":

@@ -8,7 +8,6 @@ line number.
 from __future__ import annotations
 
 import csv
-import io
 import lzma
 import tarfile
 import zlib
@@ -22,10 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from musicark.catalog.formats.compression import open_decompressed
+from musicark.catalog.formats.compression import bounded_lines, open_decompressed
 from musicark.catalog.formats.interchange import LINE, SCHEMA, RowError, coerce_row
 from musicark.catalog.formats.musicbrainz import recording_to_row
 from musicark.errors import FormatError
+from musicark.paths import input_file
 
 DECODE_ERRORS = (
     OSError,
@@ -35,6 +35,14 @@ DECODE_ERRORS = (
     zlib.error,
     tarfile.TarError,
 )
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a reader reads: rows per batch, and the longest line accepted."""
+
+    batch_rows: int = 200_000
+    max_line_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -61,16 +69,25 @@ def _rows_to_chunk(
     return Chunk(table=table, rejects=rejects, last_line=last)
 
 
+def overlong(max_line_bytes: int) -> str:
+    return f"line longer than {max_line_bytes} bytes (the catalog.max_line_bytes setting)"
+
+
 def _chunked(
-    items: Iterable[tuple[int, bytes]],
+    items: Iterable[tuple[int, bytes | None]],
     parse: Callable[[bytes], dict[str, Any]],
-    batch_rows: int,
+    options: ReadOptions,
 ) -> Iterator[Chunk]:
+    """Rows parsed and coerced in batches; a None item is a line over the length cap."""
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     rejects: list[Reject] = []
     number = 0
+    batch_rows = options.batch_rows
     for number, raw in items:
+        if raw is None:
+            rejects.append(Reject(number, overlong(options.max_line_bytes), ""))
+            continue
         try:
             rows.append(coerce_row(parse(raw)))
             lines.append(number)
@@ -97,19 +114,18 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def _numbered_lines(stream: io.BufferedIOBase | Any) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(stream, start=1):
-        line = line.rstrip(b"\r\n")
-        if line.strip():
+def _json_lines(stream: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    for number, line in bounded_lines(stream, max_line_bytes):
+        if line is None or line.strip():  # blank lines are no rows
             yield number, line
 
 
-def read_jsonl(path: Path, batch_rows: int) -> Iterator[Chunk]:
+def read_jsonl(path: Path, options: ReadOptions) -> Iterator[Chunk]:
     with open_decompressed(path) as stream:
-        yield from _chunked(_numbered_lines(stream), _parse_json, batch_rows)
+        yield from _chunked(_json_lines(stream, options.max_line_bytes), _parse_json, options)
 
 
-def read_musicbrainz(path: Path, batch_rows: int) -> Iterator[Chunk]:
+def read_musicbrainz(path: Path, options: ReadOptions) -> Iterator[Chunk]:
     def parse(raw: bytes) -> dict[str, Any]:
         return recording_to_row(_parse_json(raw))
 
@@ -121,17 +137,29 @@ def read_musicbrainz(path: Path, batch_rows: int) -> Iterator[Chunk]:
                 if member.isfile() and member.name.rsplit("/", 1)[-1] == "recording":
                     f = tar.extractfile(member)
                     assert f is not None
-                    yield from _chunked(_numbered_lines(f), parse, batch_rows)
+                    yield from _chunked(_json_lines(f, options.max_line_bytes), parse, options)
                     return
         raise FormatError(f"{path}: a tar file without mbdump/recording")
     with open_decompressed(path) as stream:
-        yield from _chunked(_numbered_lines(stream), parse, batch_rows)
+        yield from _chunked(_json_lines(stream, options.max_line_bytes), parse, options)
 
 
-def read_csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
+def _text_lines(path: Path, stream: Any, max_line_bytes: int) -> Iterator[str]:
+    """Decoded lines for the csv module; a line over the cap ends the file's import.
+
+    A CSV record may span lines, so a single overlong line cannot be skipped safely.
+    """
+    for number, line in bounded_lines(stream, max_line_bytes):
+        if line is None:
+            raise FormatError(f"{path}: line {number}: {overlong(max_line_bytes)}")
+        yield line.decode("utf-8", "surrogateescape") + "\n"
+
+
+def read_csv(path: Path, options: ReadOptions) -> Iterator[Chunk]:
+    if csv.field_size_limit() < options.max_line_bytes:
+        csv.field_size_limit(options.max_line_bytes)
     with open_decompressed(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-        reader = csv.reader(text)
+        reader = csv.reader(_text_lines(path, raw, options.max_line_bytes))
         try:
             header = [h.strip().lstrip("\ufeff") for h in next(reader)]
         except StopIteration:
@@ -157,7 +185,7 @@ def read_csv(path: Path, batch_rows: int) -> Iterator[Chunk]:
                 row[key] = cell if cell != "" else None
             return row
 
-        yield from _chunked(records(), parse, batch_rows)
+        yield from _chunked(records(), parse, options)
 
 
 def _pack(cells: list[str]) -> bytes:
@@ -194,8 +222,8 @@ def _conform(batch: pa.RecordBatch, first_row: int) -> Chunk:
                     reasons.setdefault(i, str(exc))
             try:
                 columns.append(pa.array(values, f.type))
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                raise FormatError(f"column {f.name!r} has an unusable type {col.type}") from None
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise FormatError(f"column {f.name!r} has an unusable type {col.type}") from exc
     unknown = [c for c in table.column_names if c not in SCHEMA.names]
     extra = pa.nulls(n, pa.string())
     if unknown or "extra" in table.column_names:
@@ -228,20 +256,27 @@ def _conform(batch: pa.RecordBatch, first_row: int) -> Chunk:
     return Chunk(table=out, rejects=rejects, last_line=first_row + n - 1)
 
 
-def read_parquet(path: Path, batch_rows: int) -> Iterator[Chunk]:
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """The Parquet file, or FormatError in one line (a truncated file has no footer)."""
+    input_file(path)
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise FormatError(f"{path}: not a readable Parquet file ({exc})") from exc
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FormatError(f"{path}: not a readable Parquet file ({reason})") from exc
+
+
+def read_parquet(path: Path, options: ReadOptions) -> Iterator[Chunk]:
+    pf = open_parquet(path)
     if not {"id", "title"} <= set(pf.schema_arrow.names):
         raise FormatError(f"{path}: a Parquet file without id and title columns")
     first = 1
-    for batch in pf.iter_batches(batch_size=batch_rows):
+    for batch in pf.iter_batches(batch_size=options.batch_rows):
         yield _conform(batch, first)
         first += batch.num_rows
 
 
-READERS: dict[str, Callable[[Path, int], Iterator[Chunk]]] = {
+READERS: dict[str, Callable[[Path, ReadOptions], Iterator[Chunk]]] = {
     "jsonl": read_jsonl,
     "csv": read_csv,
     "parquet": read_parquet,
@@ -249,11 +284,16 @@ READERS: dict[str, Callable[[Path, int], Iterator[Chunk]]] = {
 }
 
 
-def read_batches(path: Path, fmt: str, *, batch_rows: int) -> Iterator[Chunk]:
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_batches(path: Path, fmt: str, *, options: ReadOptions) -> Iterator[Chunk]:
     """Chunks of `path` read as `fmt`; a file that breaks off mid-stream raises FormatError."""
     try:
-        yield from READERS[fmt](path, batch_rows)
+        yield from READERS[fmt](path, options)
     except DECODE_ERRORS as exc:
-        raise FormatError(f"{path}: cannot be read to the end ({exc})") from exc
-    except (pa.ArrowInvalid, csv.Error) as exc:
-        raise FormatError(f"{path}: {exc}") from exc
+        raise FormatError(f"{path}: cannot be read to the end ({_one_line(exc)})") from exc
+    except (pa.ArrowException, csv.Error) as exc:
+        raise FormatError(f"{path}: {_one_line(exc)}") from exc
