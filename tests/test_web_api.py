@@ -159,7 +159,14 @@ def test_store_tables_show_on_track_page(client: TestClient, web_archive: Archiv
     assert "vorbis" in page and "160 kbit/s" in page and "Not released." in page
     health = client.get("/health").text
     assert "Problems found." in health and "&lt;b&gt;x&lt;/b&gt;.ogg" in health
-    assert client.get("/api/health").json()["holdings"]["tracks_held"] == 1
+    assert "<strong>1</strong> changed" in health and "<strong>0</strong> missing" in health
+    api = client.get("/api/health").json()
+    assert api["holdings"]["tracks_held"] == 1
+    assert api["full_audit"]["level"] == "full" and api["full_audit"]["changed"] == 1
+    assert api["verification"]["blobs"] == 1 and api["verification"]["never_verified"] == 1
+    full = health.split('id="full-audit"')[1].split("</p>")[0]
+    assert "b: problems found" in full
+    assert "some files were never verified" in health
 
 
 def test_pages_with_nothing_yet(client: TestClient) -> None:
@@ -195,6 +202,20 @@ def test_coverage_from_the_latest_plan(tmp_path: Path) -> None:
         page = c.get("/coverage").text
         assert 'id="coverage-curve"' in page and "<polyline points=" in page
         assert 'id="tiers"' in page and "main" in page
+        # read as a person reads it: no raw keys, shares as percentages, the knee marked
+        assert "options.budget_bytes" not in page and "selected.tiers" not in page
+        view = plan["overview"]
+        assert view["budget_bytes"] == 200_000_000 and view["selected_tracks"] > 0
+        sentence = page.split('id="plan-sentence"')[1].split("</p>")[0]
+        assert "200 MB" in sentence and "most expected listens per byte first" in sentence
+        assert f"{view['share_of_listens'] * 100:.1f} %" in sentence
+        assert f"<strong>{view['selected_tracks']:,}</strong> tracks" in sentence
+        assert 'id="knee-mark"' in page and view["knee"]["bytes"] > 0
+        assert "still to acquire" in page and "dark archive" in page
+        kinds = [r["kind"] for r in view["rights"]]
+        assert kinds == ["redistributable", "dark archive"]
+        assert sum(r["tracks"] for r in view["rights"]) == view["selected_tracks"]
+        assert sum(t["selected"] for t in plan["tiers"]) == view["selected_tracks"]
 
 
 def test_serve_refuses_an_address_in_use(run) -> None:  # type: ignore[no-untyped-def]

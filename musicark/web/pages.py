@@ -14,7 +14,7 @@ from musicark.errors import SearchError
 from musicark.search.query import MAX_OFFSET
 from musicark.units import format_size
 from musicark.web.api import entity, health_data, reader, run_search
-from musicark.web.coverage import coverage_data, svg_points
+from musicark.web.coverage import coverage_data, svg_points, svg_x
 from musicark.web.media import with_links
 from musicark.web.params import parse_int, parse_query_text
 
@@ -37,6 +37,10 @@ def _bitrate(n: Any) -> str:
     return f"{round(n / 1000)} kbit/s" if isinstance(n, int | float) and n else "–"
 
 
+def _count(n: Any) -> str:
+    return f"{int(n):,}" if isinstance(n, int | float) and math.isfinite(n) else "–"
+
+
 def _percent(x: Any) -> str:
     return f"{x * 100:.1f} %" if isinstance(x, int | float) and math.isfinite(x) else "–"
 
@@ -47,7 +51,9 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(duration=_duration, size=_size, bitrate=_bitrate, percent=_percent)
+_env.filters.update(
+    duration=_duration, size=_size, bitrate=_bitrate, percent=_percent, count=_count
+)
 
 
 def render(name: str, **context: Any) -> str:
@@ -99,6 +105,7 @@ def coverage_page(request: Request) -> Response:
     data = coverage_data(request.app.state.archive, reader(request))
     plan = data["plan"]
     curve = plan["curve"] if plan else []
+    view = plan["overview"] if plan else {}
     top = max((p["bytes"] for p in curve), default=0)
     step = max(1, len(curve) // 10)
     return page(
@@ -109,6 +116,9 @@ def coverage_page(request: Request) -> Response:
         tracks_points=svg_points(curve, "tracks_share"),
         figures=curve[::step] + ([curve[-1]] if curve and (len(curve) - 1) % step else []),
         top_bytes=top,
+        view=view,
+        budget_x=svg_x(view.get("selected_bytes"), curve),
+        knee_x=svg_x((view.get("knee") or {}).get("bytes"), curve),
     )
 
 
