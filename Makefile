@@ -3,9 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := sqlite3 ffmpeg libchromaprint1 libchromaprint-tools aria2 opentracker \
-	qbittorrent-nox mktorrent chromium wrk zstd
+	qbittorrent-nox mktorrent chromium wrk zstd nodejs npm
 STAMP_DEB := $(VENV)/.debian-stamp
 STAMP_PY := $(VENV)/.python-stamp
+# npm packages the tests use (axe-core), installed into ./node_modules from package-lock.json
+STAMP_NPM := node_modules/.musicark-stamp
 DEMO_DIR ?= demo-archive
 
 .PHONY: all setup demo test test-all bench lint typecheck clean
@@ -31,7 +33,11 @@ $(STAMP_PY): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP_DEB) $(STAMP_PY)
+$(STAMP_NPM): package.json package-lock.json $(STAMP_DEB)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(STAMP_DEB) $(STAMP_PY) $(STAMP_NPM)
 
 demo: setup
 	$(BIN)/python -m musicark.demo --dir $(DEMO_DIR)
@@ -55,4 +61,4 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info node_modules

@@ -58,7 +58,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
     rows = [
         track("w1", "Wombat Nocturne", "Anna Berg", isrc="USABC2400101", duration_ms=6000),
         track("w2", "Wombat Lullaby", "Ben Costa", isrc="USABC2400102", duration_ms=6000),
-        track("w3", "Wombat Echo", "Cleo Dahl", isrc="USABC2400103", duration_ms=6000),
+        {  # kept in the dark archive: held, never played
+            **track("w3", "Wombat Echo", "Cleo Dahl", isrc="USABC2400103", duration_ms=6000),
+            "rights": "all-rights-reserved",
+        },
     ]
     import_catalogue(archive, rows, root)
     (root / "in").mkdir()
@@ -81,6 +84,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
     cli = Runner(archive)
     cli("ingest", root / "in", "--jobs", "1")
     cli("pack", "r1")
+    cli("publish", "r1", "--no-catalogue")
+    cli("plan", "--budget", "50MB")
     from musicark.swarm.history import ScrapeRecord, migrate, record_scrapes
 
     state = archive.connect_state()
@@ -230,3 +235,106 @@ def test_hostile_titles_render_as_text(server: tuple[str, Archive], page) -> Non
     assert link.inner_text() == RTL
     assert link.locator("bdi").count() == 1
     assert page.dialogs == []
+
+
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _pages(base: str, archive: Archive) -> list[str]:
+    """Every kind of page: search (empty and with results), a playable and a dark track,
+    album, artist, coverage (with a plan), releases, health, and an error page."""
+    hits = httpx.get(f"{base}/api/search", params={"q": "wombat"}).json()["hits"]
+    by_title = {h["title"]: h for h in hits}
+    playable, dark = by_title["Wombat Nocturne"], by_title["Wombat Echo"]
+    artist = httpx.get(f"{base}/api/tracks/{playable['id']}").json()["artists"][0]["id"]
+    return [
+        "/",
+        "/search?q=wombat",
+        f"/tracks/{playable['id']}",
+        f"/tracks/{dark['id']}",
+        f"/albums/{playable['album_id']}",
+        f"/artists/{artist}",
+        "/coverage",
+        "/releases",
+        "/health",
+        "/tracks/1",
+    ]
+
+
+@pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (run `make setup`)")
+def test_no_serious_accessibility_violations(server: tuple[str, Archive], browser) -> None:  # type: ignore[no-untyped-def]
+    base, archive = server
+    # axe is injected as an inline script, which the pages' CSP rightly forbids
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    found: dict[str, list[str]] = {}
+    try:
+        for path in _pages(base, archive):
+            page.goto(f"{base}{path}")
+            page.add_script_tag(path=str(AXE))
+            result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+            bad = [
+                f"{v['id']} ({v['impact']}): {v['nodes'][0]['html'][:120]}"
+                for v in result["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            if bad:
+                found[path] = bad
+    finally:
+        context.close()
+    assert not found, found
+
+
+def test_results_reachable_and_playable_by_keyboard(server: tuple[str, Archive], page) -> None:  # type: ignore[no-untyped-def]
+    base, _ = server
+    page.goto(f"{base}/search")
+    page.keyboard.type("wombat nocturne")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^1–"))
+    # Tab from the search box reaches the first result's play button, Enter plays it
+    names = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        names.append(page.evaluate("document.activeElement.getAttribute('aria-label') || ''"))
+        if names[-1] == "Play Wombat Nocturne":
+            break
+    assert names[-1] == "Play Wombat Nocturne", names
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => { const p = document.getElementById('player');"
+        " return p && !p.paused && p.currentTime > 0.2; }",
+        timeout=10_000,
+    )
+    assert page.locator("#now-playing-title").inner_text() == "Playing: Wombat Nocturne"
+    # the result itself: Shift+Tab back to its title link, Enter opens the track
+    for _ in range(6):
+        page.keyboard.press("Shift+Tab")
+        if page.evaluate("document.activeElement.classList.contains('title')"):
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/tracks/*")
+    expect(page.locator("#track-title")).to_have_text("Wombat Nocturne")
+    # the track page's own player is a native control, reachable by Tab
+    assert page.locator("#track-audio").get_attribute("src", timeout=5_000).startswith("/tracks/")
+
+
+def test_usable_at_360_pixels(server: tuple[str, Archive], browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base, archive = server
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    try:
+        for path in _pages(base, archive):
+            page.goto(f"{base}{path}")
+            # nothing wider than the screen: wide tables scroll inside their own box
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, f"{path} is {width} px wide"
+        page.goto(f"{base}/search?q=wombat")
+        shot = Path(os.environ.get("MUSICARK_SCREENSHOTS", tmp_path)) / "search-360.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 5_000
+        box = page.locator("#results li a.title").first.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
+        for name, path in (("releases", "/releases"), ("album", _pages(base, archive)[4])):
+            page.goto(f"{base}{path}")
+            page.screenshot(path=str(shot.with_name(f"{name}-360.png")), full_page=True)
+    finally:
+        context.close()
