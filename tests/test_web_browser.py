@@ -289,7 +289,8 @@ def test_results_reachable_and_playable_by_keyboard(server: tuple[str, Archive],
     base, _ = server
     page.goto(f"{base}/search")
     page.keyboard.type("wombat nocturne")
-    expect(page.locator("#status")).to_have_text(re.compile(r"^1–"))
+    expect(page.locator("#status")).to_have_text("1–1 of 1")  # the full query's answer
+    expect(page.locator("#results button.play")).to_have_count(1)
     # Tab from the search box reaches the first result's play button, Enter plays it
     names = []
     for _ in range(12):
