@@ -92,75 +92,41 @@ def verify_command(
     is reported ok, missing, corrupt (with its failing pieces) or unexpected; the exit
     status is 1 when anything is wrong.
     """
-    from musicark.swarm.sources import (
-        archive_manifest,
-        archive_torrents,
-        metadata_manifest,
-        torrent_files,
-    )
-    from musicark.swarm.verify import verify_torrent
-    from musicark.torrent.metainfo import load_torrent
+    from musicark.swarm.targets import verify_archive, verify_files, verify_selection
 
-    jobs_list: list[tuple[Any, Path, dict[str, str] | None]] = []
-    skipped: list[str] = []
     if sum(x is not None and x != () for x in (torrent, releases, metadata)) > 1:
         raise UsageError("give one of TORRENT, --release or --metadata")
     if torrent is not None or metadata is not None:
         if data is None:
             raise UsageError("--data DIR is needed to say where the downloaded data is")
-        paths = [torrent] if torrent is not None else torrent_files([metadata])  # type: ignore[list-item]
-        if not paths:
-            raise SwarmError(f"no .torrent files in {metadata}")
-        for path in paths:
-            t = load_torrent(path)
-            if metadata is not None and not _present(t, data):
-                skipped.append(t.name)
-                continue
-            sums = metadata_manifest(metadata, t.name) if metadata is not None else {}
-            jobs_list.append((t, data, sums or None))
+        selection = verify_files(torrent, metadata, data)
     else:
-        archive = get_archive(archive_path)
-        items = archive_torrents(archive, releases)
-        if not items:
-            raise SwarmError("the archive has no release torrents to verify")
-        for item in items:
-            assert item.torrent_path is not None
-            t = load_torrent(item.torrent_path)
-            where = data or item.data_path
-            if where is None:
-                raise SwarmError(f"{item.name}: the release tables name no data folder")
-            if not where.exists() and where.parent.is_dir():
-                where = where.parent  # the folder is gone: report its files missing
-            jobs_list.append((t, where, archive_manifest(archive, t.name) or None))
-
-    reports = []
+        selection = verify_archive(get_archive(archive_path), releases, data)
     with progress_bar(enabled=not as_json) as progress:
-        for t, where, manifest in jobs_list:
-            reports.append(
-                verify_torrent(
-                    t, where, level=level, manifest=manifest, jobs=jobs, progress=progress
-                )
-            )
-    ok = all(r.ok for r in reports)
+        outcome = verify_selection(selection, level=level, jobs=jobs, progress=progress)
     if as_json:
-        echo_json({"ok": ok, "torrents": [r.to_dict() for r in reports], "absent": skipped})
+        echo_json(outcome.to_dict())
     else:
-        for rep in reports:
+        _print_warnings(outcome.warnings)
+        for rep in outcome.reports:
             _print_report(rep, verbose=verbose)
-        if skipped:
-            click.echo(f"{len(skipped)} torrent(s) have no data under {data}: not checked")
-    if not reports:
+        if outcome.absent:
+            click.echo(f"{len(outcome.absent)} torrent(s) have no data under {data}: not checked")
+        _print_failures(outcome.failures)
+    if not outcome.reports and not outcome.failures:
         raise SwarmError(f"none of the torrents in {metadata} has data under {data}")
-    if not ok:
+    if not outcome.ok:
         sys.exit(1)
 
 
-def _present(torrent: Any, data: Path) -> bool:
-    """Whether any of `torrent`'s data is under `data` (for --metadata)."""
-    from musicark.swarm.verify import data_root
+def _print_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        click.echo(f"musicark: warning: {warning}", err=True)
 
-    root = data_root(torrent, data)
-    return root.exists()
+
+def _print_failures(failures: Sequence[Any]) -> None:
+    for failure in failures:
+        click.echo(f"musicark: error: {failure.error}", err=True)
 
 
 # ---------------------------------------------------------------- seed
@@ -252,12 +218,9 @@ def seed_command(
     again. Stops cleanly on Ctrl-C or SIGTERM.
     """
     from musicark.swarm.history import SqliteResumeStore
-    from musicark.swarm.seed import SeedItem, seed
+    from musicark.swarm.seed import seed
     from musicark.swarm.session import SessionOptions, parse_listen
-    from musicark.swarm.sources import archive_torrents
-    from musicark.swarm.sources import torrent_files as torrent_files_in
-    from musicark.swarm.verify import data_root
-    from musicark.torrent.metainfo import load_torrent
+    from musicark.swarm.targets import seed_archive, seed_files
 
     archive: Archive | None
     try:
@@ -266,35 +229,29 @@ def seed_command(
         if not torrent_files:
             raise
         archive = None  # lone torrents can be seeded without an archive (no resume data)
-    items: list[SeedItem] = []
     if torrent_files:
         if releases:
             raise UsageError("give either RELEASE names or --torrent, not both")
         if data is None:
             raise UsageError("--torrent needs --data DIR")
-        absent = 0
-        for torrent_file in torrent_files_in(torrent_files):
-            t = load_torrent(torrent_file)
-            root = data_root(t, data)
-            if not root.exists():  # a volunteer holds some of a release's torrents
-                absent += 1
-                continue
-            items.append(SeedItem(t.name, torrent_file.read_bytes(), root.parent))
-        if absent:
-            click.echo(f"{absent} torrent(s) have no data under {data}: not seeded", err=True)
-        if not items:
-            raise SwarmError(f"none of the torrents has data under {data}")
+        selection = seed_files(torrent_files, data)
+        if selection.absent:
+            click.echo(
+                f"{len(selection.absent)} torrent(s) have no data under {data}: not seeded",
+                err=True,
+            )
+        nothing = f"none of the torrents has data under {data}"
     else:
         assert archive is not None
-        for item in archive_torrents(archive, releases):
-            assert item.torrent_path is not None
-            if item.data_path is None:
-                raise SwarmError(f"{item.name}: the release tables name no data folder")
-            t = load_torrent(item.torrent_path)
-            root = data_root(t, item.data_path)
-            items.append(SeedItem(item.name, item.torrent_path.read_bytes(), root.parent))
-        if not items:
-            raise SwarmError("the archive has no release torrents to seed")
+        selection = seed_archive(archive, releases)
+        nothing = "the archive has no release torrents to seed"
+    _print_warnings(selection.warnings)
+    _print_failures(selection.failures)
+    items = selection.targets
+    if not items:
+        if selection.failures:
+            sys.exit(1)
+        raise SwarmError(nothing)
     listen = listen or (archive.config.seed.listen if archive else "127.0.0.1:6881")
     parse_listen(listen)
     limit = parse_size(upload_limit, what="upload limit") if upload_limit else 0
@@ -355,24 +312,21 @@ def seed_command(
     for state in final.torrents:
         if state.state == "error":
             click.echo(f"  {state.name}: error: {state.error}")
+    if selection.failures:
+        click.echo(f"{len(selection.failures)} torrent(s) could not be seeded (see above)")
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------- seedlist / torrents
 
 
-def _torrents(archive: Archive, paths: Sequence[Path]) -> list[Any]:
-    from musicark.swarm.sources import archive_torrents, load_files
+def _torrents(archive: Archive, paths: Sequence[Path]) -> Any:
+    from musicark.swarm.targets import listed_torrents
 
-    items = archive_torrents(archive)
-    known = {t.infohash for t in items}
-    items += [
-        t
-        for t in load_files(paths, extra_trackers=archive.config.release.trackers)
-        if t.infohash not in known
-    ]
-    if not items:
-        raise SwarmError("no torrents: the archive has no releases and no --torrent was given")
-    return items
+    selection = listed_torrents(archive, paths)
+    _print_warnings(selection.warnings)
+    _print_failures(selection.failures)
+    return selection
 
 
 def torrent_paths_option(verb: str) -> Callable[[F], F]:
@@ -425,13 +379,13 @@ def seedlist_command(
         raise UsageError("give --json or --magnets, not both")
     limit = parse_size(max_size, what="--max-size")
     archive = get_archive(archive_path)
-    torrents = _torrents(archive, paths)
+    selection = _torrents(archive, paths)
     conn = archive.connect_state()
     try:
         with progress_bar(enabled=not (as_json or magnets)) as progress:
             result = seedlist(
                 conn,
-                torrents,
+                selection.targets,
                 max_size=limit,
                 scrape_first=not no_scrape,
                 timeout=timeout,
@@ -439,23 +393,19 @@ def seedlist_command(
             )
     finally:
         conn.close()
-    for error in result.errors:
-        click.echo(f"musicark: warning: {error}", err=True)
+    _print_warnings(result.errors)
     if as_json:
-        echo_json(
-            {
-                "max_size": result.max_size,
-                "total_size": result.total_size,
-                "chosen": [c.to_dict() for c in result.chosen],
-                "passed_over": [c.to_dict() for c in result.passed_over],
-                "errors": list(result.errors),
-            }
-        )
-        return
-    if magnets:
+        echo_json(result.to_dict())
+    elif magnets:
         for c in result.chosen:
             click.echo(c.torrent.magnet)
-        return
+    else:
+        _print_seedlist(result)
+    if selection.failures:
+        sys.exit(1)
+
+
+def _print_seedlist(result: Any) -> None:
     click.echo(
         f"{len(result.chosen)} torrent(s), {format_size(result.total_size)}"
         f" of {format_size(result.max_size)}:"
@@ -478,21 +428,22 @@ def torrents_command(paths: tuple[Path, ...], as_json: bool, archive_path: str |
     from musicark.swarm.seedlist import listing
 
     archive = get_archive(archive_path)
-    torrents = _torrents(archive, paths)
+    selection = _torrents(archive, paths)
     conn = archive.connect_state()
     try:
-        rows = listing(conn, torrents)
+        rows = listing(conn, selection.targets)
     finally:
         conn.close()
     if as_json:
         echo_json([c.to_dict() for c in rows])
-        return
-    for c in rows:
+    for c in rows if not as_json else ():
         when = c.figures.scraped_at if c.figures else "never scraped"
         click.echo(
             f"{c.torrent.infohash[:12]}  {format_size(c.torrent.size):>9}"
             f"  {_figure(c.seeders):>4} S {_figure(c.leechers):>4} L  {when}  {c.torrent.name}"
         )
+    if selection.failures:
+        sys.exit(1)
 
 
 def register(cli: click.Group) -> None:

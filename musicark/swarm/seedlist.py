@@ -66,6 +66,15 @@ class SeedList:
     def total_size(self) -> int:
         return sum(c.torrent.size for c in self.chosen)
 
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "max_size": self.max_size,
+            "total_size": self.total_size,
+            "chosen": [c.to_dict() for c in self.chosen],
+            "passed_over": [c.to_dict() for c in self.passed_over],
+            "errors": list(self.errors),
+        }
+
 
 def scrape_torrents(
     conn: sqlite3.Connection,

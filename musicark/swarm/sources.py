@@ -9,7 +9,6 @@ from pathlib import Path
 
 from musicark.archive import Archive
 from musicark.errors import SwarmError
-from musicark.paths import input_file
 from musicark.torrent.magnet import magnet_link
 from musicark.torrent.metainfo import Torrent, load_torrent
 
@@ -57,32 +56,42 @@ def from_torrent(
 
 
 def torrent_files(paths: Iterable[Path]) -> list[Path]:
-    """`.torrent` files given directly or found (recursively) in the given folders."""
+    """`.torrent` files given directly or found (recursively) in the given folders.
+
+    A path that is neither a folder nor missing is kept whatever it is (a device, a
+    FIFO): loading it says what it is.
+    """
     out: list[Path] = []
     for path in paths:
         path = Path(path)
         if path.is_dir():
             out.extend(sorted(path.rglob("*.torrent")))
+        elif path.exists() or path.is_symlink():
+            out.append(path)
         else:
-            out.append(input_file(path, what="torrent file or folder"))
+            raise SwarmError(f"{path}: no such file or folder")
     return out
-
-
-def load_files(paths: Iterable[Path], *, extra_trackers: Sequence[str] = ()) -> list[SwarmTorrent]:
-    return [
-        from_torrent(load_torrent(p), torrent_path=p, extra_trackers=extra_trackers)
-        for p in torrent_files(paths)
-    ]
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def archive_torrents(
+@dataclass(frozen=True, slots=True)
+class ReleaseRow:
+    """One release torrent as the release tables record it (paths resolved)."""
+
+    name: str
+    torrent_path: Path
+    data_path: Path | None
+    release: str | None
+
+
+def release_rows(
     archive: Archive, releases: Sequence[str] = (), *, include_obsolete: bool = False
-) -> list[SwarmTorrent]:
-    """The archive's release torrents (from the release tables in state.sqlite)."""
+) -> list[ReleaseRow]:
+    """The archive's release torrents (from the release tables in state.sqlite), those of
+    `releases` (release or torrent names) when given; an unknown name is an error."""
     if not archive.state_path.exists():
         return []
     conn = archive.connect_state(readonly=True)
@@ -105,7 +114,7 @@ def archive_torrents(
     finally:
         conn.close()
     wanted = set(releases)
-    out: list[SwarmTorrent] = []
+    out: list[ReleaseRow] = []
     found: set[str] = set()
     for name, torrent_path, data_path, release in rows:
         if wanted and release not in wanted and name not in wanted:
@@ -113,19 +122,27 @@ def archive_torrents(
         found.update(x for x in (release, name) if x in wanted)
         tpath = _in_archive(archive, torrent_path)
         dpath = _in_archive(archive, data_path) if data_path else None
-        out.append(
-            from_torrent(
-                load_torrent(tpath),
-                torrent_path=tpath,
-                data_path=dpath,
-                release=release,
-                extra_trackers=archive.config.release.trackers,
-            )
-        )
+        out.append(ReleaseRow(name, tpath, dpath, release))
     missing = wanted - found
     if missing:
         raise SwarmError(f"no release or torrent named {', '.join(sorted(missing))} in the archive")
     return out
+
+
+def archive_torrents(
+    archive: Archive, releases: Sequence[str] = (), *, include_obsolete: bool = False
+) -> list[SwarmTorrent]:
+    """The archive's release torrents, loaded (a torrent that cannot be is an error)."""
+    return [
+        from_torrent(
+            load_torrent(row.torrent_path),
+            torrent_path=row.torrent_path,
+            data_path=row.data_path,
+            release=row.release,
+            extra_trackers=archive.config.release.trackers,
+        )
+        for row in release_rows(archive, releases, include_obsolete=include_obsolete)
+    ]
 
 
 def _in_archive(archive: Archive, path: str) -> Path:
