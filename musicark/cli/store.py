@@ -177,6 +177,11 @@ def dupes_command(
     metavar="DURATION",
     help="Rolling audit: re-hash least recently verified blobs for this long (90s, 15m, 2h).",
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fetch changed and missing blobs back from the swarm of the releases holding them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @archive_option
 def audit_command(
@@ -184,6 +189,7 @@ def audit_command(
     jobs: int | None,
     sample: float | None,
     budget: str | None,
+    repair: bool,
     as_json: bool,
     archive_path: str | None,
 ) -> None:
@@ -195,7 +201,13 @@ def audit_command(
     seconds = parse_duration(budget) if budget is not None else None
     with progress_bar(enabled=not as_json) as callback:
         result = audit(
-            archive, level=level, jobs=jobs, sample=sample, budget=seconds, progress=callback
+            archive,
+            level=level,
+            jobs=jobs,
+            sample=sample,
+            budget=seconds,
+            repair=repair,
+            progress=callback,
         )
     data = result.to_dict()
     if as_json:
@@ -221,7 +233,11 @@ def audit_command(
                 f" {r['verified_recent_share']:.1%} verified in the last {r['recent_days']} days,"
                 f" {r['never_verified']} never verified"
             )
-    if not result.ok:
+        for rep in result.repairs or []:
+            where = f" ({rep['torrent']}: {rep['path']})" if rep["torrent"] else ""
+            detail = f": {rep['detail']}" if rep["detail"] else ""
+            click.echo(f"{rep['status']} {rep['sha256']}{where}{detail}")
+    if not result.ok and not result.healed:  # exit 0 when every problem was repaired
         raise click.exceptions.Exit(1)
 
 

@@ -72,6 +72,11 @@ def _print_report(rep: Any, *, verbose: bool) -> None:
 )
 @click.option("--jobs", type=int, default=0, help="Hashing threads (0: two per core).")
 @click.option("--verbose", "-v", is_flag=True, help="List every file, not only the problems.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fetch missing and corrupt files back from the torrent's peers and web seeds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @archive_option
 def verify_command(
@@ -82,6 +87,7 @@ def verify_command(
     level: str,
     jobs: int,
     verbose: bool,
+    repair: bool,
     as_json: bool,
     archive_path: str | None,
 ) -> None:
@@ -104,12 +110,27 @@ def verify_command(
         selection = verify_archive(get_archive(archive_path), releases, data)
     with progress_bar(enabled=not as_json) as progress:
         outcome = verify_selection(selection, level=level, jobs=jobs, progress=progress)
+        repairs: list[Any] = []
+        if repair and not outcome.ok:
+            from musicark.swarm.repair import repair_selection
+
+            repairs, outcome = repair_selection(
+                selection,
+                outcome,
+                listen_host=_listen_host(archive_path),
+                level=level,
+                jobs=jobs,
+                progress=progress,
+            )
     if as_json:
-        echo_json(outcome.to_dict())
+        extra = {"repairs": [r.to_dict() for r in repairs]} if repair else {}
+        echo_json({**outcome.to_dict(), **extra})
     else:
         _print_warnings(outcome.warnings)
         for rep in outcome.reports:
             _print_report(rep, verbose=verbose)
+        for r in repairs:
+            click.echo(f"{r.status} {r.torrent}/{r.path}{': ' + r.detail if r.detail else ''}")
         if outcome.absent:
             click.echo(f"{len(outcome.absent)} torrent(s) have no data under {data}: not checked")
         _print_failures(outcome.failures)
@@ -117,6 +138,17 @@ def verify_command(
         raise SwarmError(f"none of the torrents in {metadata} has data under {data}")
     if not outcome.ok:
         sys.exit(1)
+
+
+def _listen_host(archive_path: str | None) -> str:
+    """Where a repair session listens: the archive's `[seed] listen` host, if any."""
+    from musicark.errors import ArchiveError
+    from musicark.swarm.session import parse_listen
+
+    try:
+        return parse_listen(get_archive(archive_path).config.seed.listen)[0]
+    except ArchiveError:
+        return "127.0.0.1"
 
 
 def _print_warnings(warnings: Sequence[str]) -> None:

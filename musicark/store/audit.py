@@ -55,6 +55,14 @@ class AuditResult:
     def ok(self) -> bool:
         return not any(self.counts.values())
 
+    @property
+    def healed(self) -> bool:
+        """Every problem found was repaired (and nothing untracked was found)."""
+        if self.repairs is None or self.counts["untracked"]:
+            return False
+        fixed = sum(1 for r in self.repairs if r["status"] == "repaired")
+        return fixed == self.counts["changed"] + self.counts["missing"]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -111,15 +119,20 @@ def audit(
     jobs: int | None = None,
     sample: float | None = None,
     budget: float | None = None,
+    repair: bool = False,
     progress: ProgressCallback | None = None,
 ) -> AuditResult:
     """Check every blob at `level` (or, with `sample` percent or a `budget` in seconds, the
-    least recently verified ones, always at level full); record and return the result."""
+    least recently verified ones, always at level full); with `repair`, fetch changed and
+    missing blobs back from the releases that hold them (`swarm/repair.py`); record and
+    return the result."""
     if level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
     jobs = resolve_jobs(jobs, archive.config.ingest.jobs)
     if sample is not None or budget is not None:
-        return _rolling(archive, sample=sample, budget=budget, jobs=jobs, progress=progress)
+        return _rolling(
+            archive, sample=sample, budget=budget, jobs=jobs, repair=repair, progress=progress
+        )
     started_at = schema.now()
     t0 = time.perf_counter()
     conn = schema.connect(archive)
@@ -149,6 +162,8 @@ def audit(
                 report(progress, replace(tick, done=result.checked))
         fixity.mark_verified(conn, verified, started_at)
         fixity.forget(conn, [*(c["sha256"] for c in result.changed), *result.missing])
+        if repair:
+            _repair(archive, conn, result, progress)
         result.seconds = time.perf_counter() - t0
         _record(conn, result, started_at)
     finally:
@@ -222,6 +237,7 @@ def _rolling(
     sample: float | None,
     budget: float | None,
     jobs: int,
+    repair: bool,
     progress: ProgressCallback | None,
 ) -> AuditResult:
     if sample is not None and budget is not None:
@@ -248,11 +264,30 @@ def _rolling(
             "share_checked": round(len(checked) / total, 4) if total else 1.0,
             **fixity.verification_status(archive),
         }
+        if repair:
+            _repair(archive, conn, result, progress)
         result.seconds = time.perf_counter() - t0
         _record(conn, result, started_at)
     finally:
         conn.close()
     return result
+
+
+def _repair(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    result: AuditResult,
+    progress: ProgressCallback | None,
+) -> None:
+    """Fetch the changed and missing blobs back from the swarm; the outcomes go into the
+    audit's record (at most MAX_LISTED per run, as listed)."""
+    from musicark.swarm.repair import repair_blobs
+
+    damaged = [*(c["sha256"] for c in result.changed), *result.missing]
+    outcomes = repair_blobs(archive, damaged, progress=progress) if damaged else []
+    result.repairs = [o.to_dict() for o in outcomes]
+    repaired = [o.sha256 for o in outcomes if o.status == "repaired" and o.sha256]
+    fixity.mark_verified(conn, repaired, schema.now())  # each was re-hashed before placing
 
 
 def _record(conn: sqlite3.Connection, result: AuditResult, started_at: str) -> None:
