@@ -27,7 +27,7 @@ class DemoContext:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def generate_catalogue(archive: Archive, ctx: DemoContext) -> None:
+def make_demo_catalog(archive: Archive, ctx: DemoContext) -> None:
     import pyarrow.parquet as pq
 
     from musicark.catalog.synthetic import generate_catalog
@@ -38,14 +38,14 @@ def generate_catalogue(archive: Archive, ctx: DemoContext) -> None:
     ctx.say(f"generated {ctx.tracks} tracks of CC0 demo metadata: {path.name}")
 
 
-def import_catalogue(archive: Archive, ctx: DemoContext) -> None:
+def import_demo_catalog(archive: Archive, ctx: DemoContext) -> None:
     from musicark.catalog.importer import import_catalog
 
     summary = import_catalog(archive, [ctx.data["catalogue_file"]])
     ctx.say(f"imported: {summary.describe()}")
 
 
-def summarise_catalogue(archive: Archive, ctx: DemoContext) -> None:
+def summarize_catalog(archive: Archive, ctx: DemoContext) -> None:
     from musicark.catalog.stats import catalog_stats, format_stats
 
     ctx.say(format_stats(catalog_stats(archive)))
@@ -108,7 +108,7 @@ def verify_release(archive: Archive, ctx: DemoContext) -> None:
         )
 
 
-def search_catalogue(archive: Archive, ctx: DemoContext) -> None:
+def search_catalog(archive: Archive, ctx: DemoContext) -> None:
     from musicark.search import search, update_index
 
     ctx.say(update_index(archive).describe())
@@ -119,12 +119,12 @@ def search_catalogue(archive: Archive, ctx: DemoContext) -> None:
 
 
 STAGES: list[Callable[[Archive, DemoContext], None]] = [
-    generate_catalogue,
-    import_catalogue,
-    summarise_catalogue,
+    make_demo_catalog,
+    import_demo_catalog,
+    summarize_catalog,
     ingest_audio,
     plan_budget,
-    search_catalogue,
+    search_catalog,
     pack_publish_locate,
     verify_release,
 ]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from musicark.store.synthetic import FORMATS, encode, make_file, song, tag
 
-__all__ = ["FORMATS", "encode", "import_catalogue", "make_file", "song", "tag", "track"]
+__all__ = ["FORMATS", "encode", "import_catalog_rows", "make_file", "song", "tag", "track"]
 
 
-def import_catalogue(archive: object, rows: Sequence[Mapping[str, object]], tmp: Path) -> None:
+def import_catalog_rows(archive: object, rows: Sequence[Mapping[str, object]], tmp: Path) -> None:
     """Import interchange-format rows (JSONL) into the archive's catalogue."""
     import orjson
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from musicark.archive import Archive, open_archive
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 from tests.runner import Runner
 
 # (id, title, artist, isrc, rights)
@@ -55,7 +55,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     base = tmp_path_factory.mktemp("template")
     archive = init_archive(base / "archive")
-    import_catalogue(archive, _rows(TRACKS + EXTRA), base)
+    import_catalog_rows(archive, _rows(TRACKS + EXTRA), base)
     _ingest(Runner(archive), base / "in", TRACKS, 100)
     return archive.root
 

@@ -18,7 +18,7 @@ from musicark.archive import Archive
 from musicark.catalog.ids import entity_id
 from musicark.cli import cli
 from tests.acquire_server import Fault, FaultServer, Running
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 from tests.runner import Runner
 
 FAST = HttpSettings(concurrency=4, backoff=0.01, read_timeout=2.0, retries=3)
@@ -195,7 +195,7 @@ def test_fma_dataset(archive: Archive, tmp_path: Path) -> None:
         },
         track("fma-1003", "Second, with comma", "Kurt Vile", duration_ms=4000),
     ]
-    import_catalogue(archive, rows, tmp_path)
+    import_catalog_rows(archive, rows, tmp_path)
     summary = acquire(archive, [f"fma:{root}"], plan="none", fingerprint=False)
     assert summary.counts == {"success": 2}, summary.to_dict()
     conn = sqlite3.connect(archive.state_path)
@@ -216,7 +216,7 @@ def test_dir_mirror_matched_by_tags_and_cli(archive: Archive, tmp_path: Path) ->
     )
     make_file(mirror / "two.mp3", seed=22, seconds=4, tags={"title": "Two", "artist": "A"})
     (mirror / "notes.txt").write_text("not audio")
-    import_catalogue(
+    import_catalog_rows(
         archive, [track("d1", "One", "A", isrc="GBAAA0100001", duration_ms=4000)], tmp_path
     )
     run = Runner(archive)
@@ -250,7 +250,7 @@ def test_plan_order_and_not_available(
         }
         for i in range(4)
     ]
-    import_catalogue(archive, rows, tmp_path)
+    import_catalog_rows(archive, rows, tmp_path)
     run = Runner(archive)
     run("plan", "--budget", "1GB")
     bodies = [

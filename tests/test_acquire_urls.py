@@ -15,7 +15,7 @@ from musicark.archive import Archive
 from musicark.catalog.ids import entity_id
 from musicark.errors import ArchiveError
 from tests.acquire_server import Fault, FaultServer, Running
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 
 FAST = HttpSettings(concurrency=4, per_host=4, backoff=0.01, read_timeout=1.0, retries=4)
 
@@ -40,13 +40,13 @@ def server() -> Iterator[FaultServer]:
 
 
 @pytest.fixture
-def catalogue(archive: Archive, tmp_path: Path) -> Archive:
+def catalog(archive: Archive, tmp_path: Path) -> Archive:
     rows = [
         track(f"t{i}", f"Song {i}", "Artist", isrc=f"USAAA000000{i}", duration_ms=6000)
         for i in range(6)
     ]
     rows.append(track("t6", "Song 0 again", "Other", isrc="USAAA0000000", duration_ms=6000))
-    import_catalogue(archive, rows, tmp_path)
+    import_catalog_rows(archive, rows, tmp_path)
     return archive
 
 
@@ -80,7 +80,7 @@ def sha(data: bytes) -> str:
 
 
 def test_urls_fetch_verify_store_and_resume_nothing(
-    catalogue: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
 ) -> None:
     rows = []
     for i in range(3):
@@ -95,19 +95,19 @@ def test_urls_fetch_verify_store_and_resume_nothing(
             }
         )
     listing = write_csv(tmp_path / "list.csv", rows)
-    summary = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
     assert summary.counts == {"success": 3}, summary.to_dict()
-    held = blobs(catalogue)
+    held = blobs(catalog)
     for i in range(3):
         assert held[sha(songs[i])] == tid(f"t{i}")  # the offer's track, untagged file
-    conn = sqlite3.connect(catalogue.state_path)
+    conn = sqlite3.connect(catalog.state_path)
     prov = conn.execute("SELECT url, etag, rights, fetched_at FROM acquire_provenance").fetchall()
     assert len(prov) == 3 and all(p[1] and p[2] == "cc-by" and p[3] for p in prov)
-    assert list((catalogue.staging_dir / "acquire" / "ready").iterdir()) == []
+    assert list((catalog.staging_dir / "acquire" / "ready").iterdir()) == []
     agents = {h.get("user-agent", "") for _, h in server.requests}
     assert all(a.startswith("musicark/") for a in agents)
     before = len(server.requests)
-    again = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    again = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
     assert again.unchanged == 3 and not again.counts
     assert len(server.requests) == before  # nothing fetched twice
 
@@ -129,7 +129,7 @@ def test_urls_fetch_verify_store_and_resume_nothing(
     ids=lambda v: v if isinstance(v, str) else f"{v.kind}-{v.status}x{v.times}",
 )
 def test_faults(
-    catalogue: Archive,
+    catalog: Archive,
     server: FaultServer,
     songs: list[bytes],
     tmp_path: Path,
@@ -143,13 +143,13 @@ def test_faults(
         tmp_path / "l.csv",
         [{"url": url, "isrc": "USAAA0000001", "size": len(body), "sha256": sha(body)}],
     )
-    summary = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
     assert summary.counts == {expect: 1}, summary.to_dict()
     if expect == "success":
-        assert set(blobs(catalogue)) == {sha(body)}
+        assert set(blobs(catalog)) == {sha(body)}
     else:
-        assert blobs(catalogue) == {}  # nothing unverified enters the store
-        parts = catalogue.staging_dir / "acquire" / "parts"
+        assert blobs(catalog) == {}  # nothing unverified enters the store
+        parts = catalog.staging_dir / "acquire" / "parts"
         if expect != "error_http":
             assert list(parts.iterdir()) == []
     if fault.kind == "cut":
@@ -158,7 +158,7 @@ def test_faults(
 
 
 def test_retry_after_is_honoured(
-    catalogue: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
 ) -> None:
     import time
 
@@ -166,14 +166,14 @@ def test_retry_after_is_honoured(
     server.faults["/a.mp3"] = Fault("retry_after", times=1, status=429)
     listing = write_csv(tmp_path / "l.csv", [{"url": url, "size": len(songs[1])}])
     started = time.monotonic()
-    summary = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
     assert summary.counts == {"success": 1}
     assert time.monotonic() - started >= 1.0  # Retry-After: 1, not the 10 ms backoff
 
 
 @pytest.mark.parametrize("kind", ["change", "change_206"])
 def test_file_changed_between_ranged_requests(
-    catalogue: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path, kind: str
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path, kind: str
 ) -> None:
     from tests.acquire_server import Served
 
@@ -181,13 +181,13 @@ def test_file_changed_between_ranged_requests(
     server.replacements["/c.mp3"] = Served(songs[3])
     server.faults["/c.mp3"] = Fault(kind, times=1)
     listing = write_csv(tmp_path / "l.csv", [{"url": url, "track_id": tid("t3")}])
-    summary = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
     assert summary.counts == {"success": 1}, summary.to_dict()
-    assert set(blobs(catalogue)) == {sha(songs[3])}  # the new file whole, never a splice
+    assert set(blobs(catalog)) == {sha(songs[3])}  # the new file whole, never a splice
 
 
 def test_robots_txt_and_lock_and_dry_run(
-    catalogue: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
 ) -> None:
     server.robots = "User-agent: *\nDisallow: /private/\n"
     ok = server.add("/pub/a.mp3", songs[0])
@@ -195,18 +195,18 @@ def test_robots_txt_and_lock_and_dry_run(
     listing = write_csv(
         tmp_path / "l.csv", [{"url": ok, "track_id": tid("t0")}, {"url": no, "track_id": tid("t1")}]
     )
-    dry = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, dry_run=True)
+    dry = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, dry_run=True)
     assert [p["offers"][0]["where"] for p in dry.planned] == [ok, no]
-    assert ledger(catalogue) == {} and server.hits["/pub/a.mp3"] == 0
-    with run_lock(catalogue.staging_dir / "acquire"), pytest.raises(ArchiveError, match="another"):
-        acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST)
-    summary = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    assert ledger(catalog) == {} and server.hits["/pub/a.mp3"] == 0
+    with run_lock(catalog.staging_dir / "acquire"), pytest.raises(ArchiveError, match="another"):
+        acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
     assert summary.counts == {"success": 1, "error_robots": 1}
     assert server.hits["/private/b.mp3"] == 0
 
 
 def test_isrc_held_skips_and_fallback_offer_replaces(
-    catalogue: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
 ) -> None:
     gone = server.url("/gone.mp3")
     alt = server.add("/alt.mp3", songs[0])
@@ -219,8 +219,8 @@ def test_isrc_held_skips_and_fallback_offer_replaces(
             {"url": same_isrc, "track_id": tid("t6")},  # t6 shares t0's ISRC
         ],
     )
-    summary = acquire(catalogue, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
-    states = ledger(catalogue)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    states = ledger(catalog)
     assert states[alt][0] == "success"
     assert states[gone][0] == "error_has_replacement"
     assert states[same_isrc][0] == "skipped_isrc_has_download"

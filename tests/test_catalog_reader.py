@@ -13,9 +13,9 @@ import musicark
 from musicark.archive import Archive
 from musicark.catalog.reader import CatalogReader, ColumnReader
 from musicark.errors import CatalogError
-from tests.audio import import_catalogue, track
+from tests.audio import import_catalog_rows, track
 
-CATALOGUE_TABLES = (
+CATALOG_TABLES = (
     "tracks",
     "artists",
     "albums",
@@ -26,7 +26,7 @@ CATALOGUE_TABLES = (
     "track_changes",
 )
 _SQL = re.compile(
-    r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(?:\w+\.)?(" + "|".join(CATALOGUE_TABLES) + r")\b"
+    r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(?:\w+\.)?(" + "|".join(CATALOG_TABLES) + r")\b"
 )
 # TODO: store/match.py moves to the reader (look-ups by ISRC, external id, title and the
 # change log are there: CatalogReader.by_isrc, by_external_id, tracks, titles, last_change);
@@ -83,7 +83,7 @@ def test_the_source_check_finds_sql_on_catalogue_tables(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def catalogue(archive: Archive, tmp_path: Path) -> Archive:
+def catalog(archive: Archive, tmp_path: Path) -> Archive:
     rows = [
         track("t1", "First Song", "Alpha", isrc="USAAA0000001", mbid="mb-1"),
         track("t2", "Second Song", "Beta", isrc="USAAA0000001"),
@@ -95,7 +95,7 @@ def catalogue(archive: Archive, tmp_path: Path) -> Archive:
         {"id": "ar-Alpha", "name": "Alpha", "role": "featured"},
     ]
     rows[2]["track_number"] = 1
-    import_catalogue(archive, rows, tmp_path)
+    import_catalog_rows(archive, rows, tmp_path)
     return archive
 
 
@@ -104,8 +104,8 @@ def _ids(reader: CatalogReader) -> dict[str, int]:
     return {title: tid for tid, title in cur.fetchall()}
 
 
-def test_tracks_by_id_come_with_album_source_and_credits_in_order(catalogue: Archive) -> None:
-    with CatalogReader.open(catalogue.catalog_path) as reader:
+def test_tracks_by_id_come_with_album_source_and_credits_in_order(catalog: Archive) -> None:
+    with CatalogReader.open(catalog.catalog_path) as reader:
         ids = _ids(reader)
         found = reader.tracks([ids["Third Song"], ids["First Song"], 12345])
         assert set(found) == {ids["Third Song"], ids["First Song"]}
@@ -122,8 +122,8 @@ def test_tracks_by_id_come_with_album_source_and_credits_in_order(catalogue: Arc
         assert reader.track(12345) is None
 
 
-def test_look_ups_by_isrc_external_id_album_and_artist(catalogue: Archive) -> None:
-    with CatalogReader.open(catalogue.catalog_path) as reader:
+def test_look_ups_by_isrc_external_id_album_and_artist(catalog: Archive) -> None:
+    with CatalogReader.open(catalog.catalog_path) as reader:
         ids = _ids(reader)
         same = reader.by_isrc("USAAA0000001")
         assert [t.title for t in same] == ["Second Song", "First Song"]  # most popular first
@@ -148,8 +148,8 @@ def test_look_ups_by_isrc_external_id_album_and_artist(catalogue: Archive) -> No
         assert [a.id for a in reader.albums_of_artist(alpha, limit=10)] == [album.id]
 
 
-def test_changes_since_a_sequence_number(catalogue: Archive, tmp_path: Path) -> None:
-    with CatalogReader.open(catalogue.catalog_path) as reader:
+def test_changes_since_a_sequence_number(catalog: Archive, tmp_path: Path) -> None:
+    with CatalogReader.open(catalog.catalog_path) as reader:
         last = reader.last_change()
         assert last >= 3 and reader.pending_changes(0) == reader.change_summary()[0]
         first_two = reader.changes_since(0, limit=2)
@@ -157,16 +157,16 @@ def test_changes_since_a_sequence_number(catalogue: Archive, tmp_path: Path) -> 
         assert reader.changes_since(last, limit=10) == []
     changed = track("t4", "Fourth Song", "Delta")
     (tmp_path / "more").mkdir()
-    import_catalogue(catalogue, [changed], tmp_path / "more")
-    with CatalogReader.open(catalogue.catalog_path) as reader:
+    import_catalog_rows(catalog, [changed], tmp_path / "more")
+    with CatalogReader.open(catalog.catalog_path) as reader:
         after = reader.changes_since(last, limit=10)
         assert len(after) == 1 and reader.pending_changes(last) == 1
         assert [t for _, t in reader.titles(changed_since=last).fetchall()] == ["Fourth Song"]
         assert reader.tracks([after[0][1]])[after[0][1]].title == "Fourth Song"
 
 
-def test_column_reader_reads_ranges_pages_and_side_tables(catalogue: Archive) -> None:
-    with ColumnReader(catalogue.catalog_path) as reader:
+def test_column_reader_reads_ranges_pages_and_side_tables(catalog: Archive) -> None:
+    with ColumnReader(catalog.catalog_path) as reader:
         assert reader.track_count() == 3 and reader.last_change() >= 3
         top = reader.max_rowid()
         whole = pa.Table.from_batches(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from musicark.store.acoustic import bit_error_rate
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 
 
 def sha(path: Path) -> str:
@@ -18,7 +18,7 @@ def sha(path: Path) -> str:
 
 
 def test_preferred_rendition_lossless_then_bitrate_and_override(run, archive, tmp_path) -> None:
-    import_catalogue(
+    import_catalog_rows(
         archive, [track("t1", "Silver Moon", "Anna Berg", isrc="SEABC2400007")], tmp_path
     )
     src = tmp_path / "in"

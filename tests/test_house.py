@@ -31,3 +31,21 @@ def test_one_free_port() -> None:
         if re.search(r"^def _?free_port\b", text, re.M)
     )
     assert defined == ["net.py"]
+
+
+def test_one_spelling_in_code_names() -> None:
+    """Code names say `catalog` and `normalize`; prose may say catalogue and normalise."""
+    import io
+    import tokenize
+
+    root = TESTS.parent
+    wrong = set()
+    for base in ("musicark", "tests", "benchmarks"):
+        for path in (root / base).rglob("*.py"):
+            tokens = tokenize.generate_tokens(io.StringIO(path.read_text("utf-8")).readline)
+            for t in tokens:
+                if t.type != tokenize.NAME or t.string.startswith("test_"):
+                    continue
+                if re.search(r"catalogue|normalis|summaris", t.string, re.I):
+                    wrong.add(f"{path.relative_to(root)}: {t.string}")
+    assert sorted(wrong) == []

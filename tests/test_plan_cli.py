@@ -15,11 +15,11 @@ from musicark.archive import Archive
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.catalog.synthetic import generate_catalog
 from musicark.plan import selected_track_ids
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 
 
 @pytest.fixture
-def catalogue(run, archive: Archive, tmp_path: Path) -> Archive:  # type: ignore[no-untyped-def]
+def catalog(run, archive: Archive, tmp_path: Path) -> Archive:  # type: ignore[no-untyped-def]
     path = tmp_path / "cat.parquet"
     t = generate_catalog(3000, seed=11)
     # As in real catalogues, most tracks have popularity 0 and no play count.
@@ -36,7 +36,7 @@ def _plan(run, *args: str | Path) -> dict:  # type: ignore[no-untyped-def]
     return json.loads(run("plan", *args, "--json").output)
 
 
-def test_plan_writes_plan_summary_latest_and_plot(run, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_plan_writes_plan_summary_latest_and_plot(run, catalog, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "plans" / "p.parquet"
     png = tmp_path / "coverage.png"
     data = _plan(run, "--budget", "100MB", "--out", out, "--plot", png)
@@ -47,9 +47,9 @@ def test_plan_writes_plan_summary_latest_and_plot(run, catalogue, tmp_path) -> N
     assert s["selected"]["pct_listens"] > s["selected"]["pct_tracks"]
     assert s["knee"]["bytes"] > 0 and s["marginal_listens_per_tb"] >= 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    latest = catalogue.root / "plans" / "latest.parquet"
+    latest = catalog.root / "plans" / "latest.parquet"
     assert latest.read_bytes() == out.read_bytes()
-    saved = json.loads((catalogue.root / "plans" / "latest.json").read_text())
+    saved = json.loads((catalog.root / "plans" / "latest.json").read_text())
     assert saved["summary"] == s and len(saved["curve"]["bytes"]) > 10
     table = pq.read_table(out)
     assert table.num_rows == 3000
@@ -63,7 +63,7 @@ def test_plan_writes_plan_summary_latest_and_plot(run, catalogue, tmp_path) -> N
     assert "selected:" in text and "latest.parquet" in text
 
 
-def test_same_catalogue_same_options_same_bytes(run, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_same_catalogue_same_options_same_bytes(run, catalog, tmp_path) -> None:  # type: ignore[no-untyped-def]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     run("plan", "--budget", "50MB", "--strategy", "popularity", "--out", a)
     run("plan", "--budget", "80MB", "--out", tmp_path / "other.parquet")
@@ -72,14 +72,14 @@ def test_same_catalogue_same_options_same_bytes(run, catalogue, tmp_path) -> Non
     assert a.read_bytes() != (tmp_path / "other.parquet").read_bytes()
 
 
-def test_per_byte_covers_more_than_popularity(run, catalogue) -> None:  # type: ignore[no-untyped-def]
+def test_per_byte_covers_more_than_popularity(run, catalog) -> None:  # type: ignore[no-untyped-def]
     per_byte = _plan(run, "--budget", "60MB")["summary"]["selected"]
     popular = _plan(run, "--budget", "60MB", "--strategy", "popularity")["summary"]["selected"]
     assert per_byte["pct_listens"] >= popular["pct_listens"]
     assert per_byte["tracks"] > popular["tracks"]
 
 
-def test_one_per_isrc_rights_and_threshold(run, catalogue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_one_per_isrc_rights_and_threshold(run, catalog, tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "p.parquet"
     data = _plan(
         run, "--budget", "1TB", "--rights", "public", "--min-zero-score", "20", "--out", out
@@ -88,7 +88,7 @@ def test_one_per_isrc_rights_and_threshold(run, catalogue, tmp_path) -> None:  #
     assert st["skipped_isrc_has_download"] > 0  # the generator repeats ~2 % of ISRCs
     assert st["skipped_rights"] > 0 and st["skipped_low_priority"] > 0
     assert data["summary"]["selected"]["dark"]["tracks"] == 0
-    conn = catalogue.connect_catalog(readonly=True)
+    conn = catalog.connect_catalog(readonly=True)
     rows = dict(
         (tid, (isrc, rights))
         for tid, isrc, rights in conn.execute("SELECT id, isrc, rights FROM tracks")
@@ -134,7 +134,7 @@ def test_other_bad_input(run, archive, tmp_path) -> None:  # type: ignore[no-unt
 def test_tracks_without_duration_are_reported(run, archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
     rows = [track(f"t{i}", f"Song {i}", "Anna Berg", duration_ms=200_000) for i in range(5)]
     rows[1]["duration_ms"] = None
-    import_catalogue(archive, rows, tmp_path)
+    import_catalog_rows(archive, rows, tmp_path)
     data = _plan(run, "--budget", "1GB")
     assert data["summary"]["catalogue"]["unknown_size"] == 1
     assert data["summary"]["statuses"]["skipped_unknown_size"] == 1
@@ -147,7 +147,7 @@ def test_held_files_count_at_their_real_size(run, archive, tmp_path) -> None:  #
         track("t1", "Silver Moon", "Anna Berg", isrc="USABC2400001", duration_ms=8_000),
         track("t2", "Paper Heart", "Ben Costa", isrc="USABC2400002", duration_ms=8_000),
     ]
-    import_catalogue(archive, rows, tmp_path)
+    import_catalog_rows(archive, rows, tmp_path)
     src = tmp_path / "in"
     src.mkdir()
     f = make_file(src / "a.mp3", seed=3, tags={"title": "Silver Moon", "isrc": "USABC2400001"})
@@ -171,13 +171,13 @@ def test_unreadable_catalogue_is_a_one_line_error(run, archive) -> None:  # type
     assert len(lines) == 1 and "cannot read the catalogue" in lines[0]
 
 
-def test_load_catalog_matches_the_catalogue_read_row_by_row(catalogue: Archive) -> None:
+def test_load_catalog_matches_the_catalogue_read_row_by_row(catalog: Archive) -> None:
     import sqlite3
 
     from musicark.plan.load import isrc_keys, load_catalog
 
-    cols = load_catalog(catalogue)
-    conn = sqlite3.connect(catalogue.catalog_path)
+    cols = load_catalog(catalog)
+    conn = sqlite3.connect(catalog.catalog_path)
     rows = conn.execute(
         "SELECT t.id, coalesce(t.duration_ms, -1), coalesce(t.popularity, -1),"
         " coalesce(t.play_count, -1), t.isrc, t.rights, coalesce(al.popularity, -1),"
@@ -224,7 +224,7 @@ def _plan_digest(path: Path) -> str:
 
 
 @pytest.mark.parametrize("rights", ["all", "public"])
-def test_plans_are_pinned(run, catalogue, tmp_path, rights) -> None:  # type: ignore[no-untyped-def]
+def test_plans_are_pinned(run, catalog, tmp_path, rights) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "p.parquet"
     run("plan", "--budget", "50MB", "--rights", rights, "--out", out)
     again = tmp_path / "q.parquet"

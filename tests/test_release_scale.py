@@ -50,9 +50,9 @@ def _fill_store(archive: Archive, track_ids: list[int], seed: int) -> None:
 
 @pytest.mark.slow
 def test_pack_thousands_of_files(archive: Archive, run: Runner, tmp_path: Path) -> None:
-    catalogue = tmp_path / "catalogue.parquet"
-    pq.write_table(generate_catalog(6000, seed=5, rights={"cc0": 1.0}), catalogue)
-    import_catalog(archive, [catalogue])
+    catalog = tmp_path / "catalogue.parquet"
+    pq.write_table(generate_catalog(6000, seed=5, rights={"cc0": 1.0}), catalog)
+    import_catalog(archive, [catalog])
     ids = [r[0] for r in archive.connect_catalog().execute("SELECT id FROM tracks ORDER BY id")]
     _fill_store(archive, ids[:4000], seed=1)
     started = time.perf_counter()

@@ -36,7 +36,7 @@ def _import(run, tmp_path: Path, table: pa.Table, name: str = "cat.parquet") -> 
 
 
 @pytest.fixture
-def catalogue(run, tmp_path: Path) -> pa.Table:  # type: ignore[no-untyped-def]
+def catalog(run, tmp_path: Path) -> pa.Table:  # type: ignore[no-untyped-def]
     table = generate_catalog(3000, seed=11)
     table = _set_titles(
         table,
@@ -61,7 +61,7 @@ def _search(run, *args: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
     return json.loads(run("search", "--json", *args).output)
 
 
-def test_import_builds_index_and_words_are_folded(run, catalogue: pa.Table) -> None:  # type: ignore[no-untyped-def]
+def test_import_builds_index_and_words_are_folded(run, catalog: pa.Table) -> None:  # type: ignore[no-untyped-def]
     status = json.loads(run("index", "status", "--json").output)
     assert status["exists"] and status["documents"] == 3000 and status["pending_changes"] == 0
     for query, title in (
@@ -81,7 +81,7 @@ def test_import_builds_index_and_words_are_folded(run, catalogue: pa.Table) -> N
     assert _search(run, "quokkafied nonexistentword")["total"] == 0
 
 
-def test_ranking_blends_relevance_and_popularity(run, catalogue: pa.Table) -> None:  # type: ignore[no-untyped-def]
+def test_ranking_blends_relevance_and_popularity(run, catalog: pa.Table) -> None:  # type: ignore[no-untyped-def]
     hits = _search(run, "love", "--limit", "50")["hits"]
     assert len(hits) == 50
     assert all("love" in (h["title"] + h["artists"] + h["album"]).lower() for h in hits)
@@ -92,12 +92,12 @@ def test_ranking_blends_relevance_and_popularity(run, catalogue: pa.Table) -> No
     assert ranked[:2] == ["Marsupial Anthem", "Marsupial Anthem (demo)"]
 
 
-def test_exact_identifier_lookups(run, catalogue: pa.Table) -> None:  # type: ignore[no-untyped-def]
+def test_exact_identifier_lookups(run, catalog: pa.Table) -> None:  # type: ignore[no-untyped-def]
     row = 7
-    isrc = catalogue.column("isrc")[row].as_py()
-    upc = catalogue.column("album_upc")[row].as_py()
-    ext = catalogue.column("id")[row].as_py()
-    title = catalogue.column("title")[row].as_py()
+    isrc = catalog.column("isrc")[row].as_py()
+    upc = catalog.column("album_upc")[row].as_py()
+    ext = catalog.column("id")[row].as_py()
+    title = catalog.column("title")[row].as_py()
     by_isrc = _search(run, isrc)
     assert by_isrc["mode"] == "id" and title in [h["title"] for h in by_isrc["hits"]]
     assert all(h["isrc"] == isrc for h in by_isrc["hits"])
@@ -105,18 +105,18 @@ def test_exact_identifier_lookups(run, catalogue: pa.Table) -> None:  # type: ig
     assert _search(run, dashed)["hits"] == by_isrc["hits"]
     assert _search(run, f"isrc:{isrc}")["hits"] == by_isrc["hits"]
     by_upc = _search(run, upc)
-    album = catalogue.column("album_id")[row].as_py()
-    expected = pc.sum(pc.equal(catalogue.column("album_id"), album)).as_py()
+    album = catalog.column("album_id")[row].as_py()
+    expected = pc.sum(pc.equal(catalog.column("album_id"), album)).as_py()
     assert by_upc["mode"] == "id" and by_upc["total"] == expected
     by_ext = _search(run, ext)
     assert by_ext["mode"] == "id" and by_ext["total"] == 1 and by_ext["hits"][0]["title"] == title
 
 
 def test_external_id_lookup(run, archive: Archive, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.audio import import_catalogue, track
+    from tests.audio import import_catalog_rows, track
 
     row = track("x1", "Numbat Hymn", "Ida Olsen", isrc="GBXYZ2500001", mbid="5B2E-77 aa")
-    import_catalogue(archive, [row], tmp_path)
+    import_catalog_rows(archive, [row], tmp_path)
     run("index", "update")
     for query in (
         "musicbrainz:5b2e-77aa",
@@ -132,7 +132,7 @@ def test_external_id_lookup(run, archive: Archive, tmp_path: Path) -> None:  # t
     assert _search(run, "discogs:5b2e77aa")["total"] == 0
 
 
-def test_paging_and_bounds(run, catalogue: pa.Table) -> None:  # type: ignore[no-untyped-def]
+def test_paging_and_bounds(run, catalog: pa.Table) -> None:  # type: ignore[no-untyped-def]
     first = _search(run, "love", "--limit", "10")
     second = _search(run, "love", "--limit", "10", "--offset", "10")
     ids = [h["id"] for h in first["hits"]] + [h["id"] for h in second["hits"]]
@@ -146,18 +146,18 @@ def test_paging_and_bounds(run, catalogue: pa.Table) -> None:  # type: ignore[no
         assert "Traceback" not in result.output
 
 
-def test_text_output(run, catalogue: pa.Table) -> None:  # type: ignore[no-untyped-def]
+def test_text_output(run, catalog: pa.Table) -> None:  # type: ignore[no-untyped-def]
     out = run("search", "quokkafied").output
     assert "Quokkafied Zebrawave" in out and "1-1 of 1" in out
     assert "no tracks match" in run("search", "zzzzqqqq").output
 
 
 def test_incremental_update_from_track_changes(
-    run, archive: Archive, tmp_path: Path, catalogue: pa.Table
+    run, archive: Archive, tmp_path: Path, catalog: pa.Table
 ) -> None:  # type: ignore[no-untyped-def]
     state = read_state(index_root(archive))
     assert state is not None
-    changed = _set_titles(catalogue.slice(0, 10), {2: "Renamed Wombatcore"})
+    changed = _set_titles(catalog.slice(0, 10), {2: "Renamed Wombatcore"})
     _import(run, tmp_path, changed, "changed.parquet")  # the import runs update_index
     after = read_state(index_root(archive))
     assert after is not None and after.generation == state.generation  # updated in place
@@ -170,7 +170,7 @@ def test_incremental_update_from_track_changes(
 
 
 def test_rebuild_switches_generation_and_cancel_keeps_old(
-    run, archive: Archive, catalogue: pa.Table
+    run, archive: Archive, catalog: pa.Table
 ) -> None:  # type: ignore[no-untyped-def]
     before = read_state(index_root(archive))
     assert before is not None
@@ -194,11 +194,11 @@ def test_rebuild_switches_generation_and_cancel_keeps_old(
 
 
 def test_open_handle_sees_updates_and_rebuilds(
-    run, archive: Archive, tmp_path: Path, catalogue: pa.Table
+    run, archive: Archive, tmp_path: Path, catalog: pa.Table
 ) -> None:  # type: ignore[no-untyped-def]
     handle = TrackIndex.open(archive)
     assert handle.search("quokkafied").total == 1
-    _import(run, tmp_path, _set_titles(catalogue.slice(0, 5), {2: "Platypunk"}), "c2.parquet")
+    _import(run, tmp_path, _set_titles(catalog.slice(0, 5), {2: "Platypunk"}), "c2.parquet")
     rebuild_index(archive)
     handle.refresh(force=True)
     assert handle.search("platypunk").total == 1 and handle.search("quokkafied").total == 0

@@ -12,7 +12,7 @@ import pytest
 
 from musicark.archive import Archive
 from musicark.store.blobs import blob_path
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 
 MBID = "0b4f6a5e-3c2d-4e1f-9a8b-7c6d5e4f3a2b"
 
@@ -110,7 +110,7 @@ def test_same_bytes_under_two_paths_is_one_blob_two_provenance_records(
 
 
 def test_matching_by_isrc_external_id_and_artist_title_duration(run, archive, tmp_path) -> None:
-    import_catalogue(
+    import_catalog_rows(
         archive,
         [
             track("t1", "Silver Moon", "Anna Berg", isrc="USABC2400001", duration_ms=300_000),

@@ -15,7 +15,7 @@ from musicark.archive import Archive, open_archive
 from musicark.store.blobs import blob_path, hash_file
 from musicark.tier.check import MAX_BER, compare
 from musicark.tier.encode import Job, Settings, render
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 from tests.runner import Runner
 
 # (id, title, popularity, seconds): t1/t2 are the long tail, t3 is popular, t4 too short
@@ -42,7 +42,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
             seconds=seconds,
             tags={"title": title, "artist": "Tess Ier", "isrc": isrc},
         )
-    import_catalogue(archive, rows, base)
+    import_catalog_rows(archive, rows, base)
     run = Runner(archive)
     run("ingest", src, "--jobs", "1")
     run("plan", "--budget", "1GB")

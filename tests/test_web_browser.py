@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from musicark.archive import Archive, init_archive
 from musicark.catalog.importer import import_catalog
 from musicark.catalog.synthetic import generate_catalog
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 from tests.net import free_port
 from tests.runner import Runner
 
@@ -63,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
             "rights": "all-rights-reserved",
         },
     ]
-    import_catalogue(archive, rows, root)
+    import_catalog_rows(archive, rows, root)
     (root / "in").mkdir()
     for i, (row, seed, rate) in enumerate(
         zip(rows, (300, 301, 300), (None, None, 64000), strict=True)

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from musicark.archive import Archive, init_archive
 from musicark.web import create_app
-from tests.audio import import_catalogue, make_file, track
+from tests.audio import import_catalog_rows, make_file, track
 from tests.runner import Runner
 
 ROWS = [
@@ -31,7 +31,7 @@ ROWS = [
 def make_media_archive(root: Path) -> Archive:
     """Three held tracks (two cc0, packed and published as release r1; one dark)."""
     archive = init_archive(root / "archive")
-    import_catalogue(archive, ROWS, root)
+    import_catalog_rows(archive, ROWS, root)
     (root / "in").mkdir()
     for i, row in enumerate(ROWS):
         artists = row["artists"]
@@ -49,7 +49,7 @@ def make_media_archive(root: Path) -> Archive:
     cli = Runner(archive)
     cli("ingest", root / "in", "--jobs", "1")
     cli("pack", "r1")
-    cli("publish", "r1", "--no-catalogue")
+    cli("publish", "r1", "--no-catalog")
     cli("index", "rebuild")
     return archive
 

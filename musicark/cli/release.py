@@ -117,7 +117,11 @@ def pack_command(
 @click.option("--tracker", "trackers", multiple=True, help="Tracker URL; repeat for more.")
 @click.option("--web-seed", "web_seeds", multiple=True, help="Web seed URL (BEP 19).")
 @click.option(
-    "--no-catalogue", is_flag=True, help="Leave the catalogue export out of the metadata."
+    "--no-catalog",
+    "--no-catalogue",
+    "no_catalog",
+    is_flag=True,
+    help="Leave the catalogue export out of the metadata (--no-catalogue works too).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @archive_option
@@ -126,7 +130,7 @@ def publish_command(
     fmt: str | None,
     trackers: tuple[str, ...],
     web_seeds: tuple[str, ...],
-    no_catalogue: bool,
+    no_catalog: bool,
     as_json: bool,
     archive_path: str | None,
 ) -> None:
@@ -141,7 +145,7 @@ def publish_command(
             format=fmt,
             trackers=list(trackers) if trackers else None,
             web_seeds=list(web_seeds) if web_seeds else None,
-            catalogue=not no_catalogue,
+            catalog=not no_catalog,
             progress=progress,
         )
     if as_json:

@@ -45,7 +45,7 @@ class Selection:
     candidates: list[Candidate] = field(default_factory=list)
     withheld_rights: int = 0  # restricted or unknown rights, left in the dark archive
     already_released: int = 0
-    not_in_catalogue: int = 0
+    not_in_catalog: int = 0
 
 
 def _store_ready(conn: sqlite3.Connection) -> bool:
@@ -99,7 +99,7 @@ def select_candidates(
     for sha, size, track_id, codec, container in fresh:
         m = meta.get(track_id)
         if m is None:
-            summary.not_in_catalogue += 1
+            summary.not_in_catalog += 1
             continue
         if track_id in seen_tracks:  # two preferred renditions of one track: keep one
             continue

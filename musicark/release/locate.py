@@ -81,13 +81,13 @@ def classify(query: str) -> tuple[str, Any]:
 
 
 def _name_keys(query: str) -> list[str]:
-    from musicark.store.match import normalise
+    from musicark.store.match import normalize
 
     parts = query.split(" - ")
     keys = []
     for i in range(1, len(parts)):
         artist, title = " - ".join(parts[:i]), " - ".join(parts[i:])
-        keys.append(f"{normalise(artist)} - {normalise(title)}")
+        keys.append(f"{normalize(artist)} - {normalize(title)}")
     return keys
 
 

@@ -68,7 +68,7 @@ class PackSummary:
     folders: list[FolderResult] = field(default_factory=list)
     withheld_rights: int = 0  # restricted or unknown rights, left in the dark archive
     already_released: int = 0
-    not_in_catalogue: int = 0
+    not_in_catalog: int = 0
 
     @property
     def files(self) -> int:
@@ -89,8 +89,8 @@ class PackSummary:
             notes.append(f"{self.withheld_rights} withheld for their rights (dark archive)")
         if self.already_released:
             notes.append(f"{self.already_released} already released")
-        if self.not_in_catalogue:
-            notes.append(f"{self.not_in_catalogue} not in the catalogue")
+        if self.not_in_catalog:
+            notes.append(f"{self.not_in_catalog} not in the catalogue")
         return f"release {self.release}: {made}" + (f"; {', '.join(notes)}" if notes else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +100,7 @@ class PackSummary:
             "size": self.size,
             "withheld_rights": self.withheld_rights,
             "already_released": self.already_released,
-            "not_in_catalogue": self.not_in_catalogue,
+            "not_in_catalog": self.not_in_catalog,
             "folders": [f.to_dict() for f in self.folders],
         }
 
@@ -329,7 +329,7 @@ def _build_folder(
 def _record(conn: sqlite3.Connection, folder: FolderRecord) -> None:
     """The folder's `torrents`, `release_files` and `release_names` rows and the release's
     next serial, in one transaction."""
-    from musicark.store.match import normalise
+    from musicark.store.match import normalize
 
     f = folder
     with transaction(conn):
@@ -384,9 +384,9 @@ def _record(conn: sqlite3.Connection, folder: FolderRecord) -> None:
         )
         keys = set()
         for r in f.files:
-            title = normalise(r.title or "")
+            title = normalize(r.title or "")
             for artist in r.artists:
-                keys.add((f"{normalise(artist)} - {title}", f.name, r.path))
+                keys.add((f"{normalize(artist)} - {title}", f.name, r.path))
         conn.executemany(
             "INSERT OR IGNORE INTO release_names (name_key, torrent, path) VALUES (?, ?, ?)",
             sorted(keys),
@@ -478,7 +478,7 @@ def pack(
             release=release,
             withheld_rights=chosen.withheld_rights,
             already_released=chosen.already_released,
-            not_in_catalogue=chosen.not_in_catalogue,
+            not_in_catalog=chosen.not_in_catalog,
         )
         folders = cut_folders(chosen.candidates, target_size=target_bytes, max_files=limit)
         if not folders:

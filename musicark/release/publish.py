@@ -48,7 +48,7 @@ from musicark.release.workspace import (
 from musicark.sqlite import transaction
 from musicark.torrent.create import CreatedTorrent, create_torrent, write_torrent
 
-CATALOGUE_FILES = (
+CATALOG_FILES = (
     ("catalog.sqlite.zst", "sqlite"),
     ("catalog.parquet", "parquet"),
     ("catalog.jsonl.zst", "jsonl"),
@@ -222,7 +222,7 @@ def _write_metadata(
     release: str,
     name: str,
     torrents: list[dict[str, Any]],
-    catalogue: bool,
+    catalog: bool,
     progress: ProgressCallback | None,
 ) -> None:
     """Fill the metadata folder (see the module docstring)."""
@@ -238,8 +238,8 @@ def _write_metadata(
             src = base / "manifests" / fn
             if src.is_file():
                 shutil.copyfile(src, folder / "manifests" / fn)
-    if catalogue:
-        _export_catalogue(archive, folder, progress=progress)
+    if catalog:
+        _export_catalog(archive, folder, progress=progress)
     _ledger(conn, names, folder / "files.jsonl.zst")
     (folder / "torrents.json").write_bytes(
         orjson.dumps(
@@ -322,7 +322,7 @@ def publish(
     format: str | None = None,
     trackers: Sequence[str] | None = None,
     web_seeds: Sequence[str] | None = None,
-    catalogue: bool = True,
+    catalog: bool = True,
     jobs: int = 0,
     progress: ProgressCallback | None = None,
 ) -> PublishSummary:
@@ -357,7 +357,7 @@ def publish(
             release=release,
             name=name,
             torrents=torrents,
-            catalogue=catalogue,
+            catalog=catalog,
             progress=progress,
         )
         made = create_torrent(
@@ -409,8 +409,8 @@ def publish(
         conn.close()
 
 
-def _export_catalogue(archive: Archive, folder: Path, *, progress: ProgressCallback | None) -> None:
+def _export_catalog(archive: Archive, folder: Path, *, progress: ProgressCallback | None) -> None:
     from musicark.catalog.export import export_catalog
 
-    for filename, fmt in CATALOGUE_FILES:
+    for filename, fmt in CATALOG_FILES:
         export_catalog(archive, folder / filename, format=fmt, progress=progress)

@@ -42,7 +42,7 @@ CREATE INDEX release_files_sha256 ON release_files(sha256);
 CREATE INDEX release_files_track ON release_files(track_id);
 CREATE INDEX release_files_isrc ON release_files(isrc) WHERE isrc IS NOT NULL;
 CREATE TABLE release_names (
-    name_key    TEXT NOT NULL,            -- normalise(artist) || ' - ' || normalise(title)
+    name_key    TEXT NOT NULL,            -- normalize(artist) || ' - ' || normalize(title)
     torrent     TEXT NOT NULL,
     path        TEXT NOT NULL,
     PRIMARY KEY (name_key, torrent, path)

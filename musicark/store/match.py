@@ -34,7 +34,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 _ISRC = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}\d{7}$")
 
 
-def normalise(text: str, *, strip_brackets: bool = True) -> str:
+def normalize(text: str, *, strip_brackets: bool = True) -> str:
     """Lowercase, accents and punctuation removed, `(remastered)` and `feat. X` dropped."""
     t = unicodedata.normalize("NFKD", text)
     t = "".join(c for c in t if not unicodedata.combining(c)).casefold()
@@ -46,7 +46,7 @@ def normalise(text: str, *, strip_brackets: bool = True) -> str:
 
 
 def title_key(title: str) -> int:
-    return stable_hash(normalise(title))
+    return stable_hash(normalize(title))
 
 
 def clean_isrc(value: str | None) -> str | None:
@@ -137,10 +137,10 @@ class Matcher:
         ).fetchall()
         if not rows:
             return None
-        title = normalise(T.first(tags, "title") or "")
+        title = normalize(T.first(tags, "title") or "")
 
         def score(row: tuple[int, str, int | None]) -> tuple[int, int, int]:
-            same_title = int(bool(title) and normalise(row[1] or "") == title)
+            same_title = int(bool(title) and normalize(row[1] or "") == title)
             diff = abs((row[2] or 0) - duration_ms) if duration_ms and row[2] else 10**9
             return (-same_title, diff, row[0])
 
@@ -170,7 +170,7 @@ class Matcher:
     def _by_artist_title(self, tags: dict[str, list[str]], duration_ms: int | None) -> Match | None:
         assert self.catalog is not None
         title = T.first(tags, "title")
-        names = {normalise(a, strip_brackets=False) for a in T.artists(tags)}
+        names = {normalize(a, strip_brackets=False) for a in T.artists(tags)}
         names.discard("")
         if not title or not names:
             return None
@@ -183,16 +183,16 @@ class Matcher:
         ]
         if not ids:
             return None
-        wanted = normalise(title)
+        wanted = normalize(title)
         best: tuple[int, int] | None = None  # (duration difference, track id)
         for tid in ids:
             row = self.catalog.execute(
                 "SELECT title, duration_ms FROM tracks WHERE id = ?", (tid,)
             ).fetchone()
-            if row is None or normalise(row[0] or "") != wanted:
+            if row is None or normalize(row[0] or "") != wanted:
                 continue
             credited = {
-                normalise(n, strip_brackets=False)
+                normalize(n, strip_brackets=False)
                 for (n,) in self.catalog.execute(
                     "SELECT a.name FROM track_artists ta JOIN artists a ON a.id = ta.artist_id"
                     " WHERE ta.track_id = ?",
