@@ -27,21 +27,21 @@ class DemoContext:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def make_demo_catalog(archive: Archive, ctx: DemoContext) -> None:
+def generate_catalog(archive: Archive, ctx: DemoContext) -> None:
     import pyarrow.parquet as pq
 
-    from musicark.catalog.synthetic import generate_catalog
+    from musicark.catalog import synthetic
 
     path = ctx.workdir / "demo-catalogue.parquet"
-    pq.write_table(generate_catalog(ctx.tracks, seed=ctx.seed, source="demo"), path)
+    pq.write_table(synthetic.generate_catalog(ctx.tracks, seed=ctx.seed, source="demo"), path)
     ctx.data["catalogue_file"] = path
     ctx.say(f"generated {ctx.tracks} tracks of CC0 demo metadata: {path.name}")
 
 
-def import_demo_catalog(archive: Archive, ctx: DemoContext) -> None:
-    from musicark.catalog.importer import import_catalog
+def import_catalog(archive: Archive, ctx: DemoContext) -> None:
+    from musicark.catalog import importer
 
-    summary = import_catalog(archive, [ctx.data["catalogue_file"]])
+    summary = importer.import_catalog(archive, [ctx.data["catalogue_file"]])
     ctx.say(f"imported: {summary.describe()}")
 
 
@@ -118,9 +118,14 @@ def search_catalog(archive: Archive, ctx: DemoContext) -> None:
         ctx.say(f"  {hit.title} — {hit.artists} — {hit.album} (popularity {hit.popularity})")
 
 
+def _title(stage: Callable[..., None]) -> str:
+    """`import_catalog` -> "import catalogue": code names say catalog, prose catalogue."""
+    return stage.__name__.replace("_", " ").replace("catalog", "catalogue")
+
+
 STAGES: list[Callable[[Archive, DemoContext], None]] = [
-    make_demo_catalog,
-    import_demo_catalog,
+    generate_catalog,
+    import_catalog,
     summarize_catalog,
     ingest_audio,
     plan_budget,
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = DemoContext(workdir=workdir, tracks=args.tracks, seed=args.seed, say=print)
         print(f"demo archive: {archive.root}")
         for stage in STAGES:
-            print(f"== {stage.__name__.replace('_', ' ')}")
+            print(f"== {_title(stage)}")
             stage(archive, ctx)
     except MusicarkError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
