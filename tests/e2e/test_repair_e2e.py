@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import release_data
 from harness import Aria2, Opentracker, SeedProcess
 
 from musicark.archive import Archive, init_archive
 from musicark.store.blobs import blob_path
 from musicark.torrent.metainfo import load_torrent
-from tests.conftest import Runner
+from tests import release_data
+from tests.runner import Runner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # real clients: ~20 s
 template, arc, cli = release_data.template, release_data.arc, release_data.cli
