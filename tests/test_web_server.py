@@ -128,3 +128,4 @@ def test_cli_defaults_match_the_server(tmp_path: Path) -> None:
 
     assert web.HEADER_TIMEOUT == server.DEFAULT_HEADER_TIMEOUT
     assert web.KEEP_ALIVE == server.DEFAULT_KEEP_ALIVE
+    assert web.THREADS == server.THREADS

@@ -12,6 +12,7 @@ from musicark.errors import UsageError
 # the server's defaults (musicark.web.server), repeated here so `--help` needs no uvicorn
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE = 5
+THREADS = 6
 
 
 @click.command("serve")
@@ -54,6 +55,14 @@ KEEP_ALIVE = 5
     help="Seconds an idle keep-alive connection stays open.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=THREADS,
+    show_default=True,
+    help="Threads answering requests in each server process (more threads on two cores"
+    " make the slowest answers slower).",
+)
+@click.option(
     "--no-audio",
     is_flag=True,
     help="Do not serve audio: track pages show no player and audio URLs answer 404.",
@@ -66,6 +75,7 @@ def serve_command(
     log_level: str,
     header_timeout: float,
     keep_alive: int,
+    threads: int,
     no_audio: bool,
     archive_path: str | None,
 ) -> None:
@@ -85,6 +95,7 @@ def serve_command(
         header_timeout=header_timeout,
         keep_alive=keep_alive,
         audio=not no_audio,
+        threads=threads,
     )
     try:
         run(make_config(archive, options))

@@ -7,11 +7,15 @@ files are read from the package once, at start, and looked up by name in memory)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,6 +42,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+THREADS = 6  # request threads per server process
 STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -129,7 +134,7 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(archive: Archive, *, audio: bool = True) -> Starlette:
+def create_app(archive: Archive, *, audio: bool = True, threads: int = THREADS) -> Starlette:
     """The ASGI application serving `archive` read-only; `audio=False` serves no audio.
 
     Handlers are plain functions: Starlette runs them in its thread pool, so a slow SQLite
@@ -169,7 +174,17 @@ def create_app(archive: Archive, *, audio: bool = True) -> Starlette:
         *media.routes(),
         Route("/static/{name}", static_file, methods=["GET"]),
     ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Few threads, served in order: with dozens, every thread that gives up the GIL
+        # waits behind all the others, and a loaded server's slowest answers take seconds.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = threads
+        yield
+
     app = Starlette(
+        lifespan=lifespan,
         routes=routes,
         exception_handlers={
             QueryError: on_query_error,
@@ -191,12 +206,14 @@ def create_app(archive: Archive, *, audio: bool = True) -> Starlette:
 
 def app_from_env() -> Starlette:
     """The application for the archive named by $MUSICARK_ARCHIVE (for uvicorn workers)."""
-    import os
-
     from musicark.archive import open_archive
-    from musicark.web.server import AUDIO_ENV
+    from musicark.web.server import AUDIO_ENV, THREADS_ENV
 
-    return create_app(open_archive(None), audio=os.environ.get(AUDIO_ENV, "1") != "0")
+    return create_app(
+        open_archive(None),
+        audio=os.environ.get(AUDIO_ENV, "1") != "0",
+        threads=int(os.environ.get(THREADS_ENV, THREADS)),
+    )
 
 
 def _error(request: Request, status: int, message: str) -> Response:

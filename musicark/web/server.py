@@ -19,6 +19,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from musicark.archive import ENV_VAR, Archive
+from musicark.web.app import THREADS
 
 try:  # uvicorn's faster parser, when installed (as uvicorn itself prefers it)
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -93,6 +94,7 @@ class ServeOptions:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     keep_alive: int = DEFAULT_KEEP_ALIVE
     audio: bool = True
+    threads: int = THREADS
 
 
 def make_config(archive: Archive, options: ServeOptions) -> uvicorn.Config:
@@ -104,10 +106,11 @@ def make_config(archive: Archive, options: ServeOptions) -> uvicorn.Config:
     if options.workers > 1:  # uvicorn starts worker processes from an import string
         os.environ[ENV_VAR] = str(archive.root)
         os.environ[AUDIO_ENV] = "1" if options.audio else "0"
+        os.environ[THREADS_ENV] = str(options.threads)
         target = "musicark.web.app:app_from_env"
         extra = {"factory": True, "workers": options.workers}
     else:
-        target = create_app(archive, audio=options.audio)
+        target = create_app(archive, audio=options.audio, threads=options.threads)
     config = uvicorn.Config(
         target,
         host=options.host,
@@ -124,6 +127,7 @@ def make_config(archive: Archive, options: ServeOptions) -> uvicorn.Config:
 
 
 AUDIO_ENV = "MUSICARK_SERVE_AUDIO"
+THREADS_ENV = "MUSICARK_SERVE_THREADS"
 
 
 def run(config: uvicorn.Config) -> None:
