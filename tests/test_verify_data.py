@@ -150,11 +150,11 @@ def test_missing_data_folder_is_a_clear_error(release: tuple[Torrent, Path]) -> 
 
 
 def test_files_are_unmapped_once_checked(release: tuple[Torrent, Path]) -> None:
-    from musicark.swarm.verify import _Hasher, _piece_runs, _Plan
+    from musicark.swarm.pieces import Hasher, PiecePlan, piece_runs
 
     torrent, root = release
     files = [root.joinpath(*f.path) for f in torrent.files]
-    plan = _Plan(
+    plan = PiecePlan(
         torrent=torrent,
         root=root,
         paths=files,
@@ -163,8 +163,8 @@ def test_files_are_unmapped_once_checked(release: tuple[Torrent, Path]) -> None:
         sha256={0: "0" * 64},
     )
     piece_ok = [True] * torrent.num_pieces
-    hasher = _Hasher(plan, piece_ok)
-    runs = list(_piece_runs(piece_ok, 2))
+    hasher = Hasher(plan, piece_ok)
+    runs = list(piece_runs(piece_ok, 2))
     for first, last in runs[: len(runs) // 2]:
         hasher.check(first, last)
     assert hasher.maps  # some files are still being checked

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from musicark.errors import TorrentError
+from musicark.executor import cpu_count
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.torrent.bencode import encode
 from musicark.torrent.hashing import (
@@ -138,50 +139,21 @@ def create_torrent(
     trackers = [check_url(u, what="tracker", schemes=TRACKER_SCHEMES) for u in trackers]
     web_seeds = [check_url(u, what="web seed") for u in web_seeds]
     name = check_component(name or root.name, "torrent name", str(root))
-    if root.is_symlink():
-        raise TorrentError(f"{root} is a symbolic link; torrents hold files only")
-    if root.is_file():
-        single = True
-        files = [DataFile((name,), root, root.stat().st_size)]
-    elif root.is_dir():
-        single = False
-        files = sort_files(list_files(root), format=format)
-    else:
-        raise TorrentError(f"{root}: no such file or folder")
-    if not files:
-        raise TorrentError(f"{root} holds no files to put in a torrent")
+    files, single = _data_files(root, name, format)
     sizes = [f.length for f in files]
     total = sum(sizes)
-    if total == 0:
-        raise TorrentError(f"{root}: all files are empty; a torrent needs data")
     if piece_size is None:
         path_bytes = sum(len("/".join(f.path).encode()) for f in files)
         piece_length = auto_piece_size(sizes, format=format, path_bytes=path_bytes)
     else:
         piece_length = check_piece_size(piece_size, format=format)
 
-    padded = format != "v1" and not single
-    plan = _layout(files, piece_length, padded)
+    plan = _layout(files, piece_length, format != "v1" and not single)
     if format == "v2":
         plan = Plan(plan.spans, piece_length, v1=False, v2=True, size=plan.size)
     elif format == "hybrid" and single:
         plan = Plan(plan.spans, piece_length, v1=True, v2=True, size=plan.size)
-    workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-    if total < ONE_THREAD_BYTES:
-        workers = 1
-    # several ranges per worker keep them all busy to the end; ranges of a few MiB
-    # or more keep the per-range cost negligible
-    task_bytes = min(32 * 2**20, max(2 * 2**20, plan.size // (workers * 8)))
-
-    sha1s: list[bytes] = []
-    roots: list[bytes | None] = []
-    done = 0
-    report(progress, Progress("hash", 0, plan.size, "bytes", name))
-    for _first, last, s1, r2 in hash_ranges(plan, jobs=workers, task_bytes=task_bytes):
-        sha1s.extend(s1)
-        roots.extend(r2)
-        done = min(plan.size, last * piece_length)
-        report(progress, Progress("hash", done, plan.size, "bytes", name))
+    sha1s, roots = _hash(plan, name, total, jobs=jobs, progress=progress)
 
     info: dict[str, Any] = {"name": name, "piece length": piece_length}
     if private:
@@ -192,38 +164,10 @@ def create_torrent(
         if single:
             info["length"] = total
         else:
-            entries: list[dict[str, Any]] = []
-            for f, span in zip(files, plan.spans, strict=True):
-                entries.append({"length": f.length, "path": list(f.path)})
-                if span.pad:
-                    entries.append(
-                        {"attr": "p", "length": span.pad, "path": [".pad", str(span.pad)]}
-                    )
-            info["files"] = entries
+            info["files"] = _v1_entries(files, plan)
     if format != "v1":
         info["meta version"] = 2
-        tree: dict[str, Any] = {}
-        layers: dict[bytes, bytes] = {}
-        pad_root = zero_subtree((piece_length // BLOCK).bit_length() - 1)
-        for f, span in zip(files, plan.spans, strict=True):
-            node = tree
-            for part in f.path:
-                node = node.setdefault(part, {})
-            entry: dict[str, Any] = {"length": f.length}
-            if f.length:
-                first = span.offset // piece_length
-                count = -(-f.length // piece_length)
-                piece_roots = [r for r in roots[first : first + count] if r is not None]
-                if len(piece_roots) != count:
-                    raise TorrentError(f"internal error: missing v2 hashes for {f.source}")
-                if count == 1:
-                    entry["pieces root"] = piece_roots[0]
-                else:
-                    file_root = merkle_root(piece_roots, next_pow2(count), pad_root)
-                    entry["pieces root"] = file_root
-                    layers[file_root] = b"".join(piece_roots)
-            node[""] = entry
-        info["file tree"] = tree
+        info["file tree"], layers = _v2_tree(files, plan, roots)
         if layers:
             meta["piece layers"] = layers
     meta["info"] = info
@@ -249,6 +193,83 @@ def create_torrent(
         padding=plan.size - total if format != "v1" else 0,
         file_count=len(files),
     )
+
+
+def _data_files(root: Path, name: str, format: str) -> tuple[list[DataFile], bool]:
+    """The files to put in the torrent, in torrent order, and whether `root` is one file."""
+    if root.is_symlink():
+        raise TorrentError(f"{root} is a symbolic link; torrents hold files only")
+    if root.is_file():
+        files = [DataFile((name,), root, root.stat().st_size)]
+    elif root.is_dir():
+        files = sort_files(list_files(root), format=format)
+    else:
+        raise TorrentError(f"{root}: no such file or folder")
+    if not files:
+        raise TorrentError(f"{root} holds no files to put in a torrent")
+    if not any(f.length for f in files):
+        raise TorrentError(f"{root}: all files are empty; a torrent needs data")
+    return files, root.is_file()
+
+
+def _hash(
+    plan: Plan, name: str, total: int, *, jobs: int, progress: ProgressCallback | None
+) -> tuple[list[bytes], list[bytes | None]]:
+    """Every piece's SHA-1 (v1) and merkle root (v2), in order."""
+    workers = jobs if jobs > 0 else cpu_count()
+    if total < ONE_THREAD_BYTES:
+        workers = 1
+    # several ranges per worker keep them all busy to the end; ranges of a few MiB
+    # or more keep the per-range cost negligible
+    task_bytes = min(32 * 2**20, max(2 * 2**20, plan.size // (workers * 8)))
+    sha1s: list[bytes] = []
+    roots: list[bytes | None] = []
+    report(progress, Progress("hash", 0, plan.size, "bytes", name))
+    for _first, last, s1, r2 in hash_ranges(plan, jobs=workers, task_bytes=task_bytes):
+        sha1s.extend(s1)
+        roots.extend(r2)
+        done = min(plan.size, last * plan.piece_length)
+        report(progress, Progress("hash", done, plan.size, "bytes", name))
+    return sha1s, roots
+
+
+def _v1_entries(files: Sequence[DataFile], plan: Plan) -> list[dict[str, Any]]:
+    """`info.files`, with a BEP 47 padding file after each padded file."""
+    entries: list[dict[str, Any]] = []
+    for f, span in zip(files, plan.spans, strict=True):
+        entries.append({"length": f.length, "path": list(f.path)})
+        if span.pad:
+            entries.append({"attr": "p", "length": span.pad, "path": [".pad", str(span.pad)]})
+    return entries
+
+
+def _v2_tree(
+    files: Sequence[DataFile], plan: Plan, roots: list[bytes | None]
+) -> tuple[dict[str, Any], dict[bytes, bytes]]:
+    """`info.file tree` and the piece layers of files longer than a piece (BEP 52)."""
+    piece_length = plan.piece_length
+    tree: dict[str, Any] = {}
+    layers: dict[bytes, bytes] = {}
+    pad_root = zero_subtree((piece_length // BLOCK).bit_length() - 1)
+    for f, span in zip(files, plan.spans, strict=True):
+        node = tree
+        for part in f.path:
+            node = node.setdefault(part, {})
+        entry: dict[str, Any] = {"length": f.length}
+        if f.length:
+            first = span.offset // piece_length
+            count = -(-f.length // piece_length)
+            piece_roots = [r for r in roots[first : first + count] if r is not None]
+            if len(piece_roots) != count:
+                raise TorrentError(f"internal error: missing v2 hashes for {f.source}")
+            if count == 1:
+                entry["pieces root"] = piece_roots[0]
+            else:
+                file_root = merkle_root(piece_roots, next_pow2(count), pad_root)
+                entry["pieces root"] = file_root
+                layers[file_root] = b"".join(piece_roots)
+        node[""] = entry
+    return tree, layers
 
 
 def write_torrent(data: bytes, path: Path) -> None:

@@ -16,11 +16,11 @@ import mmap
 import os
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from musicark.errors import TorrentError
+from musicark.executor import make_executor
 
 BLOCK = 16 * 1024
 ZERO32 = bytes(32)
@@ -191,24 +191,31 @@ def hash_ranges(
 ) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
     """Yield `(first, last, sha1s, roots)` for every range of pieces, in order.
 
-    With `jobs` > 1 ranges are hashed on that many threads: hashlib releases the GIL
-    while it hashes a buffer, so threads scale like processes here without forking or
-    pickling (measured: the same wall time, 10-20 % less CPU). Every range is queued at
-    once, so a worker never waits for the caller between ranges.
+    With `jobs` > 1 ranges are hashed on that many threads of the executor factory:
+    hashlib releases the GIL while it hashes a buffer, so threads scale like processes
+    here without forking or pickling (measured: the same wall time, 10-20 % less CPU).
+    The executor keeps ranges queued ahead, so a worker never waits for the caller;
+    ranges that finish early wait here until those before them are done.
     """
     ranges = _ranges(plan.num_pieces, plan.piece_length, task_bytes)
     if jobs <= 1 or len(ranges) <= 1:
         for first, last in ranges:
             yield (first, last, *hash_range(plan.part(first, last), first, last))
         return
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [
-            (first, last, pool.submit(hash_range, plan.part(first, last), first, last))
-            for first, last in ranges
-        ]
-        try:
-            for first, last, future in futures:
-                yield (first, last, *future.result())
-        finally:
-            for _, _, future in futures:
-                future.cancel()
+
+    def work(piece_range: tuple[int, int]) -> tuple[list[bytes], list[bytes | None]]:
+        first, last = piece_range
+        return hash_range(plan.part(first, last), first, last)
+
+    done: dict[int, tuple[int, list[bytes], list[bytes | None]]] = {}
+    order = iter(ranges)
+    wanted: tuple[int, int] | None = next(order)
+    with make_executor(jobs=jobs, kind="threads") as executor:
+        for outcome in executor.run(work, ranges):
+            (first, last), result = outcome.task, outcome.result
+            assert result is not None
+            done[first] = (last, *result)
+            while wanted is not None and wanted[0] in done:
+                last, sha1s, roots = done.pop(wanted[0])
+                yield (wanted[0], last, sha1s, roots)
+                wanted = next(order, None)
