@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -18,6 +18,13 @@ from musicark.cli.common import archive_option, echo_json, get_archive, progress
 from musicark.errors import ArchiveError, SwarmError, UsageError
 from musicark.units import format_size, parse_size
 
+if TYPE_CHECKING:  # the swarm modules load libtorrent: imported when a command runs
+    from musicark.swarm.seed import SeedStatus
+    from musicark.swarm.seedlist import SeedList
+    from musicark.swarm.sources import SwarmTorrent
+    from musicark.swarm.targets import Failure, Selection
+    from musicark.swarm.verify import VerifyReport
+
 LEVEL_CHOICE = click.Choice(["presence", "size", "full"])
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,7 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # ---------------------------------------------------------------- verify
 
 
-def _print_report(rep: Any, *, verbose: bool) -> None:
+def _print_report(rep: VerifyReport, *, verbose: bool) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in rep.counts().items() if n)
     figures = ""
     if rep.level == "full":
@@ -156,7 +163,7 @@ def _print_warnings(warnings: Sequence[str]) -> None:
         click.echo(f"musicark: warning: {warning}", err=True)
 
 
-def _print_failures(failures: Sequence[Any]) -> None:
+def _print_failures(failures: Sequence[Failure]) -> None:
     for failure in failures:
         click.echo(f"musicark: error: {failure.error}", err=True)
 
@@ -184,7 +191,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def _status_line(status: Any) -> str:
+def _status_line(status: SeedStatus) -> str:
     states: dict[str, int] = {}
     for ts in status.torrents:
         states[ts.state] = states.get(ts.state, 0) + 1
@@ -297,7 +304,7 @@ def seed_command(
     seen: set[str] = set()
     announced: list[bool] = []
 
-    def on_status(status: Any) -> None:
+    def on_status(status: SeedStatus) -> None:
         if not announced:
             announced.append(True)
             click.echo(f"listening on {status.listening or listen}", err=True)
@@ -352,7 +359,7 @@ def seed_command(
 # ---------------------------------------------------------------- seedlist / torrents
 
 
-def _torrents(archive: Archive, paths: Sequence[Path]) -> Any:
+def _torrents(archive: Archive, paths: Sequence[Path]) -> Selection[SwarmTorrent]:
     from musicark.swarm.targets import listed_torrents
 
     selection = listed_torrents(archive, paths)
@@ -437,7 +444,7 @@ def seedlist_command(
         sys.exit(1)
 
 
-def _print_seedlist(result: Any) -> None:
+def _print_seedlist(result: SeedList) -> None:
     click.echo(
         f"{len(result.chosen)} torrent(s), {format_size(result.total_size)}"
         f" of {format_size(result.max_size)}:"

@@ -21,6 +21,7 @@ from musicark.errors import MusicarkError, SwarmError
 from musicark.progress import ProgressCallback
 from musicark.swarm.seed import SeedItem
 from musicark.swarm.sources import (
+    ReleaseRow,
     SwarmTorrent,
     archive_manifest,
     from_torrent,
@@ -173,7 +174,7 @@ def verify_archive(
     selection: Selection[VerifyTarget] = Selection()
     for row in rows:
 
-        def target(row: Any = row) -> VerifyTarget:
+        def target(row: ReleaseRow = row) -> VerifyTarget:
             t = selection.load(row.torrent_path)
             where = data or row.data_path
             if where is None:
@@ -275,7 +276,7 @@ def seed_archive(archive: Archive, releases: Sequence[str]) -> Selection[SeedIte
     selection: Selection[SeedItem] = Selection()
     for row in release_rows(archive, releases):
 
-        def item(row: Any = row) -> SeedItem:
+        def item(row: ReleaseRow = row) -> SeedItem:
             if row.data_path is None:
                 raise SwarmError(f"{row.name}: the release tables name no data folder")
             t = selection.load(row.torrent_path)
@@ -301,7 +302,9 @@ def listed_torrents(archive: Archive, paths: Sequence[Path]) -> Selection[SwarmT
     sources += [(p, None, None) for p in torrent_files(paths)]
     for path, data_path, release in sources:
 
-        def listed(path: Path = path, data_path: Any = data_path, release: Any = release) -> Any:
+        def listed(
+            path: Path = path, data_path: Path | None = data_path, release: str | None = release
+        ) -> SwarmTorrent | None:
             t = selection.load(path)
             selection.warnings.extend(name_warnings(t, archive.root, source=str(path)))
             st = from_torrent(
