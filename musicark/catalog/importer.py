@@ -1,6 +1,6 @@
 """`catalog import`: the merging half — one transaction per batch.
 
-`staging.py` reads and normalises batches (in a child process for large files). Each
+`staging.py` reads and normalizes batches (in a child process for large files). Each
 batch then commits in one transaction that also records how far the file has been read,
 so a crash loses at most the batch in flight and the next run goes on after it.
 
@@ -27,8 +27,7 @@ import adbc_driver_manager
 from musicark import events
 from musicark.archive import Archive
 from musicark.catalog.db import connect, drop_indexes, ensure_indexes, storage_reason
-from musicark.catalog.formats import FORMATS, detect_format
-from musicark.catalog.formats.readers import open_parquet
+from musicark.catalog.formats import CatalogFormat, get_format, resolve
 from musicark.catalog.ids import source_id
 from musicark.catalog.normalize import Normalized
 from musicark.catalog.rights import normalize_rights
@@ -110,12 +109,6 @@ def file_key(path: Path) -> str:
             f.seek(-(1 << 20), os.SEEK_END)
         h.update(f.read(1 << 20))
     return h.hexdigest()
-
-
-def _estimate_rows(path: Path, fmt: str) -> int:
-    if fmt == "parquet":
-        return int(open_parquet(path).metadata.num_rows)
-    return path.stat().st_size // 150
 
 
 def _upsert_entities(x: Any, prefix: str = "stage.") -> None:
@@ -248,19 +241,21 @@ class _Plan:
     """What one file's import does: where it resumes and how it writes."""
 
     key: str
-    fmt: str
+    fmt: CatalogFormat
     mode: str  # "bulk" or "upsert"
     resume_after: int
     estimate: int
 
 
-def _start(conn: sqlite3.Connection, path: Path, fmt: str, key: str, archive: Archive) -> _Plan:
+def _start(
+    conn: sqlite3.Connection, path: Path, fmt: CatalogFormat, key: str, archive: Archive
+) -> _Plan:
     """Record the import in `imports` (or pick up the unfinished one) and choose its mode."""
     row = conn.execute(
         "SELECT done_line, finished, mode FROM imports WHERE file_key = ?", (key,)
     ).fetchone()
     resuming = bool(row and not row[1])
-    estimate = _estimate_rows(path, fmt)
+    estimate = fmt.estimate_rows(path)
     empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM tracks)").fetchone()[0]
     if resuming and row[2] == "bulk":
         mode = "bulk"
@@ -337,15 +332,15 @@ def import_file(
     progress: ProgressCallback | None = None,
 ) -> FileSummary:
     """Import one file into the archive's catalogue (see `import_catalog`)."""
-    if format not in FORMATS:
-        raise UsageError(f"unknown format {format!r} (one of: {', '.join(FORMATS)})")
+    if format != "auto":
+        get_format(format)  # an unknown name is a usage error, before the file is looked at
     path = Path(path)
     input_file(path)
-    fmt = detect_format(path) if format == "auto" else format
+    fmt = resolve(path, format)
     settings = archive.config.catalog
     rights = normalize_rights(default_rights or settings.default_rights)
     key = file_key(path)
-    summary = FileSummary(path=str(path), format=fmt)
+    summary = FileSummary(path=str(path), format=fmt.name)
     stage_dir = archive.staging_dir / f"import-{key[:16]}"
     rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
     conn = connect(archive.catalog_path, indexes=False)
@@ -364,7 +359,7 @@ def import_file(
             fmt=fmt,
             batch_rows=settings.batch_rows,
             resume_after=plan.resume_after,
-            source=source or ("musicbrainz" if fmt == "musicbrainz" else "local"),
+            source=source or fmt.source or "local",
             rights=rights,
             stage_dir=str(stage_dir),
             rejects_path=str(rejects_path),
@@ -408,7 +403,7 @@ def import_catalog(
         raise UsageError("no files to import")
     if default_rights is not None:
         normalize_rights(default_rights)
-    formats = [detect_format(Path(p)) if format == "auto" else format for p in paths]
+    formats = [resolve(Path(p), format).name for p in paths]
     summary = ImportSummary()
     for p, fmt in zip(paths, formats, strict=True):
         summary.files.append(

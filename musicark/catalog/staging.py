@@ -1,8 +1,8 @@
-"""The reading half of an import: read, normalise and stage batches, in a worker process.
+"""The reading half of an import: read, normalize and stage batches, in a worker process.
 
-Each batch is normalised in Arrow and written by the ADBC SQLite driver into a staging
+Each batch is normalized in Arrow and written by the ADBC SQLite driver into a staging
 database (no Python per row). With more than a couple of batches this runs in a child
-process, so that reading and normalising batch k+1 overlaps with merging batch k into the
+process, so that reading and normalizing batch k+1 overlaps with merging batch k into the
 catalogue on the other core. Staging files rotate through `SLOTS` names; the bounded
 queue guarantees a slot is rewritten only after the catalogue has merged it.
 """
@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from musicark import errors
 from musicark.catalog.db import storage_reason
-from musicark.catalog.formats import read_batches
+from musicark.catalog.formats import CatalogFormat, read_batches
+from musicark.catalog.formats.base import ReadOptions, Reject
 from musicark.catalog.formats.interchange import LINE
-from musicark.catalog.formats.readers import ReadOptions, Reject
 from musicark.catalog.normalize import Normalized, normalize
 from musicark.executor import _init_worker as die_with_parent
 
@@ -35,14 +35,14 @@ SLOTS = 3
 @dataclass(frozen=True)
 class StageJob:
     path: str
-    fmt: str
+    fmt: CatalogFormat  # travels to the staging process by reference to its class
     batch_rows: int
     resume_after: int  # lines up to here were committed by an earlier run
     source: str
     rights: str
     stage_dir: str
     rejects_path: str
-    ship_tables: bool = False  # hand the normalised tables over instead of staging them
+    ship_tables: bool = False  # hand the normalized tables over instead of staging them
     max_line_bytes: int = 16 << 20
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from musicark.archive import init_archive
+from musicark.catalog.formats.base import format_names
 from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
 from musicark.units import parse_bitrate
 
@@ -29,10 +30,11 @@ def catalog_group() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "jsonl", "csv", "parquet", "musicbrainz"]),
+    type=click.Choice(["auto", *format_names()]),
     default="auto",
     show_default=True,
-    help="Input format; auto recognises each file from its content.",
+    help="Input format; auto recognises each file from its content. Plugins add formats "
+    "(docs/plugins.md).",
 )
 @click.option("--source", help="Source name for records that carry none (default: local).")
 @click.option("--rights", "default_rights", help="Rights of records that carry none.")

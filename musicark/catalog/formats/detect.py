@@ -1,58 +1,54 @@
-"""Recognise an input file's format from its content, not its name."""
+"""Recognise an input file's format from its content, not its name: every registered
+format sniffs the file's first bytes and the surest wins."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
-import orjson
-
+from musicark.catalog.formats.base import FORMATS as REGISTRY
+from musicark.catalog.formats.base import (
+    SAMPLE_BYTES,
+    CatalogFormat,
+    Sample,
+    get_format,
+    load_plugins,
+)
 from musicark.catalog.formats.compression import compression_of, read_head
 from musicark.errors import FormatError
 from musicark.paths import input_file
 
-FORMATS = ("auto", "jsonl", "csv", "parquet", "musicbrainz")
+
+def sample_of(path: Path) -> Sample:
+    input_file(path)
+    with path.open("rb") as f:
+        raw = f.read(SAMPLE_BYTES)
+    kind = compression_of(raw)
+    head = read_head(path, SAMPLE_BYTES) if kind else raw
+    return Sample(path=path, raw=raw, head=head, compression=kind)
 
 
-def _first_line(head: bytes) -> bytes:
-    return head.split(b"\n", 1)[0].strip()
+def detect(path: Path) -> CatalogFormat:
+    """The registered format surest to read `path`; FormatError when none is."""
+    load_plugins()
+    sample = sample_of(path)
+    if not sample.head:
+        raise FormatError(f"{path}: empty or unreadable file, not a catalogue")
+    best, score = None, 0
+    for fmt in REGISTRY:
+        s = fmt.sniff(sample)
+        if s > score:
+            best, score = fmt, s
+    if best is None:
+        names = ", ".join(REGISTRY.names())
+        raise FormatError(f"{path}: not a catalogue file (none of the formats {names} reads it)")
+    return best
 
 
 def detect_format(path: Path) -> str:
-    """One of jsonl, csv, parquet, musicbrainz; FormatError for anything else."""
-    input_file(path)
-    with path.open("rb") as f:
-        magic = f.read(6)
-    if magic[:4] == b"PAR1":
-        return "parquet"
-    head = read_head(path)
-    if head[:4] == b"PAR1":
-        raise FormatError(
-            f"{path}: a {compression_of(magic)}-compressed Parquet file; Parquet compresses "
-            "inside, decompress it first"
-        )
-    if not head:
-        raise FormatError(f"{path}: empty or unreadable file, not a catalogue")
-    if len(head) > 262 and head[257:262] == b"ustar":
-        return "musicbrainz"  # the JSON dump is a tar of per-entity line files
-    line = _first_line(head.lstrip(b"\xef\xbb\xbf"))
-    if line.startswith(b"{"):
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            return "musicbrainz" if "artist-credit" in obj else "jsonl"
-        # A first line that does not parse may still be JSONL with a broken first row.
-        return "jsonl"
-    try:
-        header = next(csv.reader(io.StringIO(line.decode("utf-8", "replace"))))
-    except (csv.Error, StopIteration):
-        header = []
-    if {"id", "title"} <= {h.strip().lower() for h in header}:
-        return "csv"
-    raise FormatError(
-        f"{path}: not a catalogue file (expected musicark JSONL, CSV with id and title "
-        "columns, Parquet, or a MusicBrainz JSON dump)"
-    )
+    """The name of `path`'s format (see `detect`)."""
+    return detect(path).name
+
+
+def resolve(path: Path, format: str) -> CatalogFormat:
+    """The format named by `format`, or the detected one for "auto"."""
+    return detect(path) if format == "auto" else get_format(format)

@@ -1,6 +1,6 @@
 """The musicark interchange format: one track per row, artists and album inline.
 
-See docs/catalogue-format.md. `SCHEMA` is the Arrow schema of a normalised batch; JSONL
+See docs/catalogue-format.md. `SCHEMA` is the Arrow schema of a normalized batch; JSONL
 and CSV rows go through `coerce_row`, which checks types and keeps unknown fields in
 `extra`, so that an export gives back what came in.
 """

@@ -6,9 +6,16 @@ Only CC0 core data is kept. Fields MusicBrainz publishes under other licences
 
 from __future__ import annotations
 
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from musicark.catalog.formats.base import Chunk, ReadOptions
+from musicark.catalog.formats.compression import open_decompressed
 from musicark.catalog.formats.interchange import RowError
+from musicark.catalog.formats.readers import chunked, json_lines, parse_json
+from musicark.errors import FormatError
 
 SOURCE = "musicbrainz"
 # Not CC0 in the MusicBrainz dumps: never stored.
@@ -61,3 +68,22 @@ def recording_to_row(rec: dict[str, Any]) -> dict[str, Any]:
         "extra": extra or None,
     }
     return row
+
+
+def read_musicbrainz(path: Path, options: ReadOptions) -> Iterator[Chunk]:
+    def parse(raw: bytes) -> dict[str, Any]:
+        return recording_to_row(parse_json(raw))
+
+    with open_decompressed(path) as stream:
+        head = stream.read(512)
+    if len(head) > 262 and head[257:262] == b"ustar":
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                if member.isfile() and member.name.rsplit("/", 1)[-1] == "recording":
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    yield from chunked(json_lines(f, options.max_line_bytes), parse, options)
+                    return
+        raise FormatError(f"{path}: a tar file without mbdump/recording")
+    with open_decompressed(path) as stream:
+        yield from chunked(json_lines(stream, options.max_line_bytes), parse, options)

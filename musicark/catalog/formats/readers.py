@@ -1,64 +1,21 @@
-"""Readers: every format becomes batches of interchange rows plus the rows refused.
-
-Parquet stays columnar (cast with Arrow, no Python per row); JSONL, CSV and the
-MusicBrainz dump are parsed row by row, since a bad row must be refused alone with its
-line number.
+"""Line readers (JSONL, CSV): parsed row by row, since a bad row must be refused alone
+with its line number. `chunked` turns parsed lines into batches for every line format.
 """
 
 from __future__ import annotations
 
 import csv
-import lzma
-import tarfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
-import zstandard
 
+from musicark.catalog.formats.base import Chunk, ReadOptions, Reject
 from musicark.catalog.formats.compression import bounded_lines, open_decompressed
 from musicark.catalog.formats.interchange import LINE, SCHEMA, RowError, coerce_row
-from musicark.catalog.formats.musicbrainz import recording_to_row
 from musicark.errors import FormatError
-from musicark.paths import input_file
-
-DECODE_ERRORS = (
-    OSError,
-    EOFError,
-    lzma.LZMAError,
-    zstandard.ZstdError,
-    zlib.error,
-    tarfile.TarError,
-)
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How a reader reads: rows per batch, and the longest line accepted."""
-
-    batch_rows: int = 200_000
-    max_line_bytes: int = 16 << 20
-
-
-@dataclass(frozen=True)
-class Reject:
-    line: int
-    reason: str
-    raw: str
-
-
-@dataclass
-class Chunk:
-    """A batch of rows in `SCHEMA` (plus `_line`), and the rows of that stretch refused."""
-
-    table: pa.Table
-    rejects: list[Reject] = field(default_factory=list)
-    last_line: int = 0
 
 
 def _rows_to_chunk(
@@ -73,7 +30,7 @@ def overlong(max_line_bytes: int) -> str:
     return f"line longer than {max_line_bytes} bytes (the catalog.max_line_bytes setting)"
 
 
-def _chunked(
+def chunked(
     items: Iterable[tuple[int, bytes | None]],
     parse: Callable[[bytes], dict[str, Any]],
     options: ReadOptions,
@@ -100,7 +57,7 @@ def _chunked(
         yield _rows_to_chunk(rows, lines, rejects, number)
 
 
-def _parse_json(raw: bytes) -> dict[str, Any]:
+def parse_json(raw: bytes) -> dict[str, Any]:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -114,7 +71,7 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def _json_lines(stream: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+def json_lines(stream: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
     for number, line in bounded_lines(stream, max_line_bytes):
         if line is None or line.strip():  # blank lines are no rows
             yield number, line
@@ -122,26 +79,7 @@ def _json_lines(stream: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes |
 
 def read_jsonl(path: Path, options: ReadOptions) -> Iterator[Chunk]:
     with open_decompressed(path) as stream:
-        yield from _chunked(_json_lines(stream, options.max_line_bytes), _parse_json, options)
-
-
-def read_musicbrainz(path: Path, options: ReadOptions) -> Iterator[Chunk]:
-    def parse(raw: bytes) -> dict[str, Any]:
-        return recording_to_row(_parse_json(raw))
-
-    with open_decompressed(path) as stream:
-        head = stream.read(512)
-    if len(head) > 262 and head[257:262] == b"ustar":
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                if member.isfile() and member.name.rsplit("/", 1)[-1] == "recording":
-                    f = tar.extractfile(member)
-                    assert f is not None
-                    yield from _chunked(_json_lines(f, options.max_line_bytes), parse, options)
-                    return
-        raise FormatError(f"{path}: a tar file without mbdump/recording")
-    with open_decompressed(path) as stream:
-        yield from _chunked(_json_lines(stream, options.max_line_bytes), parse, options)
+        yield from chunked(json_lines(stream, options.max_line_bytes), parse_json, options)
 
 
 def _text_lines(path: Path, stream: Any, max_line_bytes: int) -> Iterator[str]:
@@ -185,7 +123,7 @@ def read_csv(path: Path, options: ReadOptions) -> Iterator[Chunk]:
                 row[key] = cell if cell != "" else None
             return row
 
-        yield from _chunked(records(), parse, options)
+        yield from chunked(records(), parse, options)
 
 
 def _pack(cells: list[str]) -> bytes:
@@ -195,105 +133,3 @@ def _pack(cells: list[str]) -> bytes:
 
 def _unpack(raw: bytes) -> list[str]:
     return raw.decode("utf-8", "surrogateescape").split("\x1e")
-
-
-def _conform(batch: pa.RecordBatch, first_row: int) -> Chunk:
-    """A Parquet batch in `SCHEMA`: cast typed columns, keep unknown ones in `extra`."""
-    n = batch.num_rows
-    table = pa.Table.from_batches([batch])
-    columns: list[pa.Array | pa.ChunkedArray] = []
-    bad = [False] * n
-    reasons: dict[int, str] = {}
-    for f in SCHEMA:
-        if f.name == "extra" or f.name not in table.column_names:
-            columns.append(pa.nulls(n, f.type))
-            continue
-        col = table.column(f.name)
-        try:
-            columns.append(col.cast(f.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            values = []
-            for i, value in enumerate(col.to_pylist()):
-                try:
-                    values.append(coerce_row({f.name: value}).get(f.name))
-                except RowError as exc:
-                    values.append(None)
-                    bad[i] = True
-                    reasons.setdefault(i, str(exc))
-            try:
-                columns.append(pa.array(values, f.type))
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise FormatError(f"column {f.name!r} has an unusable type {col.type}") from exc
-    unknown = [c for c in table.column_names if c not in SCHEMA.names]
-    extra = pa.nulls(n, pa.string())
-    if unknown or "extra" in table.column_names:
-        blobs = []
-        unknown_values = {c: table.column(c).to_pylist() for c in unknown}
-        extra_in = (
-            table.column("extra").to_pylist() if "extra" in table.column_names else [None] * n
-        )
-        for i in range(n):
-            try:
-                row = {c: unknown_values[c][i] for c in unknown}
-                if extra_in[i] is not None:
-                    row["extra"] = extra_in[i]
-                blobs.append(coerce_row(row)["extra"])
-            except (RowError, TypeError) as exc:
-                blobs.append(None)
-                bad[i] = True
-                reasons.setdefault(i, str(exc))
-        extra = pa.array(blobs, pa.string())
-    columns[SCHEMA.names.index("extra")] = extra
-    lines = pa.array(range(first_row, first_row + n), pa.int64())
-    out = pa.Table.from_arrays([*columns, lines], schema=SCHEMA.append(pa.field(LINE, pa.int64())))
-    rejects = []
-    if reasons:
-        keep = pa.array([not b for b in bad])
-        raw_rows = table.filter(pa.array(bad)).to_pylist()
-        for (i, reason), raw in zip(sorted(reasons.items()), raw_rows, strict=True):
-            rejects.append(Reject(first_row + i, reason, orjson.dumps(raw, default=str).decode()))
-        out = out.filter(keep)
-    return Chunk(table=out, rejects=rejects, last_line=first_row + n - 1)
-
-
-def open_parquet(path: Path) -> pq.ParquetFile:
-    """The Parquet file, or FormatError in one line (a truncated file has no footer)."""
-    input_file(path)
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FormatError(f"{path}: not a readable Parquet file ({reason})") from exc
-
-
-def read_parquet(path: Path, options: ReadOptions) -> Iterator[Chunk]:
-    pf = open_parquet(path)
-    if not {"id", "title"} <= set(pf.schema_arrow.names):
-        raise FormatError(f"{path}: a Parquet file without id and title columns")
-    first = 1
-    for batch in pf.iter_batches(batch_size=options.batch_rows):
-        yield _conform(batch, first)
-        first += batch.num_rows
-
-
-READERS: dict[str, Callable[[Path, ReadOptions], Iterator[Chunk]]] = {
-    "jsonl": read_jsonl,
-    "csv": read_csv,
-    "parquet": read_parquet,
-    "musicbrainz": read_musicbrainz,
-}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def read_batches(path: Path, fmt: str, *, options: ReadOptions) -> Iterator[Chunk]:
-    """Chunks of `path` read as `fmt`; a file that breaks off mid-stream raises FormatError."""
-    try:
-        yield from READERS[fmt](path, options)
-    except DECODE_ERRORS as exc:
-        raise FormatError(f"{path}: cannot be read to the end ({_one_line(exc)})") from exc
-    except (pa.ArrowException, csv.Error) as exc:
-        raise FormatError(f"{path}: {_one_line(exc)}") from exc
