@@ -4,6 +4,7 @@ file system cannot hold, through `verify`, `seed` and `torrents`."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from pathlib import Path
 
@@ -116,3 +117,18 @@ def test_seed_and_list_a_folder_with_bad_torrents(run, folder: tuple[Path, Path]
     listed = [ln.split()[-1] for ln in result.output.splitlines() if "never scraped" in ln]
     assert listed == ["A", "B", "Long"]  # the long names are listed, with a warning
     assert result.output.count("musicark: error: ") == 2
+
+
+def test_devices_and_fifos_given_as_torrents(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fifo = tmp_path / "pipe.torrent"
+    os.mkfifo(fifo)
+    data = tmp_path / "data"
+    data.mkdir()
+    for path, what in ((Path("/dev/zero"), "character device"), (fifo, "FIFO")):
+        result = run("verify", path, "--data", data, check=False)
+        assert result.exit_code == 1
+        _one_line_error(result.output, str(path), what)
+        args = ["seed", "--torrent", path, "--data", data, "--listen", "127.0.0.1:0"]
+        result = run(*args, "--seconds", "0.2", check=False)
+        assert result.exit_code == 1
+        _one_line_error(result.output, str(path), what)
