@@ -193,3 +193,44 @@ def test_bad_input(cli: Runner, arc: Archive, tmp_path: Path) -> None:
     (arc.root / "plans" / "latest.parquet").unlink()
     none = cli("transcode", check=False)
     assert none.exit_code == 1 and "musicark plan" in none.output
+
+
+def test_pack_takes_the_rendition_the_plan_tier_asks_for(cli: Runner, arc: Archive) -> None:
+    cli("transcode", "--jobs", "1")
+    sources = _sources(arc)
+    conn = sqlite3.connect(arc.state_path)
+    derived = dict(conn.execute("SELECT source_sha256, sha256 FROM derived"))
+    cli("pack", "r1", "--plan", arc.root / "plans" / "latest.parquet")
+    packed = dict(conn.execute("SELECT sha256, path FROM release_files"))
+    conn.close()
+    # the long tail goes out as Opus, the popular track as its original; originals stay stored
+    assert set(packed) == {derived[sources["t1"]], derived[sources["t2"]], sources["t3"]}
+    assert packed[derived[sources["t1"]]].endswith(".opus")
+    assert packed[sources["t3"]].endswith(".ogg")
+    assert blob_path(arc, sources["t1"]).is_file()
+
+
+def test_plan_counts_the_real_size_of_derived_renditions(cli: Runner, arc: Archive) -> None:
+    import pyarrow.parquet as pq
+
+    def sizes() -> dict[str, tuple[int, str]]:
+        cli("plan", "--budget", "1GB")
+        t = pq.read_table(arc.root / "plans" / "latest.parquet").to_pylist()
+        return {r["track_id"]: (r["expected_bytes"], str(r["size_source"])) for r in t}
+
+    before = sizes()
+    cli("transcode", "--jobs", "1")
+    after = sizes()
+    conn = sqlite3.connect(arc.state_path)
+    derived = dict(
+        conn.execute(
+            "SELECT r.track_id, b.size FROM derived d JOIN renditions r"
+            " ON r.sha256 = d.source_sha256 JOIN blobs b ON b.sha256 = d.sha256"
+        )
+    )
+    conn.close()
+    assert len(derived) == 2
+    for track_id, size in derived.items():
+        assert after[track_id] == (size, "held") and before[track_id][0] > size
+    unchanged = [t for t in after if t not in derived]
+    assert unchanged and all(after[t] == before[t] for t in unchanged)

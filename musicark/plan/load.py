@@ -454,4 +454,23 @@ def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
     sizes = _int_column(held, "size")
     hit = at >= 0
     cols.held_size[at[hit]] = sizes[hit]
+    _attach_derived_sizes(archive, cols)
     return int(np.count_nonzero(hit))
+
+
+def _attach_derived_sizes(archive: Archive, cols: CatalogColumns) -> None:
+    """A zero-tier track with a derived rendition (`musicark transcode`) is held at that
+    rendition's real size, the one `pack` releases."""
+    from musicark.plan.model import TIER_ZERO, tiers
+    from musicark.tier.transcode import derived_sizes
+
+    found = derived_sizes(archive, f"opus-{archive.config.plan.bitrate_zero_popularity}")
+    if not found:
+        return
+    at = _lookup(np.fromiter(found, dtype=np.int64, count=len(found)), cols.track_id)
+    sizes = np.fromiter(found.values(), dtype=np.int64, count=len(found))
+    hit = at >= 0
+    at, sizes = at[hit], sizes[hit]
+    # the tier as make_plan sets it (listens only matter where popularity is unknown)
+    zero = tiers(cols.popularity[at], np.maximum(cols.play_count[at], 0)) == TIER_ZERO
+    cols.held_size[at[zero]] = sizes[zero]

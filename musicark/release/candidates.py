@@ -4,6 +4,9 @@ A candidate is the preferred rendition of a catalogue track that no release hold
 whose rights allow redistribution (any rights with `include_restricted`). Candidates are
 ordered by collection, then plan rank when a plan is given, else album, disc and track
 number; a folder is a consecutive run of one collection within the size and file limits.
+With a plan, a track of the plan's `zero` tier is packed as its derived rendition (made by
+`musicark transcode` at `[plan] bitrate_zero_popularity`) when there is one; the original
+stays in the store.
 """
 
 from __future__ import annotations
@@ -53,13 +56,40 @@ def _store_ready(conn: sqlite3.Connection) -> bool:
     return {"blobs", "renditions"} <= names
 
 
-def _plan_ranks(plan: Path) -> dict[int, int]:
+def _plan_ranks(plan: Path) -> tuple[dict[int, int], set[int]]:
+    """(track id -> plan rank, track ids of the plan's zero tier)."""
+    import pyarrow.parquet as pq
+
     from musicark.plan.io import read_plan
 
-    table = read_plan(Path(plan), columns=["rank", "track_id"])
+    has_tier = "tier" in pq.read_schema(Path(plan)).names if Path(plan).exists() else False
+    table = read_plan(Path(plan), columns=["rank", "track_id"] + (["tier"] if has_tier else []))
     ranks = table.column("rank").to_pylist()
     ids = table.column("track_id").to_pylist()
-    return {int(t): int(r) for t, r in zip(ids, ranks, strict=True) if t is not None}
+    zero: set[int] = set()
+    if has_tier:
+        tiers = table.column("tier").cast("string").to_pylist()
+        zero = {
+            int(t) for t, tier in zip(ids, tiers, strict=True) if t is not None and tier == "zero"
+        }
+    return {int(t): int(r) for t, r in zip(ids, ranks, strict=True) if t is not None}, zero
+
+
+def _tier_renditions(
+    archive: Archive, conn: sqlite3.Connection, rows: list[Any], zero: set[int]
+) -> list[Any]:
+    """Rows of zero-tier tracks swapped for their derived rendition, where one exists."""
+    from musicark.tier.transcode import derived_for
+
+    key = f"opus-{archive.config.plan.bitrate_zero_popularity}"
+    derived = derived_for(conn, [r[0] for r in rows if r[2] in zero], key)
+    out = []
+    for sha, size, track_id, codec, container in rows:
+        if track_id in zero and sha in derived:
+            sha, size = derived[sha]
+            codec, container = "opus", "ogg"
+        out.append((sha, size, track_id, codec, container))
+    return out
 
 
 def select_candidates(
@@ -93,7 +123,9 @@ def select_candidates(
     summary = Selection(already_released=len(rows) - len(fresh))
     with CatalogReader.open(archive.catalog_path) as reader:
         meta = reader.tracks(r[2] for r in fresh)
-    ranks = _plan_ranks(plan) if plan is not None else {}
+    ranks, zero = _plan_ranks(plan) if plan is not None else ({}, set())
+    if zero:
+        fresh = _tier_renditions(archive, conn, fresh, zero)
     out: list[Candidate] = []
     seen_tracks: set[int] = set()
     for sha, size, track_id, codec, container in fresh:

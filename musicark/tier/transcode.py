@@ -355,3 +355,25 @@ def derived_for(
         ):
             out[source] = (sha, size)
     return out
+
+
+def derived_sizes(archive: Archive, settings_key: str) -> dict[int, int]:
+    """track id -> size of the derived rendition (of `settings_key`) of its preferred
+    rendition, for `plan` (read-only; empty before any transcode)."""
+    if not archive.state_path.exists():
+        return {}
+    conn = archive.connect_state(readonly=True)
+    try:
+        if not schema.has_tables(conn):
+            return {}
+        return dict(
+            conn.execute(
+                "SELECT r.track_id, b.size FROM renditions r"
+                " JOIN derived d ON d.source_sha256 = r.sha256 AND d.settings_key = ?"
+                " JOIN blobs b ON b.sha256 = d.sha256"
+                " WHERE r.preferred = 1 AND r.track_id IS NOT NULL",
+                (settings_key,),
+            ).fetchall()
+        )
+    finally:
+        conn.close()
