@@ -46,7 +46,8 @@ def build(root: Path, files: int, lo: float, hi: float) -> Path:
         row["popularity"] = 0
         row["duration_ms"] = int(seconds * 1000)
         rows.append(row)
-        make_file(src / f"{i}.ogg", seed=900 + i, seconds=seconds, tags={"title": f"Bench {i}"})
+        tags = {"title": f"Bench {i}", "artist": "Bench Artist", "isrc": f"USBEN25{i:05d}"}
+        make_file(src / f"{i}.ogg", seed=900 + i, seconds=seconds, tags=tags)
     import_catalogue(archive, rows, root)
     return archive.root
 
