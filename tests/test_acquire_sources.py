@@ -272,3 +272,18 @@ def test_plan_order_and_not_available(
     rest = acquire(archive, [f"urls:{listing}"], http=FAST, fingerprint=False)
     assert rest.counts["success"] == 1 and rest.unchanged == 2
     assert cli is not None
+
+
+def test_fma_audio_still_in_its_zip(archive: Archive, tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    body = make_file(tmp_path / "z.mp3", seed=13, seconds=4).read_bytes()
+    root = write_fma(tmp_path / "fma", [(7, "Zipped", "Z", "Attribution 4.0 International", body)])
+    with zipfile.ZipFile(root / "fma_small.zip", "w") as z:
+        z.write(root / "fma_small" / "000" / "000007.mp3", "fma_small/000/000007.mp3")
+    shutil.rmtree(root / "fma_small")
+    summary = acquire(archive, [f"fma:{root}"], plan="none", fingerprint=False)
+    assert summary.counts == {"success": 1}, summary.to_dict()
+    conn = sqlite3.connect(archive.state_path)
+    assert conn.execute("SELECT sha256 FROM blobs").fetchone()[0] == sha(body)

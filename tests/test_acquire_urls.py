@@ -226,3 +226,33 @@ def test_isrc_held_skips_and_fallback_offer_replaces(
     assert states[same_isrc][0] == "skipped_isrc_has_download"
     assert server.hits["/again.mp3"] == 0
     assert summary.counts["success"] == 1
+
+
+def test_cancel_leaves_a_resumable_run(
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+) -> None:
+    from musicark.errors import Cancelled
+    from musicark.progress import Progress
+
+    rows = [{"url": server.add(f"/x{i}.mp3", songs[i]), "track_id": tid(f"t{i}")} for i in range(5)]
+    listing = write_csv(tmp_path / "l.csv", rows)
+    one = HttpSettings(concurrency=1, backoff=0.01)
+
+    def stop_after_first(p: Progress) -> bool:
+        return p.done < 1
+
+    with pytest.raises(Cancelled):
+        acquire(
+            catalog,
+            [f"urls:{listing}"],
+            plan="none",
+            http=one,
+            fingerprint=False,
+            progress=stop_after_first,
+        )
+    ready = list((catalog.staging_dir / "acquire" / "ready").iterdir())
+    assert ready and len(blobs(catalog)) < 5  # verified, not yet stored: kept for the next run
+    rest = acquire(catalog, [f"urls:{listing}"], plan="none", http=one, fingerprint=False)
+    assert rest.counts == {"success": 5}
+    assert len(blobs(catalog)) == 5
+    assert all(server.hits[f"/x{i}.mp3"] == 1 for i in range(5))  # nothing fetched twice

@@ -3,7 +3,9 @@
 PATH is the dataset folder: `tracks.csv` (at the top or in `fma_metadata/`) with its
 two-level header (a group row — album, artist, set, track — then the field row, then
 pandas' index-name row `track_id`), and the audio laid out by track id,
-`000/000002.mp3`, in `fma_full/`, `fma_large/`, `fma_medium/`, `fma_small/` or `audio/`.
+`000/000002.mp3`, in `fma_full/`, `fma_large/`, `fma_medium/`, `fma_small/` or `audio/`,
+or still inside the dataset's zip (`fma_small.zip`, ...; members are read straight into
+staging, their CRC checked by `zipfile`).
 Each track's `track/license` sets `rights`; titles, artists and the FMA id (external id
 kind `fma`) tie offers to catalogue tracks.
 """
@@ -11,11 +13,14 @@ kind `fma`) tie offers to catalogue tracks.
 from __future__ import annotations
 
 import csv
+import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from musicark.acquire.http import Downloader, Transfer
 from musicark.acquire.licences import licence_rights
-from musicark.acquire.model import Offer
+from musicark.acquire.model import FetchFailed, Offer
 from musicark.acquire.sources import BaseSource, SourceContext, register
 from musicark.errors import UsageError
 
@@ -63,22 +68,33 @@ class FmaSource(BaseSource):
             (root / d for d in AUDIO_FOLDERS if (root / d).is_dir() and _has_audio(root / d)),
             None,
         )
-        if self.audio is None:
-            raise UsageError(f"fma: no audio folder (000/000002.mp3 ...) in {argument}")
+        self.zip = next(iter(sorted(root.glob("fma_*.zip"))), None) if self.audio is None else None
+        if self.audio is None and self.zip is None:
+            raise UsageError(f"fma: no audio folder (000/000002.mp3 ...) or zip in {argument}")
 
     def offers(self) -> Iterator[Offer]:
-        assert self.audio is not None and self.tracks_csv is not None
+        assert self.tracks_csv is not None
+        members = self._members()
         for tid, row in read_tracks(self.tracks_csv):
-            path = audio_path(self.audio, tid)
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue  # the subsets hold only some of the tracks
+            if members is not None:
+                name = f"{tid // 1000:03d}/{tid:06d}.mp3"
+                info = members.get(name)
+                if info is None:
+                    continue
+                where, size = f"{self.zip}!{info.filename}", info.file_size
+            else:
+                assert self.audio is not None
+                path = audio_path(self.audio, tid)
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue  # the subsets hold only some of the tracks
+                where = str(path)
             licence = row.get("track/license") or None
             yield Offer(
                 source=self.name,
                 key=f"track/{tid}",
-                path=str(path),
+                path=where,
                 size=size,
                 licence=licence,
                 rights=licence_rights(licence),
@@ -87,6 +103,32 @@ class FmaSource(BaseSource):
                 artist=row.get("artist/name") or None,
                 suffix=".mp3",
             )
+
+    def _members(self) -> dict[str, zipfile.ZipInfo] | None:
+        if self.zip is None:
+            return None
+        try:
+            with zipfile.ZipFile(self.zip) as z:
+                return {"/".join(i.filename.split("/")[-2:]): i for i in z.infolist()}
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise UsageError(f"fma: cannot read {self.zip}: {exc}") from None
+
+    def fetch(self, offer: Offer, part: Path, downloader: Downloader) -> Transfer:
+        if self.zip is None or offer.path is None or "!" not in offer.path:
+            return super().fetch(offer, part, downloader)
+        member = offer.path.split("!", 1)[1]
+        try:
+            with zipfile.ZipFile(self.zip) as z, z.open(member) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except KeyError:
+            raise FetchFailed("error_not_available", f"{member} is not in {self.zip}") from None
+        except zipfile.BadZipFile as exc:  # a CRC mismatch, among others
+            raise FetchFailed("error_checksum", f"{member}: {exc}") from None
+        except OSError as exc:
+            raise FetchFailed(
+                "error_io", f"cannot read {self.zip}: {exc.strerror or exc}"
+            ) from None
+        return Transfer(part.stat().st_size, None, None, offer.path, False)
 
 
 def _has_audio(folder: Path) -> bool:

@@ -168,6 +168,7 @@ class _Run:
         self.deferred: dict[int, list[Offer]] = {}  # more offers of a track in flight
         self.pending: list[state.LedgerRow] = []
         self.summary = AcquireSummary(None, "plan")
+        self.total: int | None = None  # files this run will fetch, when known (--limit)
 
     def close(self) -> None:
         self.resolver.close()
@@ -194,6 +195,7 @@ class _Run:
                 )
             self.run_id = s.run_id = int(cur.lastrowid or 0)
         jobs = self._jobs_plan(plan) if plan is not None else self._jobs_all()
+        self.total = limit
         selected = self._select(jobs, limit=limit, max_bytes=max_bytes)
         if self.dry_run:
             for job in selected:
@@ -385,7 +387,7 @@ class _Run:
                             done += 1
                             report(
                                 progress,
-                                Progress("acquire", done, None, "files", _rate(self.summary)),
+                                Progress("acquire", done, self.total, "files", _rate(self.summary)),
                             )
                         if not followups:
                             break
@@ -393,6 +395,8 @@ class _Run:
                         followups.clear()
                 except BaseException:
                     self.stop.set()  # workers stop at their next chunk; .part files stay
+                    assert self.context.downloader is not None
+                    self.context.downloader.client.close()  # unblock reads in progress
                     raise
             for results in storer.finish():
                 self._stored(results)
