@@ -34,7 +34,7 @@ from musicark.store.blobs import blob_path
 
 
 def build(root: Path, files: int, lo: float, hi: float) -> Path:
-    from audio import import_catalogue, make_file, track
+    from audio import import_catalog_rows, make_file, track
 
     archive = init_archive(root / "archive")
     src = root / "in"
@@ -48,7 +48,7 @@ def build(root: Path, files: int, lo: float, hi: float) -> Path:
         rows.append(row)
         tags = {"title": f"Bench {i}", "artist": "Bench Artist", "isrc": f"USBEN25{i:05d}"}
         make_file(src / f"{i}.ogg", seed=900 + i, seconds=seconds, tags=tags)
-    import_catalogue(archive, rows, root)
+    import_catalog_rows(archive, rows, root)
     return archive.root
 
 

@@ -117,3 +117,24 @@ def test_parse_duration() -> None:
 def test_status_of_an_empty_archive(archive) -> None:
     status = verification_status(archive)
     assert status["blobs"] == 0 and status["oldest_verified"] is None
+
+
+def test_repair_of_a_blob_no_release_holds(run, archive, stored) -> None:
+    gone = stored[2]
+    gone.unlink()
+    result = run("audit", "--repair", "--json", check=False)
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert data["missing"] == [gone.name]
+    assert data["repairs"] == [
+        {
+            "sha256": gone.name,
+            "status": "unrepairable",
+            "torrent": None,
+            "path": None,
+            "detail": "no release holds it",
+        }
+    ]
+    assert not gone.exists()
+    text = run("audit", "--sample", "100", "--repair", check=False).output
+    assert f"unrepairable {gone.name}: no release holds it" in text

@@ -15,12 +15,12 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from musicark.archive import Archive
 from musicark.errors import UsageError
+from musicark.executor import make_executor
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.state import migrate_domain
@@ -107,13 +107,6 @@ def least_recently_verified(conn: sqlite3.Connection) -> Iterator[tuple[str, int
         yield from rows
 
 
-def _hash_or_none(path: str) -> str | None:
-    try:
-        return hash_file(path)[0]
-    except OSError:
-        return None
-
-
 def rolling_check(
     archive: Archive,
     conn: sqlite3.Connection,
@@ -138,39 +131,37 @@ def rolling_check(
     deadline = None if budget is None else time.monotonic() + budget
     checked: list[tuple[str, int, str | None]] = []
     nbytes = 0
-    inflight: list[tuple[str, int, Future[str | None]]] = []
-    with ThreadPoolExecutor(max(1, jobs)) as pool:  # hashlib drops the GIL
-        for sha, size in least_recently_verified(conn):
-            if len(checked) + len(inflight) >= limit:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            path = str(blob_path_in(store, sha, fanout))
-            inflight.append((sha, size, pool.submit(_hash_or_none, path)))
-            if len(inflight) >= 2 * max(1, jobs):
-                nbytes += _settle(inflight, checked)
+
+    def tasks() -> Iterator[tuple[str, int, str]]:
+        for drawn, (sha, size) in enumerate(least_recently_verified(conn)):
+            if drawn >= limit or (deadline is not None and time.monotonic() >= deadline):
+                return
+            yield sha, size, str(blob_path_in(store, sha, fanout))
+
+    # hashlib drops the GIL: threads
+    kind = "threads" if jobs > 1 else "inline"
+    with make_executor(jobs=jobs, kind=kind) as executor:
+        for out in executor.run(_hash_task, tasks()):
+            sha, size, _path = out.task
+            actual = out.result
+            if actual is None:
+                checked.append((sha, size, "missing"))
+            elif actual != sha:
+                checked.append((sha, size, f"hashes to {actual}"))
+            else:
+                checked.append((sha, size, None))
+                nbytes += size
+            if len(checked) % 256 == 0:
                 report(progress, Progress("audit", len(checked), limit, "blobs"))
-        nbytes += _settle(inflight, checked)
     report(progress, Progress("audit", len(checked), len(checked), "blobs"))
     return total, nbytes, checked
 
 
-def _settle(
-    inflight: list[tuple[str, int, Future[str | None]]],
-    checked: list[tuple[str, int, str | None]],
-) -> int:
-    nbytes = 0
-    for sha, size, fut in inflight:
-        actual = fut.result()
-        if actual is None:
-            checked.append((sha, size, "missing"))
-        elif actual != sha:
-            checked.append((sha, size, f"hashes to {actual}"))
-        else:
-            checked.append((sha, size, None))
-            nbytes += size
-    inflight.clear()
-    return nbytes
+def _hash_task(task: tuple[str, int, str]) -> str | None:
+    try:
+        return hash_file(task[2])[0]
+    except OSError:
+        return None
 
 
 def verification_status(archive: Archive, *, now: datetime | None = None) -> dict[str, Any]:
