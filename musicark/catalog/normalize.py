@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -182,22 +183,16 @@ def _row_hash(t: pa.Table, columns: list[str | pa.Array]) -> pa.Array:
     return pa.array((h >> np.uint64(1)).astype(np.int64))
 
 
-def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalized:
-    t = _canonical(batch, source=source, default_rights=default_rights).combine_chunks()
-    reason = _reasons(t)
-    bad = pc.is_valid(reason)
-    rejected = batch.filter(bad).append_column("_reason", reason.filter(bad))
-    t = t.filter(pc.invert(bad))
+@dataclass(frozen=True)
+class _Credits:
+    links: pa.Table
+    artists: pa.Table
+    external: pa.Array  # each credit's artist external id (artist id, else name:NAME)
+    lists: pa.Array  # the batch's artists column
 
-    track_id = _ids(_arr(t["source"]), "track", _arr(t["id"]))
-    t = t.append_column("_tid", track_id)
-    t, duplicates = _dedupe_last(t, "_tid")
-    t = t.combine_chunks()
-    src = _arr(t["source"])
-    track_id = _arr(t["_tid"])
-    source_id = pa.array(hash_strings(src))
 
-    # Artists: one row per credit, ids from (source, artist id or name).
+def _credits(t: pa.Table, src: pa.Array, track_id: pa.Array, source_id: pa.Array) -> _Credits:
+    """Artists: one row per credit, ids from (source, artist id or name)."""
     artists_col = _arr(t["artists"])
     flat = pc.list_flatten(artists_col)
     parent = pc.list_parent_indices(artists_col)
@@ -233,8 +228,11 @@ def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalize
         "row_hash", _row_hash(artists, ["external_id", "name", "popularity", "followers"])
     )
     artists, _ = _dedupe_last(artists, "id")
+    return _Credits(links, artists, a_ext, artists_col)
 
-    # Albums.
+
+def _albums(t: pa.Table, src: pa.Array, source_id: pa.Array) -> tuple[pa.Table, Any, Any]:
+    """(album rows, each track's album id or null, each track's album external id)."""
     has_album = pc.or_(pc.is_valid(t["album_id"]), pc.is_valid(t["album_title"]))
     al_ext = pc.if_else(
         pc.is_valid(t["album_id"]),
@@ -263,18 +261,30 @@ def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalize
         _row_hash(albums, [c for c in albums.column_names if c not in ("id", "source_id")]),
     )
     albums, _ = _dedupe_last(albums, "id")
+    return albums, album_id, al_ext
 
-    # Tracks: the row hash covers the whole record, album and artists included.
+
+def _tracks(
+    t: pa.Table,
+    track_id: pa.Array,
+    source_id: pa.Array,
+    album_id: Any,
+    al_ext: Any,
+    credits: _Credits,
+) -> pa.Table:
+    """Track rows: the row hash covers the whole record, album and artists included."""
     genres = json_string_list(_arr(t["genres"]))
     xids = json_string_map(_arr(t["external_ids"]))
     # Track rows hash their own fields and which artists and album they point to; the
     # artists' and album's own fields are hashed in their rows (last write wins there).
-    credit_text = pc.binary_join_element_wise(_text(a_ext), _text(_arr(links["role"])), SEP)
-    credits = pc.binary_join(pa.ListArray.from_arrays(_offsets(artists_col), credit_text), "\x1e")
+    credit_text = pc.binary_join_element_wise(
+        _text(credits.external), _text(_arr(credits.links["role"])), SEP
+    )
+    joined = pc.binary_join(pa.ListArray.from_arrays(_offsets(credits.lists), credit_text), "\x1e")
     skip = {"artists", "genres", "external_ids", LINE, "_tid"}
     hashed = [c for c in t.column_names if c not in skip and not c.startswith("album_")]
-    row_hash = _row_hash(t, [*hashed, _text(al_ext), genres, xids, credits])
-    tracks = pa.table(
+    row_hash = _row_hash(t, [*hashed, _text(al_ext), genres, xids, joined])
+    return pa.table(
         {
             "id": track_id,
             "source_id": source_id,
@@ -297,10 +307,12 @@ def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalize
         }
     )
 
-    # External ids of tracks, for lookups by MusicBrainz id and the like.
+
+def _track_external_ids(t: pa.Table, track_id: pa.Array) -> pa.Table:
+    """External ids of tracks, for look-ups by MusicBrainz id and the like."""
     xmaps = _arr(t["external_ids"])
     x_parent = pc.list_parent_indices(xmaps)
-    external_ids = pa.table(
+    return pa.table(
         {
             "kind": pc.list_flatten(xmaps).field("key"),
             "value": pc.list_flatten(xmaps).field("value"),
@@ -308,6 +320,29 @@ def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalize
             "entity_id": pc.take(track_id, x_parent),
         }
     )
+
+
+def normalize(batch: pa.Table, *, source: str, default_rights: str) -> Normalized:
+    t = _canonical(batch, source=source, default_rights=default_rights).combine_chunks()
+    reason = _reasons(t)
+    bad = pc.is_valid(reason)
+    rejected = batch.filter(bad).append_column("_reason", reason.filter(bad))
+    t = t.filter(pc.invert(bad))
+
+    track_id = _ids(_arr(t["source"]), "track", _arr(t["id"]))
+    t = t.append_column("_tid", track_id)
+    t, duplicates = _dedupe_last(t, "_tid")
+    t = t.combine_chunks()
+    src = _arr(t["source"])
+    track_id = _arr(t["_tid"])
+    source_id = pa.array(hash_strings(src))
+
+    credits = _credits(t, src, track_id, source_id)
+    albums, album_id, al_ext = _albums(t, src, source_id)
+    tracks = _tracks(t, track_id, source_id, album_id, al_ext, credits)
+    external_ids = _track_external_ids(t, track_id)
     sources = pc.unique(src)
     tracks = tracks.replace_schema_metadata({"sources": "\x1f".join(s.as_py() for s in sources)})
-    return Normalized(tracks, artists, albums, links, external_ids, rejected, duplicates)
+    return Normalized(
+        tracks, credits.artists, albums, credits.links, external_ids, rejected, duplicates
+    )

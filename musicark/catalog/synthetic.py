@@ -7,6 +7,8 @@ Generation is vectorised: 10 M tracks take seconds, not minutes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -146,29 +148,30 @@ def _digits(rng: np.random.Generator, n: int, width: int) -> pa.Array:
     return pc.utf8_lpad(pa.array(nums).cast(pa.string()), width, "0")
 
 
-def generate_catalog(
-    n: int,
-    *,
-    seed: int = 0,
-    source: str = "synthetic",
-    rights: dict[str, float] | None = None,
-    play_count_share: float = 0.5,
-) -> pa.Table:
-    """`n` tracks as an interchange-format Arrow table (see docs/catalogue-format.md)."""
-    rng = np.random.default_rng(seed)
-    n_artists = max(1, n // 8)
-    n_albums = max(1, n // 10)
+@dataclass(frozen=True)
+class _Artists:
+    names: pa.Array
+    ids: pa.Array
+    popularity: np.ndarray
+    followers: np.ndarray
 
-    # Zipf listens over a random ranking; popularity is log-scaled to 0-100.
-    rank = rng.permutation(n) + 1
-    plays = np.floor(5e8 / rank.astype(np.float64) ** 1.1)
-    top = np.log10(max(plays.max(), 10.0))
-    popularity = np.clip(np.floor(100 * (np.log10(plays + 1) - 3) / (top - 3)), 0, 100)
-    has_plays = rng.random(n) < play_count_share
 
-    # Artists: names and stats, drawn once, referenced by index.
+@dataclass(frozen=True)
+class _Albums:
+    of_track: np.ndarray  # each track's album index
+    artist: np.ndarray  # each album's artist index
+    year: np.ndarray
+    date: pa.Array
+    precision: pa.Array
+    titles: pa.Array
+    upc: pa.Array
+    popularity: np.ndarray
+
+
+def _artist_pool(rng: np.random.Generator, n_artists: int) -> _Artists:
+    """Artists: names and stats, drawn once, referenced by index."""
     solo = rng.random(n_artists) < 0.6
-    a_names = pc.if_else(
+    names = pc.if_else(
         pa.array(solo),
         _join(_pick(rng, _FIRST, n_artists), _pick(rng, _LAST, n_artists)),
         _join(
@@ -177,13 +180,16 @@ def generate_catalog(
             _pick(rng, _WORDS, n_artists),
         ),
     )
-    a_ids = pc.binary_join_element_wise("ar", pa.array(np.arange(n_artists)).cast(pa.string()), "")
-    a_pop = np.clip(rng.normal(20, 20, n_artists), 0, 100).astype(np.int64)
-    a_followers = np.floor(10 ** rng.uniform(0, 7, n_artists)).astype(np.int64)
+    ids = pc.binary_join_element_wise("ar", pa.array(np.arange(n_artists)).cast(pa.string()), "")
+    popularity = np.clip(rng.normal(20, 20, n_artists), 0, 100).astype(np.int64)
+    followers = np.floor(10 ** rng.uniform(0, 7, n_artists)).astype(np.int64)
+    return _Artists(names, ids, popularity, followers)
 
-    # Albums: each belongs to an artist.
-    album_of_track = np.sort(rng.integers(0, n_albums, n))
-    album_artist = rng.integers(0, n_artists, n_albums)
+
+def _album_pool(rng: np.random.Generator, n: int, n_albums: int, n_artists: int) -> _Albums:
+    """Albums: each belongs to an artist; tracks are spread over them."""
+    of_track = np.sort(rng.integers(0, n_albums, n))
+    artist = rng.integers(0, n_artists, n_albums)
     year = rng.integers(1920, 2026, n_albums)
     month = rng.integers(1, 13, n_albums)
     day = rng.integers(1, 29, n_albums)
@@ -203,30 +209,39 @@ def generate_catalog(
             pc.binary_join_element_wise(ys, ms, ds, "-"),
         ),
     )
-    al_titles = _join(_pick(rng, _WORDS, n_albums), _pick(rng, _WORDS, n_albums))
-    al_upc = _digits(rng, n_albums, 12)
-    al_pop = np.clip(rng.normal(15, 15, n_albums), 0, 100).astype(np.int64)
+    titles = _join(_pick(rng, _WORDS, n_albums), _pick(rng, _WORDS, n_albums))
+    upc = _digits(rng, n_albums, 12)
+    popularity = np.clip(rng.normal(15, 15, n_albums), 0, 100).astype(np.int64)
+    return _Albums(of_track, artist, year, date, prec, titles, upc, popularity)
 
-    # Tracks: 1-3 artists, the album's artist first.
+
+def _credit_lists(
+    rng: np.random.Generator, n: int, n_artists: int, artists: _Artists, albums: _Albums
+) -> pa.ListArray:
+    """Tracks: 1-3 artists, the album's artist first."""
     n_credits = rng.choice(np.array([1, 2, 3]), n, p=[0.8, 0.15, 0.05])
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(n_credits, out=offsets[1:])
     credit_artist = rng.integers(0, n_artists, int(offsets[-1]))
-    credit_artist[offsets[:-1]] = album_artist[album_of_track]
+    credit_artist[offsets[:-1]] = albums.artist[albums.of_track]
     position = np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], n_credits)
     role = np.where(position == 0, 0, 1)
-    artists_struct = pa.StructArray.from_arrays(
+    struct = pa.StructArray.from_arrays(
         [
-            a_ids.take(pa.array(credit_artist)),
-            a_names.take(pa.array(credit_artist)),
+            artists.ids.take(pa.array(credit_artist)),
+            artists.names.take(pa.array(credit_artist)),
             pa.array(np.asarray(_ROLES, dtype=object)[role], pa.string()),
-            pa.array(a_pop[credit_artist]),
-            pa.array(a_followers[credit_artist]),
+            pa.array(artists.popularity[credit_artist]),
+            pa.array(artists.followers[credit_artist]),
         ],
         names=["id", "name", "role", "popularity", "followers"],
     )
-    artists = pa.ListArray.from_arrays(pa.array(offsets), artists_struct)
+    return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
+
+def _titles_and_isrcs(
+    rng: np.random.Generator, n: int, albums: _Albums
+) -> tuple[pa.Array, pa.Array]:
     titles = pc.if_else(
         pa.array(rng.random(n) < 0.5),
         _join(_pick(rng, _WORDS, n), _pick(rng, _WORDS, n)),
@@ -235,7 +250,7 @@ def generate_catalog(
     isrc = pc.binary_join_element_wise(
         _pick(rng, ["US", "GB", "DE", "SE", "FR", "JP"], n),
         _pick(rng, ["ABC", "XYZ", "K7Q", "M2R", "UM7"], n),
-        pc.utf8_lpad(pa.array(year[album_of_track] % 100).cast(pa.string()), 2, "0"),
+        pc.utf8_lpad(pa.array(albums.year[albums.of_track] % 100).cast(pa.string()), 2, "0"),
         _digits(rng, n, 5),
         "",
     )
@@ -243,7 +258,37 @@ def generate_catalog(
     dup = rng.random(n) < 0.02
     isrc_np = np.asarray(isrc.to_numpy(zero_copy_only=False), dtype=object)
     isrc_np[dup] = isrc_np[rng.integers(0, n, int(dup.sum()))]
-    isrc = pa.array(isrc_np, pa.string())
+    return titles, pa.array(isrc_np, pa.string())
+
+
+def generate_catalog(
+    n: int,
+    *,
+    seed: int = 0,
+    source: str = "synthetic",
+    rights: dict[str, float] | None = None,
+    play_count_share: float = 0.5,
+) -> pa.Table:
+    """`n` tracks as an interchange-format Arrow table (see docs/catalogue-format.md).
+
+    The helpers draw from one generator in a fixed order: the same seed gives the same
+    catalogue, byte for byte.
+    """
+    rng = np.random.default_rng(seed)
+    n_artists = max(1, n // 8)
+    n_albums = max(1, n // 10)
+
+    # Zipf listens over a random ranking; popularity is log-scaled to 0-100.
+    rank = rng.permutation(n) + 1
+    plays = np.floor(5e8 / rank.astype(np.float64) ** 1.1)
+    top = np.log10(max(plays.max(), 10.0))
+    popularity = np.clip(np.floor(100 * (np.log10(plays + 1) - 3) / (top - 3)), 0, 100)
+    has_plays = rng.random(n) < play_count_share
+
+    artist_pool = _artist_pool(rng, n_artists)
+    albums = _album_pool(rng, n, n_albums, n_artists)
+    artists = _credit_lists(rng, n, n_artists, artist_pool, albums)
+    titles, isrc = _titles_and_isrcs(rng, n, albums)
 
     rights = rights or {
         "cc0": 0.3,
@@ -260,7 +305,7 @@ def generate_catalog(
         pa.array(np.asarray(_GENRES, dtype=object)[genres_idx], pa.string()),
     )
     ids = pc.binary_join_element_wise("tr", pa.array(np.arange(n)).cast(pa.string()), "")
-    alb = pa.array(album_of_track)
+    alb = pa.array(albums.of_track)
     return pa.table(
         {
             "source": pa.repeat(pa.scalar(source), n),
@@ -280,16 +325,16 @@ def generate_catalog(
             "genres": genres,
             "artists": artists,
             "album_id": pc.binary_join_element_wise("al", alb.cast(pa.string()), ""),
-            "album_title": al_titles.take(alb),
+            "album_title": albums.titles.take(alb),
             "album_type": pa.repeat(pa.scalar("album"), n),
-            "album_upc": al_upc.take(alb),
+            "album_upc": albums.upc.take(alb),
             "album_label": _pick(
                 rng, ["Free Music Archive", "Netlabel", "Self-released"], n_albums
             ).take(alb),
-            "album_release_date": date.take(alb),
-            "album_release_date_precision": prec.take(alb),
-            "album_popularity": pa.array(al_pop).take(alb),
-            "album_total_tracks": pa.array(np.bincount(album_of_track, minlength=n_albums)).take(
+            "album_release_date": albums.date.take(alb),
+            "album_release_date_precision": albums.precision.take(alb),
+            "album_popularity": pa.array(albums.popularity).take(alb),
+            "album_total_tracks": pa.array(np.bincount(albums.of_track, minlength=n_albums)).take(
                 alb
             ),
         }
