@@ -28,7 +28,12 @@ from pathlib import Path
 import libtorrent as lt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_torrent import generate, warm  # the same data generator as the creator benchmark
+from bench_torrent import (  # the same data generator and limit as the creator benchmark
+    generate,
+    hash_limit,
+    limit_line,
+    warm,
+)
 
 from musicark.swarm.session import SessionOptions, open_session
 from musicark.swarm.verify import verify_torrent
@@ -94,8 +99,11 @@ def main() -> None:
             f" {format_size(piece)} pieces ({torrent.num_pieces}), {cores} cores"
         )
         warm(root)
-        lt_times, ma_times, lt_cpu, ma_cpu = [], [], [], []
+        lt_times, ma_times, lt_cpu, ma_cpu, limits = [], [], [], [], []
         for i in range(args.repeat):
+            t0 = time.perf_counter()
+            hash_limit(total, piece, threads=cores, v2=args.format != "v1")
+            limits.append(time.perf_counter() - t0)
             for who in ("libtorrent", "musicark") if i % 2 == 0 else ("musicark", "libtorrent"):
                 c0, t0 = cpu_seconds(), time.perf_counter()
                 if who == "libtorrent":
@@ -129,6 +137,8 @@ def main() -> None:
             f"CPU seconds (best): libtorrent {min(lt_cpu):.3f}, musicark {min(ma_cpu):.3f};"
             f" ratio {min(lt_cpu) / min(ma_cpu):.2f}x (above 1: musicark uses less CPU)"
         )
+        print(limit_line("musicark verify", min(limits), best_ma, total))
+        print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

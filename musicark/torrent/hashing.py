@@ -117,7 +117,7 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
     p = plan.piece_length
     pos = first * p
     end = min(last * p, plan.size)
-    zeros = bytes(min(p, 4 * 2**20)) if plan.v1 else b""
+    zeros = memoryview(bytes(min(p, 4 * 2**20)) if plan.v1 else b"")
     leaves_per_piece = p // BLOCK
     sha1s: list[bytes] = []
     roots: list[bytes | None] = []
@@ -152,7 +152,7 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
                         h1.update(chunk)
                     if plan.v2:
                         blocks = [
-                            sha256(chunk[b : b + BLOCK]).digest() for b in range(0, take, BLOCK)
+                            _leaf(sha256, chunk[b : b + BLOCK]) for b in range(0, take, BLOCK)
                         ]
                         width = leaves_per_piece if span.length > p else next_pow2(len(blocks))
                         root = merkle_root(blocks, width)
@@ -169,7 +169,7 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
         while hi > lo:
             take = min(p - in_piece, hi - lo, len(zeros) or hi - lo)
             if plan.v1:
-                h1.update(zeros[:take])
+                h1.update(zeros[:take])  # a view: no copy of the zeros
             in_piece += take
             lo += take
             if in_piece == p:
@@ -179,6 +179,14 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
     if len(roots) != last - first:
         raise TorrentError(f"internal error: hashed {len(roots)} pieces of {last - first}")
     return sha1s, roots
+
+
+def _leaf(sha256: Any, block: memoryview) -> bytes:
+    # update() releases the GIL for a 16 KiB block; the constructor given the data does
+    # not in every Python build (3.11 holds it), which serialised the hashing threads
+    h = sha256()
+    h.update(block)
+    return h.digest()
 
 
 def _ranges(num_pieces: int, piece_length: int, task_bytes: int) -> list[tuple[int, int]]:
