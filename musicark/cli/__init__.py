@@ -81,7 +81,7 @@ class MusicarkGroup(click.Group):
     "--debug",
     is_flag=True,
     envvar="MUSICARK_DEBUG",
-    help="Log what musicark does and show the traceback of an unexpected error "
+    help="Show the traceback of an error, with its causes, and debug log records "
     "(also MUSICARK_DEBUG=1).",
 )
 @click.version_option(__version__, prog_name="musicark")
