@@ -43,6 +43,13 @@ USAGE = [
     (["seedlist", "--max-size", "lots"], "not a size"),
     (["torrents", "--torrent", "{missing}"], "does not exist"),
     (["serve", "--port", "99999"], "range"),
+    (["acquire", "bogus"], "unknown source"),
+    (["acquire", "urls:{missing}"], "no such file"),
+    (["acquire", "--plan", "{missing}", "urls:{text}"], "no plan"),
+    (["transcode", "--plan", "{missing}"], "no plan"),
+    (["transcode", "--bitrate", "fast"], "not a bit rate"),
+    (["plan", "show", "{missing}"], "no plan"),
+    (["audit", "--budget", "lots"], "not a duration"),
     (["init", "{junk}"], "is a file"),
 ]
 FAILURE = [
@@ -52,6 +59,7 @@ FAILURE = [
     (["torrents", "--torrent", "{junk}"], "bencode"),
     (["verify", "--release", "nosuch"], "no release"),
     (["catalog", "import", "{junk}"], "not a catalogue"),
+    (["transcode"], "no plan"),
     (["init", "{busy}"], "not empty"),
     (["--archive", "{nowhere}", "search", "x"], "no musicark archive"),
     (["search", "x", "--archive", "{nowhere}"], "no musicark archive"),

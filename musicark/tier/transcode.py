@@ -93,8 +93,9 @@ def plan_tracks(archive: Archive, plan: str | Path | None, tier: str) -> tuple[s
         raise UsageError(f"--tier must be one of {', '.join(TIERS)}, not {tier!r}")
     path = latest_plan(archive) if plan in (None, "latest") else Path(str(plan))
     if not path.exists():
-        hint = " (make one with `musicark plan`)" if plan in (None, "latest") else ""
-        raise StoreError(f"no plan at {path}{hint}")
+        if plan not in (None, "latest"):  # a path named by the caller: a usage error
+            raise UsageError(f"no plan at {path}")
+        raise StoreError(f"no plan at {path} (make one with `musicark plan`)")
     table = read_plan(path, columns=["track_id", "status", "tier"])
     mask = pc.and_(
         pc.equal(table.column("status").cast("string"), "selected"),
