@@ -185,7 +185,7 @@ def test_check_thresholds() -> None:
 
 def test_bad_input(cli: Runner, arc: Archive, tmp_path: Path) -> None:
     missing = cli("transcode", "--plan", tmp_path / "nope.parquet", check=False)
-    assert missing.exit_code == 1 and "no plan at" in missing.output
+    assert missing.exit_code == 2 and "no plan at" in missing.output  # a usage error
     bad_rate = cli("transcode", "--bitrate", "fast", check=False)
     assert bad_rate.exit_code == 2
     low = cli("transcode", "--bitrate", "1k", check=False)
