@@ -186,6 +186,10 @@ def _merge(conn: sqlite3.Connection) -> tuple[int, int, int]:
         _upsert_entities(x)
         sets = ", ".join(
             f"{c.strip()} = excluded.{c.strip()}" for c in TRACK_COLUMNS.split(",")[1:]
+        ).replace(  # a count set by `catalog enrich` stays unless the file brings its own
+            "play_count = excluded.play_count",
+            "play_count = coalesce(excluded.play_count, "
+            "(SELECT l.play_count FROM track_listens l WHERE l.track_id = tracks.id))",
         )
         x(
             f"INSERT INTO tracks ({TRACK_COLUMNS}) SELECT {TRACK_COLUMNS} FROM stage.tracks s "

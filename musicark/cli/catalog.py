@@ -112,6 +112,51 @@ def export_command(out: Path, fmt: str | None, archive_path: str | None) -> None
     click.echo(f"exported {n} tracks to {out}")
 
 
+@catalog_group.command("enrich")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    type=click.Choice(["mbid", "isrc", "id"]),
+    required=True,
+    help="What the file's rows name: a MusicBrainz recording id, an ISRC, or the source's "
+    "track id.",
+)
+@click.option(
+    "--field",
+    type=click.Choice(["listens", "listeners"]),
+    default="listens",
+    show_default=True,
+    help="Which count becomes the play count.",
+)
+@click.option("--source", help="Name recorded as the counts' source (default: FILE's name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@archive_option
+def enrich_command(
+    file: Path,
+    key: str,
+    field: str,
+    source: str | None,
+    as_json: bool,
+    archive_path: str | None,
+) -> None:
+    """Set play counts from listening data in FILE (CSV, Parquet or JSONL; zst/gz/xz)."""
+    from musicark.catalog.enrich import enrich_catalog
+
+    archive = get_archive(archive_path)
+    with progress_bar() as progress:
+        s = enrich_catalog(archive, file, key=key, field=field, source=source, progress=progress)
+    if as_json:
+        echo_json(s.to_dict())
+        return
+    click.echo(
+        f"{s.path}: {s.rows} rows, {s.matched} matched, {s.unknown} unknown keys, "
+        f"{s.rejected} rejected; {s.tracks_updated} tracks updated, "
+        f"{s.tracks_unchanged} unchanged (source {s.source})"
+    )
+    if s.rejects_file:
+        click.echo(f"  rejected rows, with line and reason: {s.rejects_file}")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(init_command)
     cli.add_command(catalog_group)
