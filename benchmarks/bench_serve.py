@@ -142,7 +142,7 @@ def mixed_paths(base: str, search_paths: list[str], seed: int) -> list[str]:
         (3, lambda: "/releases"),
         (3, lambda: "/health"),
         (3, lambda: "/"),
-        (5, lambda: rng.choice(["/static/style.css", "/static/search.js", "/static/player.js"])),
+        (5, lambda: rng.choice(["/static/style.css", "/static/search.js"])),
     ]
     makers = [make for weight, make in routes for _ in range(weight)]
     return [rng.choice(makers)() for _ in range(4000)]
