@@ -285,6 +285,29 @@ class Decoder:
             pos = self.skip(pos)
         return keys
 
+    def check(self, pos: int, depth: int = 0) -> int:
+        """Validate the value at `pos` as `value` does, without keeping it (what a reader
+        has no use for costs no memory); returns the position after it."""
+        if pos >= self.end:
+            raise self.fail(pos, "unexpected end of data")
+        lead = self.data[pos]
+        if lead == 0x6C:  # l
+            self.count(pos)
+            self._open(pos, depth, 0x6C, "list", True)
+            pos += 1
+            while True:
+                if pos >= self.end:
+                    raise self.fail(pos, "unterminated list")
+                if self.data[pos] == 0x65:
+                    return pos + 1
+                pos = self.check(pos, depth + 1)
+        if lead == 0x64:  # d
+            self.count(pos)
+            return self.walk_dict(
+                pos, depth, lambda _k, at: self.check(at, depth + 1), counted=True
+            )
+        return self.value(pos, depth)[1]  # a string or an integer: small, or bounded by the data
+
     def skip(self, pos: int) -> int:
         """The position after the value at `pos`, which was already decoded once."""
         data = self.data

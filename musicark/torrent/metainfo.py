@@ -50,6 +50,12 @@ __all__ = [
 ]
 
 BLOCK_SIZE = 16 * 1024  # v2 merkle leaf size (BEP 52)
+# keys read; any other is validated and dropped, so unknown bulk costs no memory
+TOP_KEYS = frozenset(
+    {b"announce", b"announce-list", b"comment", b"created by", b"creation date"}
+    | {b"piece layers", b"url-list"}
+)
+INFO_KEYS = frozenset({b"length", b"meta version", b"name", b"piece length", b"pieces", b"private"})
 MAX_TORRENT_BYTES = 64 * 2**20
 MAX_V1_PIECE_LENGTH = 2**29 - BLOCK_SIZE  # the largest piece libtorrent 2.1 loads
 
@@ -180,6 +186,8 @@ class _Reader:
             end = self.dec.walk_dict(pos, 1, self._info_entry)
             self.info_span = (pos, end)
             return end
+        if key not in TOP_KEYS:
+            return self.dec.check(pos, 1)
         self.meta[key], end = self.dec.value(pos, 1)
         return end
 
@@ -194,6 +202,8 @@ class _Reader:
             self.v2_files = FileTableBuilder(self.source, v2=True)
             self.info[key] = True
             return self._tree(pos, 2, b"", self.v2_files)
+        if key not in INFO_KEYS and key not in (b"files", b"file tree"):
+            return self.dec.check(pos, 2)
         self.info[key], end = self.dec.value(pos, 2)
         return end
 
