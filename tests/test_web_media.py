@@ -205,3 +205,57 @@ def test_nothing_else_on_disk_is_reachable(client: TestClient, archive: Archive)
         conn.execute("DELETE FROM torrents WHERE name = 'evil'")
         conn.commit()
         conn.close()
+
+
+@pytest.mark.slow  # three server processes start: ~3-10 s
+def test_serve_cli_no_audio_with_workers(archive: Archive) -> None:
+    """`musicark serve --workers 2 --no-audio --header-timeout`: the options reach every
+    worker process (they are started from an import string, not this process's app)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicark", "serve", "--port", str(port), "--workers", "2"]
+        + ["--no-audio", "--threads", "2", "--header-timeout", "0.5", "--log-level", "warning"],
+        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.1)
+        with httpx.Client(base_url=base, timeout=10) as c:
+            for _ in range(4):  # whichever worker answers
+                t = _track(c, "Numbat Aria")  # type: ignore[arg-type]
+                sha = t["renditions"][0]["sha256"]
+                assert t["renditions"][0]["audio_url"] is None
+                assert c.get(f"/tracks/{t['id']}/audio/{sha}").status_code == 404
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as slow:
+            slow.sendall(b"GET / HTTP/1.1\r\n")
+            started = time.monotonic()
+            while time.monotonic() - started < 4:
+                try:
+                    slow.sendall(b"X")
+                except OSError:
+                    break
+                time.sleep(0.1)
+            assert time.monotonic() - started < 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

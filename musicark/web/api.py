@@ -119,7 +119,7 @@ def health_data(archive: Archive, r: ArchiveReader) -> dict[str, Any]:
     }
 
 
-def api_openapi(request: Request) -> Response:
+async def api_openapi(request: Request) -> Response:  # memory only: on the event loop
     from musicark.web.app import JSON
 
     return JSON(OPENAPI)

@@ -145,7 +145,7 @@ def create_app(archive: Archive, *, audio: bool = True, threads: int = THREADS) 
 
     static = load_static()
 
-    def static_file(request: Request) -> Response:
+    async def static_file(request: Request) -> Response:  # memory only: on the event loop
         found = static.get(request.path_params["name"])
         if found is None:
             raise NotFound("no such static file")
