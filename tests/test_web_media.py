@@ -222,9 +222,9 @@ def test_serve_cli_no_audio_with_workers(archive: Archive) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    options = ["--workers", "2", "--no-audio", "--threads", "2", "--header-timeout", "0.5"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "musicark", "serve", "--port", str(port), "--workers", "2"]
-        + ["--no-audio", "--threads", "2", "--header-timeout", "0.5", "--log-level", "warning"],
+        [sys.executable, "-m", "musicark", "serve", "--port", str(port), *options],
         env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
