@@ -153,12 +153,17 @@ def _libopus_version() -> str:
     return "unknown"
 
 
+FP_RATE = 11025  # Chromaprint's working rate: swresample converts faster than it does
+
+
 class _Feed:
-    """Collects s16 stereo PCM up to `limit` samples; feeds Chromaprint in ~1 s chunks
-    (one call per decoded frame costs more than the fingerprint itself)."""
+    """Collects s16 mono PCM at FP_RATE up to a limit; feeds Chromaprint in ~1 s chunks
+    (one call per decoded frame costs more than the fingerprint itself). Downmixed and
+    resampled by swresample, the fingerprint equals the one of the stereo original rate
+    audio (Chromaprint downmixes and resamples to 11025 Hz itself, more slowly)."""
 
     def __init__(self, rate: int, limit_seconds: float) -> None:
-        self.fp = Fingerprinter.reuse(rate, 2)
+        self.fp = Fingerprinter.reuse(rate, 1)
         self.rate = rate
         self.left = int(limit_seconds * rate)
         self.chunks: list[bytes] = []
@@ -168,7 +173,7 @@ class _Feed:
         take = min(frame.samples, self.left)
         if take <= 0:
             return
-        self.chunks.append(bytes(frame.planes[0])[: take * 4])
+        self.chunks.append(bytes(frame.planes[0])[: take * 2])
         self.left -= take
         self.pending += take
         if self.pending >= self.rate:
@@ -263,15 +268,14 @@ def _encode(job: Job) -> tuple[float, int, np.ndarray | None, dict[str, str]] | 
             ost.bit_rate = job.settings.bitrate
             for key, value in tags.items():
                 ost.metadata[key] = value
-            to_print = av.AudioResampler(format="s16", layout="stereo", rate=rate)
+            to_print = av.AudioResampler(format="s16", layout="mono", rate=FP_RATE)
             # a stored fingerprint saves computing it again
-            feed = _Feed(rate, 0 if job.source_fp else MAX_SECONDS)
+            feed = _Feed(FP_RATE, 0 if job.source_fp else MAX_SECONDS)
             samples = 0
             for frame in src.decode(ist):
                 samples += frame.samples
                 # the stream converts rate, format and frame size itself (one resampling pass)
-                for packet in ost.encode(frame):
-                    out.mux(packet)
+                out.mux(ost.encode(frame))
                 if not feed.full:
                     for f in to_print.resample(frame):
                         feed.add(f)
@@ -296,8 +300,8 @@ def decode_fingerprint(path: str | Path) -> tuple[float, np.ndarray | None]:
         st = c.streams.audio[0]
         rate = st.codec_context.sample_rate
         opus_end = _ogg_opus_seconds(Path(path)) if c.format.name == "ogg" else None
-        to_print = av.AudioResampler(format="s16", layout="stereo", rate=rate)
-        feed = _Feed(rate, MAX_SECONDS)
+        to_print = av.AudioResampler(format="s16", layout="mono", rate=FP_RATE)
+        feed = _Feed(FP_RATE, MAX_SECONDS)
         samples = 0
         for frame in c.decode(st):
             samples += frame.samples
