@@ -48,6 +48,7 @@ class FaultServer:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     hits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rate_per_second: float = 0.0  # throttle bodies (kill -9 test)
+    gzip: bool = False  # compress bodies for clients that accept gzip
     port: int = 0
 
     @property
@@ -164,7 +165,14 @@ class FaultServer:
                 return
             status = 206
         part = body[start:]
+        encoding: list[tuple[bytes, bytes]] = []
+        if "gzip" in headers.get("accept-encoding", "") and self.gzip:
+            import gzip
+
+            part = gzip.compress(part)
+            encoding = [(b"content-encoding", b"gzip")]
         out = [
+            *encoding,
             (b"content-type", served.content_type.encode()),
             (b"content-length", str(len(part)).encode()),
             (b"etag", served.etag.encode()),

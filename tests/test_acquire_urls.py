@@ -82,6 +82,7 @@ def sha(data: bytes) -> str:
 def test_urls_fetch_verify_store_and_resume_nothing(
     catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
 ) -> None:
+    server.gzip = True  # a server that compresses for clients asking for it
     rows = []
     for i in range(3):
         url = server.add(f"/f{i}.mp3", songs[i])
@@ -104,6 +105,9 @@ def test_urls_fetch_verify_store_and_resume_nothing(
     prov = conn.execute("SELECT url, etag, rights, fetched_at FROM acquire_provenance").fetchall()
     assert len(prov) == 3 and all(p[1] and p[2] == "cc-by" and p[3] for p in prov)
     assert list((catalog.staging_dir / "acquire" / "ready").iterdir()) == []
+    assert all(
+        h.get("accept-encoding") == "identity" for p, h in server.requests if p.endswith(".mp3")
+    )
     agents = {h.get("user-agent", "") for _, h in server.requests}
     assert all(a.startswith("musicark/") for a in agents)
     before = len(server.requests)

@@ -70,9 +70,7 @@ def test_sizes_and_bit_rates_are_parsed_once_on_load(archive: Archive) -> None:
         ("[sevre]\nport = 80\n", "unknown section [sevre]"),
     ],
 )
-def test_bad_values_fail_when_the_file_is_loaded(
-    tmp_path: Path, text: str, message: str
-) -> None:
+def test_bad_values_fail_when_the_file_is_loaded(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "musicark.toml"
     path.write_text(text)
     with pytest.raises(ArchiveError) as err:

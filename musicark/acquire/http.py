@@ -285,9 +285,10 @@ class Downloader:
         if have and (not validator or (offer.size is not None and have > offer.size)):
             _truncate(part, meta_path)  # nothing to resume safely from
             have, meta = 0, {}
-        headers = {}
+        # identity: a compressed transfer would not be the file's bytes, nor resumable by offset
+        headers = {"Accept-Encoding": "identity"}
         if have:
-            headers = {"Range": f"bytes={have}-", "If-Range": str(validator)}
+            headers.update({"Range": f"bytes={have}-", "If-Range": str(validator)})
         host = urlsplit(offer.url).netloc
         try:
             with (

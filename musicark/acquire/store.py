@@ -143,10 +143,31 @@ def write_provenance(
 
 
 def mark_replaced(conn: sqlite3.Connection, track_id: int, offer: Offer) -> None:
-    """Earlier failed offers of a track that is now stored become `error_has_replacement`."""
+    """Earlier failed offers of a track that is now stored become `error_has_replacement`;
+    a `track:<id>` row saying nobody offered it goes."""
+    conn.execute("DELETE FROM acquire_ledger WHERE offer_key = ?", (f"track:{track_id}",))
     conn.execute(
         "UPDATE acquire_ledger SET status = 'error_has_replacement',"
         " reason = reason || '; stored from ' || ? WHERE track_id = ? AND offer_key != ?"
         " AND status LIKE 'error_%' AND status NOT IN ('error_has_replacement')",
         (offer.where, track_id, offer.ledger_key),
     )
+
+
+def acquired_rights(conn: sqlite3.Connection, sha256s: list[str]) -> dict[str, str]:
+    """The rights the acquiring source's licence gives each blob (where one was stated).
+
+    They apply when the catalogue's rights for the track are `unknown`; anything that
+    does not allow redistribution keeps the blob dark.
+    """
+    out: dict[str, str] = {}
+    for i in range(0, len(sha256s), 500):
+        chunk = sha256s[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for sha, rights in conn.execute(
+            f"SELECT sha256, rights FROM acquire_provenance WHERE sha256 IN ({marks})"
+            " AND rights IS NOT NULL ORDER BY fetched_at",
+            chunk,
+        ):
+            out[sha] = rights
+    return out
