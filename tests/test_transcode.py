@@ -234,3 +234,30 @@ def test_plan_counts_the_real_size_of_derived_renditions(cli: Runner, arc: Archi
         assert after[track_id] == (size, "held") and before[track_id][0] > size
     unchanged = [t for t in after if t not in derived]
     assert unchanged and all(after[t] == before[t] for t in unchanged)
+
+
+def test_a_run_that_crashed_resumes(cli: Runner, arc: Archive) -> None:
+    first = json.loads(cli("transcode", "--jobs", "1", "--json").output)
+    assert first["transcoded"] == 2
+    conn = sqlite3.connect(arc.state_path)
+    shas = sorted(r[0] for r in conn.execute("SELECT sha256 FROM derived"))
+    # as if the run died after renaming its files into the store, before recording them,
+    # with another file still being written
+    conn.execute("DELETE FROM derived")
+    conn.execute(f"DELETE FROM blobs WHERE sha256 IN ({','.join('?' * len(shas))})", shas)
+    conn.commit()
+    stray = arc.staging_dir / "transcode" / "dead.opus-75000.tmp"
+    stray.write_bytes(b"half an Ogg page")
+    again = json.loads(cli("transcode", "--jobs", "1", "--json").output)
+    assert again["transcoded"] == 2 and again["ok"]
+    assert sorted(r[0] for r in conn.execute("SELECT sha256 FROM derived")) == shas
+    conn.close()
+    assert not stray.exists()
+    assert json.loads(cli("audit", "--json").output)["ok"]
+
+
+def test_a_missing_source_is_counted_not_failed(cli: Runner, arc: Archive) -> None:
+    blob_path(arc, _sources(arc)["t1"]).unlink()
+    data = json.loads(cli("transcode", "--jobs", "1", "--json").output)
+    assert data["missing_source"] == 1 and data["transcoded"] == 1 and data["ok"]
+    assert "1 sources missing" in cli("transcode").output
