@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import mmap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,25 +35,24 @@ class PiecePlan:
     torrent: Torrent
     root: Path
     paths: list[Path]
-    starts: list[int]  # each file's offset, in torrent order (ascending)
+    starts: Sequence[int]  # each file's offset, in torrent order (ascending)
     checkable: list[bool]  # per file: present with the right size
     sha256: dict[int, str] = field(default_factory=dict)  # file index -> manifest hash
 
     def files_of_piece(self, piece: int) -> range:
-        return files_of_piece(self.torrent, piece, self.starts)
+        return files_of_piece(self.torrent, piece)
 
 
-def files_of_piece(torrent: Torrent, piece: int, starts: list[int] | None = None) -> range:
+def files_of_piece(torrent: Torrent, piece: int) -> range:
     """Indices of the files holding a byte of `piece`."""
-    starts = starts if starts is not None else [f.offset for f in torrent.files]
+    starts, lengths = torrent.files.offsets, torrent.files.lengths
     pl = torrent.piece_length
     lo, hi = piece * pl, (piece + 1) * pl
     first = max(bisect.bisect_right(starts, lo) - 1, 0)
     last = first
-    files = torrent.files
-    while last + 1 < len(files) and files[last + 1].offset < hi:
+    while last + 1 < len(starts) and starts[last + 1] < hi:
         last += 1
-    while first < last and files[first].offset + files[first].length <= lo:
+    while first < last and starts[first] + lengths[first] <= lo:
         first += 1
     return range(first, last + 1)
 
@@ -143,21 +142,21 @@ class Hasher:
         """The piece-space bytes [lo, hi) as views into the files' mappings, in order; an
         int is that many zero bytes of padding. Nothing is copied. The indices of the
         files read are appended to `files`."""
-        t = self.plan.torrent
-        i = max(bisect.bisect_right(self.plan.starts, lo) - 1, 0)
+        starts, lengths = self.plan.starts, self.plan.torrent.files.lengths
+        i = max(bisect.bisect_right(starts, lo) - 1, 0)
         out: list[memoryview | int] = []
         pos = lo
         while pos < hi:
-            f = t.files[i] if i < len(t.files) else None
-            if f is None or f.offset >= hi:
+            if i >= len(starts) or starts[i] >= hi:
                 out.append(hi - pos)
                 break
-            if f.offset > pos:  # padding before this file
-                out.append(f.offset - pos)
-                pos = f.offset
-            end = min(f.offset + f.length, hi)
+            offset = starts[i]
+            if offset > pos:  # padding before this file
+                out.append(offset - pos)
+                pos = offset
+            end = min(offset + lengths[i], hi)
             if end > pos:
-                out.append(self._map(i)[pos - f.offset : end - f.offset])
+                out.append(self._map(i)[pos - offset : end - offset])
                 files.append(i)
                 pos = end
             i += 1
@@ -216,8 +215,11 @@ class Hasher:
             self._keys = keys
         return keys
 
+    def files_sha256(self, indices: Sequence[int]) -> list[str]:
+        return [self.file_sha256(i) for i in indices]
+
     def file_sha256(self, index: int) -> str:
-        size = self.plan.torrent.files[index].length
+        size = self.plan.torrent.files.lengths[index]
         digest = self._sha256(index, size) if size else hashlib.sha256().hexdigest()
         self._done(index)
         return digest
@@ -290,7 +292,7 @@ def run_checks(
 
     def work(task: tuple[str, Any]) -> Any:
         kind, arg = task
-        return hasher.check(*arg) if kind == "pieces" else hasher.file_sha256(arg)
+        return hasher.check(*arg) if kind == "pieces" else hasher.files_sha256(arg)
 
     checked = failed = done = 0
     with make_executor(jobs=workers, kind="threads") as executor:
@@ -320,10 +322,23 @@ def _collect(
             for i in plan.files_of_piece(piece):
                 bad_by_file.setdefault(i, set()).add(piece)
         return int(nbytes)
-    sha_results[arg] = out
-    return plan.torrent.files[arg].length
+    lengths = plan.torrent.files.lengths
+    sha_results.update(zip(arg, out, strict=True))
+    return sum(lengths[i] for i in arg)
 
 
 def _tasks(runs: Iterator[tuple[int, int]], plan: PiecePlan) -> Iterator[tuple[str, Any]]:
     yield from (("pieces", run) for run in runs)
-    yield from (("sha256", index) for index in sorted(plan.sha256))
+    # manifest files in batches of about UNIT_BYTES: a task per small file costs more in
+    # hand-offs between threads than its hashing
+    lengths = plan.torrent.files.lengths
+    batch: list[int] = []
+    size = 0
+    for index in sorted(plan.sha256):
+        batch.append(index)
+        size += lengths[index]
+        if size >= UNIT_BYTES:
+            yield ("sha256", tuple(batch))
+            batch, size = [], 0
+    if batch:
+        yield ("sha256", tuple(batch))

@@ -131,7 +131,7 @@ def _display(torrent: Torrent, file: TorrentFile) -> str:
 def _unexpected(torrent: Torrent, root: Path) -> list[FileResult]:
     if torrent.single_file or not root.is_dir():
         return []
-    expected = {f.path_str for f in torrent.files}
+    expected = set(torrent.file_paths())
     out = []
     for folder, dirs, names in os.walk(root):
         rel_folder = Path(folder).relative_to(root).as_posix()
@@ -161,11 +161,13 @@ class _Findings:
     hashed: int = 0
 
 
-def _stat_files(torrent: Torrent, root: Path) -> tuple[list[Path], list[int | None]]:
+def _stat_files(
+    torrent: Torrent, files: list[TorrentFile], root: Path
+) -> tuple[list[Path], list[int | None]]:
     """Each file's path and size on disk (None: missing or not a regular file)."""
     paths: list[Path] = []
     sizes: list[int | None] = []
-    for f in torrent.files:
+    for f in files:
         path = _file_path(torrent, root, f)
         paths.append(path)
         try:
@@ -178,6 +180,7 @@ def _stat_files(torrent: Torrent, root: Path) -> tuple[list[Path], list[int | No
 
 def _full_check(
     torrent: Torrent,
+    files: list[TorrentFile],
     root: Path,
     paths: list[Path],
     checkable: list[bool],
@@ -192,12 +195,12 @@ def _full_check(
         torrent=torrent,
         root=root,
         paths=paths,
-        starts=list(torrent.files.offsets),
+        starts=torrent.files.offsets,
         checkable=checkable,
         sha256=findings.expected_sha,
     )
     piece_ok = [True] * torrent.num_pieces
-    for i, f in enumerate(torrent.files):
+    for i, f in enumerate(files):
         if not checkable[i] and f.length:
             for p in range(f.first_piece, f.last_piece + 1):
                 piece_ok[p] = False
@@ -226,13 +229,13 @@ def _full_check(
 
 def _file_result(
     torrent: Torrent,
+    f: TorrentFile,
     index: int,
     size: int | None,
     path: Path,
     level: str,
     findings: _Findings,
 ) -> FileResult:
-    f = torrent.files[index]
     name = _display(torrent, f)
     if size is None:
         odd = _exists(path) or path.is_symlink()
@@ -247,8 +250,7 @@ def _file_result(
     if index in findings.expected_sha:
         # a failing piece it shares with a neighbour may be the neighbour's fault; one
         # of its own cannot be, whatever the manifest says
-        starts = list(torrent.files.offsets)
-        own = tuple(p for p in bad if len(files_of_piece(torrent, p, starts)) == 1)
+        own = tuple(p for p in bad if len(files_of_piece(torrent, p)) == 1)
         if findings.sha_results.get(index) != findings.expected_sha[index]:
             reason = "sha256 differs from the manifest"
             return FileResult(name, "corrupt", size, f.length, bad, reason)
@@ -283,20 +285,21 @@ def verify_torrent(
         raise SwarmError(f"unknown level {level!r} (choose {', '.join(LEVELS)})")
     started = time.monotonic()
     root = data_root(torrent, Path(data))
-    paths, sizes = _stat_files(torrent, root)
+    files = list(torrent.files)  # made once: a FileTable makes a TorrentFile per access
+    paths, sizes = _stat_files(torrent, files, root)
     checkable = [
         size is not None and (level == "presence" or size == length)
         for length, size in zip(torrent.files.lengths, sizes, strict=True)
     ]
     findings = _Findings()
     if level == "full":
-        for i, f in enumerate(torrent.files if manifest else ()):
+        for i, f in enumerate(files if manifest else ()):
             digest = manifest.get(_display(torrent, f)) or manifest.get(f.path_str)  # type: ignore[union-attr]
             if digest and checkable[i]:
                 findings.expected_sha[i] = digest.lower()
-        _full_check(torrent, root, paths, checkable, findings, jobs=jobs, progress=progress)
+        _full_check(torrent, files, root, paths, checkable, findings, jobs=jobs, progress=progress)
     results = [
-        _file_result(torrent, i, sizes[i], paths[i], level, findings)
+        _file_result(torrent, files[i], i, sizes[i], paths[i], level, findings)
         for i in range(len(torrent.files))
     ]
     results.extend(_unexpected(torrent, root))
