@@ -7,6 +7,8 @@ Outcomes (the `status` column):
 - `damaged`: stored, but truncated or partly undecodable (the reason says how)
 - `duplicate`: the same bytes are already in the store (a new provenance record only)
 - `error_empty`, `error_not_audio`, `error_corrupt`: not stored, the file is not usable audio
+- `error_crashed`: not stored, the worker reading it died outright (a codec crash, the
+  out-of-memory killer); the rest of the run went on
 - `error_unreadable`, `error_not_regular`, `error_changed`, `error_disk_full`, `error_io`:
   not stored this time; the next run tries again
 
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 STORED = ("success", "unmatched", "damaged")
-FINAL = (*STORED, "duplicate", "error_empty", "error_not_audio", "error_corrupt")
+FINAL = (*STORED, "duplicate", "error_empty", "error_not_audio", "error_corrupt", "error_crashed")
 RETRY = ("error_unreadable", "error_not_regular", "error_changed", "error_disk_full", "error_io")
 STATUSES = (*FINAL, *RETRY)
 
@@ -72,12 +74,10 @@ def lookup(conn: sqlite3.Connection, keys: Sequence[bytes]) -> dict[bytes, Known
     return out
 
 
-def record(
-    conn: sqlite3.Connection,
-    rows: Iterable[
-        tuple[bytes, str, int | None, int | None, str | None, str, str | None, str | None, int, str]
-    ],
-) -> None:
+Row = tuple[bytes, str, int | None, int | None, str | None, str, str | None, str | None, int, str]
+
+
+def record(conn: sqlite3.Connection, rows: Iterable[Row]) -> None:
     """Upsert (path_key, path, size, mtime_ns, sha256, status, reason, source, run_id, at)."""
     conn.executemany(
         "INSERT INTO ledger (path_key, path, size, mtime_ns, sha256, status, reason, source,"

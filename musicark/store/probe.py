@@ -44,6 +44,7 @@ class Analysis:
     damaged: str | None = None
     fingerprint: np.ndarray | None = None
     fingerprint_ms: int | None = None
+    note: str | None = None  # e.g. the codec cannot be decoded here (the audio is unchecked)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -10,6 +10,8 @@
   (a content-defined sample of) their values, for acoustic near-duplicates.
 - `match_titles` / `match_state`: the normalised-title index used to match by artist + title.
 - `audits`: each audit's result (the web UI shows the last one).
+- `ingest_pending`: blobs an ingest is renaming into the store before their rows are
+  committed; what a killed run leaves here, the next run removes (`ingest.recover`).
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ CREATE TABLE audits (
     untracked   INTEGER NOT NULL,
     result      TEXT NOT NULL             -- JSON, as `musicark audit --json` prints it
 )
+""",
+    """
+CREATE TABLE ingest_pending (
+    sha256      TEXT NOT NULL,            -- a blob being renamed into the store
+    pid         INTEGER NOT NULL,         -- by this ingest process, before its rows exist
+    PRIMARY KEY (sha256, pid)
+) WITHOUT ROWID
 """,
 ]
 
