@@ -49,3 +49,22 @@ def test_one_spelling_in_code_names() -> None:
                 if re.search(r"catalogue|normalis|summaris", t.string, re.I):
                     wrong.add(f"{path.relative_to(root)}: {t.string}")
     assert sorted(wrong) == []
+
+
+def test_errors_keep_their_cause() -> None:
+    """`raise X(...) from exc`, not `from None`, where the caught exception has a name:
+    `--debug` then shows the whole chain."""
+    import ast
+
+    root = TESTS.parent / "musicark"
+    dropped = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text("utf-8"))
+        for handler in ast.walk(tree):
+            if not isinstance(handler, ast.ExceptHandler) or handler.name is None:
+                continue
+            for node in ast.walk(handler):
+                cause = node.cause if isinstance(node, ast.Raise) else None
+                if isinstance(cause, ast.Constant) and cause.value is None:
+                    dropped.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert sorted(dropped) == []

@@ -136,7 +136,7 @@ def verify(path: Path, offer: Offer, *, probe: bool) -> tuple[str, str]:
                     h.update(chunk)
             os.fsync(fh.fileno())
     except OSError as exc:
-        raise FetchFailed("error_io", f"cannot read the download back: {exc.strerror}") from None
+        raise FetchFailed("error_io", f"cannot read the download back: {exc.strerror}") from exc
     if offer.size is not None and size != offer.size:
         raise FetchFailed("error_checksum", f"{size} bytes where the source promised {offer.size}")
     for kind, value in wanted.items():
@@ -155,7 +155,7 @@ def _probe(path: Path, size: int) -> str:
     try:
         a = analyse(path, fingerprint=False, size=size)
     except Rejected as exc:
-        raise FetchFailed("error_not_audio", exc.reason) from None
+        raise FetchFailed("error_not_audio", exc.reason) from exc
     if a.damaged:
         raise FetchFailed("error_not_audio", f"does not decode to the end: {a.damaged}")
     return _CONTAINER_SUFFIX.get(a.container, "")

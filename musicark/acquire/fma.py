@@ -111,7 +111,7 @@ class FmaSource(BaseSource):
             with zipfile.ZipFile(self.zip) as z:
                 return {"/".join(i.filename.split("/")[-2:]): i for i in z.infolist()}
         except (OSError, zipfile.BadZipFile) as exc:
-            raise UsageError(f"fma: cannot read {self.zip}: {exc}") from None
+            raise UsageError(f"fma: cannot read {self.zip}: {exc}") from exc
 
     def fetch(self, offer: Offer, part: Path, downloader: Downloader) -> Transfer:
         if self.zip is None or offer.path is None or "!" not in offer.path:
@@ -123,11 +123,11 @@ class FmaSource(BaseSource):
         except KeyError:
             raise FetchFailed("error_not_available", f"{member} is not in {self.zip}") from None
         except zipfile.BadZipFile as exc:  # a CRC mismatch, among others
-            raise FetchFailed("error_checksum", f"{member}: {exc}") from None
+            raise FetchFailed("error_checksum", f"{member}: {exc}") from exc
         except OSError as exc:
             raise FetchFailed(
                 "error_io", f"cannot read {self.zip}: {exc.strerror or exc}"
-            ) from None
+            ) from exc
         return Transfer(part.stat().st_size, None, None, offer.path, False)
 
 

@@ -263,16 +263,16 @@ class Downloader:
                 if failures > s.retries:
                     raise FetchFailed(
                         "error_http", f"{exc.reason} (after {s.retries} retries)"
-                    ) from None
+                    ) from exc
                 delay = exc.delay
                 if delay is not None and delay > s.max_retry_after:
                     raise FetchFailed(
                         "error_http", f"{exc.reason}; Retry-After {delay:.0f} s"
-                    ) from None
+                    ) from exc
                 if delay is None:
                     delay = random.uniform(0, min(s.max_backoff, s.backoff * 2 ** (failures - 1)))
                 if self.stop.wait(delay):
-                    raise Stopped from None
+                    raise Stopped from exc
 
     def _attempt(self, offer: Offer, part: Path, cap: int) -> Transfer | None:
         assert offer.url is not None
@@ -299,7 +299,7 @@ class Downloader:
         except httpx.TooManyRedirects:
             raise FetchFailed("error_http", "too many redirects (a redirect loop?)") from None
         except httpx.TransportError as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
 
     def _receive(
         self,
@@ -377,7 +377,7 @@ class Downloader:
                     if self.stop.is_set():
                         raise Stopped
             except httpx.TransportError as exc:
-                raise _Retry(f"transfer cut at {written} bytes: {type(exc).__name__}") from None
+                raise _Retry(f"transfer cut at {written} bytes: {type(exc).__name__}") from exc
         meta["complete"] = "1"
         _write_meta(meta_path, meta)
         return Transfer(written, etag, last_modified, str(r.url), bool(offset))

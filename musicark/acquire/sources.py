@@ -90,7 +90,7 @@ def copy_local(offer: Offer, part: Path) -> Transfer:
     except FileNotFoundError:
         raise FetchFailed("error_not_available", "the file is gone") from None
     except OSError as exc:
-        raise FetchFailed("error_io", f"cannot copy: {exc.strerror or exc}") from None
+        raise FetchFailed("error_io", f"cannot copy: {exc.strerror or exc}") from exc
     return Transfer(part.stat().st_size, None, None, offer.path, False)
 
 
