@@ -21,7 +21,7 @@ def _mbid(i: int) -> str:
     return f"00000000-0000-4000-8000-{i:012d}"
 
 
-def _catalogue(archive: Archive, tmp_path: Path) -> Path:
+def _catalog(archive: Archive, tmp_path: Path) -> Path:
     rows = [
         track(i, external_ids={"musicbrainz_recording": _mbid(i)}, play_count=None)
         for i in range(6)
@@ -49,7 +49,7 @@ def test_by_mbid_from_gzipped_csv_with_unknown_keys_and_bad_rows(
     run,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    import_catalog(archive, [_catalogue(archive, tmp_path)])
+    import_catalog(archive, [_catalog(archive, tmp_path)])
     csv_text = (
         "recording_mbid,total_listen_count,total_user_count\n"
         f"{_mbid(0)},1500,40\n"
@@ -82,7 +82,7 @@ def test_by_mbid_from_gzipped_csv_with_unknown_keys_and_bad_rows(
 
 
 def test_by_isrc_from_parquet_listeners(archive: Archive, tmp_path: Path) -> None:
-    import_catalog(archive, [_catalogue(archive, tmp_path)])
+    import_catalog(archive, [_catalog(archive, tmp_path)])
     src = tmp_path / "stats.parquet"
     pq.write_table(
         pa.table({"isrc": ["US-ABC-00-00004", "USABC0000001"], "listeners": [900, 3]}), src
@@ -97,7 +97,7 @@ def test_by_isrc_from_parquet_listeners(archive: Archive, tmp_path: Path) -> Non
 def test_by_track_id_from_jsonl_zst_and_kept_by_a_later_import(
     archive: Archive, tmp_path: Path
 ) -> None:
-    cat = _catalogue(archive, tmp_path)
+    cat = _catalog(archive, tmp_path)
     import_catalog(archive, [cat])
     lines = b"".join(
         orjson.dumps(r) + b"\n"
