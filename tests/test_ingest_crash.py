@@ -14,9 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from audio import make_file
-
 from musicark.archive import Archive
+from tests.audio import make_file
 
 ROOT = Path(__file__).parents[1]
 
