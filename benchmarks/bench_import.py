@@ -7,7 +7,8 @@ as CSV, then in the same run:
 * baseline: `sqlite3` shell `.import` of the CSV into one table of the same columns,
   then the same indexes (unique id, source + external id, ISRC, album).
 
-Prints wall times, rows/s, the ratio, musicark's peak memory, and 256 M extrapolated.
+Prints wall times, rows/s, the ratio, musicark's peak memory, 256 M extrapolated, and the
+load average before and after (the machine may be shared: compare ratios, not seconds).
 
     .venv/bin/python benchmarks/bench_import.py --n 1000000
 """
@@ -15,6 +16,7 @@ Prints wall times, rows/s, the ratio, musicark's peak memory, and 256 M extrapol
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -130,6 +132,7 @@ def main() -> int:
         print("sqlite3 shell not found", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=args.dir))
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     try:
         t = time.perf_counter()
         table = generate_catalog(args.n, seed=42)
@@ -155,9 +158,10 @@ def main() -> int:
         )
         print(
             f"musicark peak RSS: {main_mb:,} MB (merging) + {stage_mb:,} MB (reading, "
-            f"normalising) = {main_mb + stage_mb:,} MB (goal < 2048 MB at 10 M)"
+            f"normalizing) = {main_mb + stage_mb:,} MB (goal < 2048 MB at 10 M)"
         )
         print(f"extrapolated 256 M tracks: {ours * 256e6 / args.n / 60:.1f} min (goal < 30 min)")
+        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
