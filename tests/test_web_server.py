@@ -95,16 +95,42 @@ def test_idle_keep_alive_is_closed(base: str) -> None:
         assert time.monotonic() - started < 2.5
 
 
-def test_redirects_are_relative(base: str) -> None:
-    r = httpx.get(f"{base}/search/?q=love", headers={"Host": "evil.com"})
+def test_redirects_are_relative(base: str, archive: Archive) -> None:
+    r = httpx.get(f"{base}/search/?q=love")
     assert r.status_code == 308
     assert r.headers["location"] == "/search?q=love"
-    for path in ("//evil.com/", "/%2F%2Fevil.com/", "/nothing-here/"):
-        r = httpx.get(f"{base}{path}", headers={"Host": "evil.com"})
-        assert r.status_code == 404, path
-        assert "evil.com" not in r.headers.get("location", "")
     followed = httpx.get(f"{base}/health/", follow_redirects=True)
     assert followed.status_code == 200 and str(followed.url) == f"{base}/health"
+    # even where any Host is accepted, a redirect never names it
+    from starlette.testclient import TestClient
+
+    from musicark.web import create_app
+
+    with TestClient(create_app(archive), raise_server_exceptions=False) as c:
+        r = c.get("/search/?q=love", headers={"Host": "evil.com"}, follow_redirects=False)
+        assert r.status_code == 308 and r.headers["location"] == "/search?q=love"
+        for path in ("//evil.com/", "/%2F%2Fevil.com/", "/nothing-here/"):
+            r = c.get(f"http://testserver{path}", headers={"Host": "evil.com"})
+            assert r.status_code == 404, path
+            assert "evil.com" not in r.headers.get("location", "")
+
+
+def test_only_our_host_names_are_answered(base: str) -> None:
+    port = base.rsplit(":", 1)[1]
+    for host in ("evil.com", f"evil.com:{port}", "127.0.0.1.evil.com"):
+        r = httpx.get(f"{base}/search/?q=love", headers={"Host": host})
+        assert r.status_code == 400, host
+        assert "location" not in r.headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+        assert httpx.get(f"{base}/api/health", headers={"Host": host}).status_code == 200
+
+
+def test_allowed_hosts_defaults() -> None:
+    from musicark.web.server import default_allowed_hosts
+
+    assert default_allowed_hosts("0.0.0.0") == ["*"]
+    assert default_allowed_hosts("192.0.2.7")[:3] == ["192.0.2.7", "localhost", "127.0.0.1"]
 
 
 def test_handlers_run_off_the_event_loop(archive: Archive) -> None:

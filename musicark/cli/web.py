@@ -63,6 +63,13 @@ THREADS = 6
     " make the slowest answers slower).",
 )
 @click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A Host header to answer (repeat; `*.example.org` and `*` allowed); others get 400."
+    " Default: the listening address and localhost (any host when listening on 0.0.0.0 or ::).",
+)
+@click.option(
     "--no-audio",
     is_flag=True,
     help="Do not serve audio: track pages show no player and audio URLs answer 404.",
@@ -76,6 +83,7 @@ def serve_command(
     header_timeout: float,
     keep_alive: int,
     threads: int,
+    allowed_hosts: tuple[str, ...],
     no_audio: bool,
     archive_path: str | None,
 ) -> None:
@@ -96,6 +104,7 @@ def serve_command(
         keep_alive=keep_alive,
         audio=not no_audio,
         threads=threads,
+        allowed_hosts=allowed_hosts,
     )
     try:
         run(make_config(archive, options))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +19,7 @@ import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
@@ -134,8 +135,15 @@ def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(archive: Archive, *, audio: bool = True, threads: int = THREADS) -> Starlette:
-    """The ASGI application serving `archive` read-only; `audio=False` serves no audio.
+def create_app(
+    archive: Archive,
+    *,
+    audio: bool = True,
+    threads: int = THREADS,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The ASGI application serving `archive` read-only; `audio=False` serves no audio;
+    `allowed_hosts` (host names, `*.example.org`, or `*`) refuses other `Host` headers (400).
 
     Handlers are plain functions: Starlette runs them in its thread pool, so a slow SQLite
     or tantivy call holds one thread, never the event loop (each thread has its own
@@ -200,6 +208,8 @@ def create_app(archive: Archive, *, audio: bool = True, threads: int = THREADS) 
     app.state.index = IndexHolder(archive)
     app.state.audio = audio
     app.add_middleware(RelativeSlashRedirect, routes=app.router.routes)
+    if allowed_hosts is not None:  # a page bound to 127.0.0.1 is no one else's (DNS rebinding)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(SecurityHeaders)
     return app
 
@@ -207,12 +217,14 @@ def create_app(archive: Archive, *, audio: bool = True, threads: int = THREADS) 
 def app_from_env() -> Starlette:
     """The application for the archive named by $MUSICARK_ARCHIVE (for uvicorn workers)."""
     from musicark.archive import open_archive
-    from musicark.web.server import AUDIO_ENV, THREADS_ENV
+    from musicark.web.server import AUDIO_ENV, HOSTS_ENV, THREADS_ENV
 
+    hosts = os.environ.get(HOSTS_ENV)
     return create_app(
         open_archive(None),
         audio=os.environ.get(AUDIO_ENV, "1") != "0",
         threads=int(os.environ.get(THREADS_ENV, THREADS)),
+        allowed_hosts=hosts.split(",") if hosts else None,
     )
 
 

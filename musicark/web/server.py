@@ -95,6 +95,7 @@ class ServeOptions:
     keep_alive: int = DEFAULT_KEEP_ALIVE
     audio: bool = True
     threads: int = THREADS
+    allowed_hosts: tuple[str, ...] = ()  # empty: default_allowed_hosts(host)
 
 
 def make_config(archive: Archive, options: ServeOptions) -> uvicorn.Config:
@@ -103,14 +104,18 @@ def make_config(archive: Archive, options: ServeOptions) -> uvicorn.Config:
 
     target: Any
     extra: dict[str, Any] = {}
+    hosts = list(options.allowed_hosts) or default_allowed_hosts(options.host)
     if options.workers > 1:  # uvicorn starts worker processes from an import string
         os.environ[ENV_VAR] = str(archive.root)
         os.environ[AUDIO_ENV] = "1" if options.audio else "0"
         os.environ[THREADS_ENV] = str(options.threads)
+        os.environ[HOSTS_ENV] = ",".join(hosts)
         target = "musicark.web.app:app_from_env"
         extra = {"factory": True, "workers": options.workers}
     else:
-        target = create_app(archive, audio=options.audio, threads=options.threads)
+        target = create_app(
+            archive, audio=options.audio, threads=options.threads, allowed_hosts=hosts
+        )
     config = uvicorn.Config(
         target,
         host=options.host,
@@ -128,6 +133,16 @@ def make_config(archive: Archive, options: ServeOptions) -> uvicorn.Config:
 
 AUDIO_ENV = "MUSICARK_SERVE_AUDIO"
 THREADS_ENV = "MUSICARK_SERVE_THREADS"
+HOSTS_ENV = "MUSICARK_SERVE_ALLOWED_HOSTS"
+_ANY_ADDRESS = {"0.0.0.0", "::", ""}
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """The bound address and localhost; any host when listening on every address (the
+    operator then reaches it by names this process cannot know)."""
+    if host in _ANY_ADDRESS:
+        return ["*"]
+    return list(dict.fromkeys([host, "localhost", "127.0.0.1", "::1", "[::1]"]))
 
 
 def run(config: uvicorn.Config) -> None:
