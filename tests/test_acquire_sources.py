@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from musicark.acquire import HttpSettings, acquire, licence_rights
-from musicark.acquire.fma import read_tracks
 from musicark.archive import Archive
+from musicark.catalog.formats.fma import read_tracks
 from musicark.catalog.ids import entity_id
 from musicark.cli import cli
 from tests.acquire_server import Fault, FaultServer, Running
@@ -287,3 +287,28 @@ def test_fma_audio_still_in_its_zip(archive: Archive, tmp_path: Path) -> None:
     assert summary.counts == {"success": 1}, summary.to_dict()
     conn = sqlite3.connect(archive.state_path)
     assert conn.execute("SELECT sha256 FROM blobs").fetchone()[0] == sha(body)
+
+
+def test_fma_catalogue_import_then_acquire(archive: Archive, tmp_path: Path) -> None:
+    a = make_file(tmp_path / "x.mp3", seed=14, seconds=4).read_bytes()
+    root = write_fma(
+        tmp_path / "fma",
+        [
+            (2, "Food", "AWOL", "Attribution-NonCommercial-ShareAlike 3.0 International", a),
+            (3, "Electric Ave", "AWOL", "http://example.com/nope", None),
+        ],
+    )
+    csv_path = root / "fma_metadata" / "tracks.csv"
+    text = csv_path.read_text().splitlines()
+    text[3] = text[3].replace('"Food"', '"Food, with a\nline break"')  # a quoted multi-line field
+    csv_path.write_text("\n".join(text) + "\n")
+    run = Runner(archive)
+    run("catalog", "import", str(csv_path))  # the format is recognised from its header
+    conn = sqlite3.connect(archive.catalog_path)
+    rows = dict(conn.execute("SELECT external_id, rights FROM tracks"))
+    assert rows == {"2": "cc-by-nc-sa", "3": "unknown"}
+    summary = acquire(archive, [f"fma:{root}"], plan="none", fingerprint=False)
+    assert summary.counts == {"success": 1}
+    state = sqlite3.connect(archive.state_path)
+    got = state.execute("SELECT track_id FROM acquire_provenance").fetchone()[0]
+    assert got == entity_id("fma", "track", "2")

@@ -5,10 +5,10 @@ Public API: `acquire`, `AcquireSummary`, `HttpSettings`, `Offer`, the source pro
 """
 
 from musicark.acquire.http import HttpSettings
-from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import STATUSES, Offer
 from musicark.acquire.run import AcquireSummary, acquire
 from musicark.acquire.sources import BaseSource, Source, register, source_classes
+from musicark.catalog.licences import licence_rights
 
 __all__ = [
     "STATUSES",

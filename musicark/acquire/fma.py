@@ -12,16 +12,16 @@ kind `fma`) tie offers to catalogue tracks.
 
 from __future__ import annotations
 
-import csv
 import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from musicark.acquire.http import Downloader, Transfer
-from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import FetchFailed, Offer
 from musicark.acquire.sources import BaseSource, SourceContext, register
+from musicark.catalog.formats.fma import read_tracks
+from musicark.catalog.licences import licence_rights
 from musicark.errors import UsageError
 
 AUDIO_FOLDERS = ("fma_full", "fma_large", "fma_medium", "fma_small", "audio", ".")
@@ -29,26 +29,6 @@ AUDIO_FOLDERS = ("fma_full", "fma_large", "fma_medium", "fma_small", "audio", ".
 
 def audio_path(root: Path, track_id: int) -> Path:
     return root / f"{track_id // 1000:03d}" / f"{track_id:06d}.mp3"
-
-
-def read_tracks(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(track id, {"group/field": value}) from an FMA `tracks.csv`, lazily."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            groups = next(reader)
-            fields = next(reader)
-        except StopIteration:
-            return
-        names: list[str] = []
-        group = ""
-        for g, f in zip(groups, fields, strict=False):
-            group = g or group
-            names.append(f"{group}/{f}")
-        for row in reader:
-            if not row or not row[0].strip().isdigit():
-                continue  # the `track_id,,,` index-name row, blank lines
-            yield int(row[0]), dict(zip(names[1:], row[1:], strict=False))
 
 
 @register

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import FetchFailed, Offer
 from musicark.acquire.sources import AUDIO_SUFFIXES, BaseSource, SourceContext, register
+from musicark.catalog.licences import licence_rights
 from musicark.errors import UsageError
 
 ROWS = 100

@@ -27,11 +27,11 @@ from typing import Any
 from musicark.acquire import state
 from musicark.acquire.fetch import Job, Outcome, Worker
 from musicark.acquire.http import Downloader, HttpSettings, make_client
-from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import FINAL, Offer
 from musicark.acquire.resolve import OfferIndex, Resolver, chunks
 from musicark.acquire.sources import BaseSource, SourceContext, open_source
 from musicark.archive import Archive
+from musicark.catalog.licences import licence_rights
 from musicark.errors import UsageError
 from musicark.executor import make_executor
 from musicark.progress import Progress, ProgressCallback, report

@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Protocol
 import orjson
 
 from musicark.acquire.http import Downloader, Transfer
-from musicark.acquire.licences import licence_rights
 from musicark.acquire.model import CHECKSUMS, FetchFailed, Offer
+from musicark.catalog.licences import licence_rights
 from musicark.errors import UsageError
 from musicark.registry import Registry
 

@@ -20,6 +20,7 @@ from musicark.catalog.formats.base import (
     estimate_by_size,
     register_format,
 )
+from musicark.catalog.formats.fma import FmaFormat
 from musicark.errors import FormatError
 
 
@@ -121,5 +122,5 @@ class CsvFormat:
         return estimate_by_size(path)
 
 
-for _fmt in (ParquetFormat(), MusicBrainzFormat(), JsonlFormat(), CsvFormat()):
+for _fmt in (ParquetFormat(), MusicBrainzFormat(), JsonlFormat(), CsvFormat(), FmaFormat()):
     register_format(_fmt)
