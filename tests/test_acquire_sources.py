@@ -312,3 +312,39 @@ def test_fma_catalogue_import_then_acquire(archive: Archive, tmp_path: Path) -> 
     state = sqlite3.connect(archive.state_path)
     got = state.execute("SELECT track_id FROM acquire_provenance").fetchone()[0]
     assert got == entity_id("fma", "track", "2")
+
+
+def test_a_third_party_source_through_the_protocol(
+    archive: Archive, server: FaultServer, tmp_path: Path
+) -> None:
+    from musicark.acquire import BaseSource, Offer, register
+    from musicark.acquire.sources import SOURCES, SourceContext
+    from musicark.errors import UsageError
+
+    class M3uSource(BaseSource):
+        name = "m3u"
+        needs = "FILE: an M3U playlist of http(s) URLs"
+        summary = "the URLs of a playlist"
+
+        def __init__(self, argument: str, *, context: SourceContext) -> None:
+            super().__init__(argument, context=context)
+            if not Path(argument).is_file():
+                raise UsageError(f"m3u: no such file {argument}")
+
+        def offers(self) -> Iterator[Offer]:
+            for line in Path(self.argument).read_text().splitlines():
+                if line.startswith(("http://", "https://")):
+                    yield Offer(source=self.name, key=line, url=line, crawled=True)
+
+    register(M3uSource)
+    try:
+        body = make_file(tmp_path / "m.mp3", seed=51, seconds=4).read_bytes()
+        playlist = tmp_path / "list.m3u"
+        playlist.write_text(f"#EXTM3U\n{server.add('/m.mp3', body)}\n")
+        out = Runner(archive)("sources")
+        assert "m3u:FILE" in out.output
+        summary = acquire(archive, [f"m3u:{playlist}"], plan="none", http=FAST, fingerprint=False)
+        assert summary.counts == {"success": 1}
+        assert server.hits["/robots.txt"] == 1  # crawled: robots.txt asked first
+    finally:
+        SOURCES.unregister("m3u")
