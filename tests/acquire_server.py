@@ -49,11 +49,15 @@ class FaultServer:
     hits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rate_per_second: float = 0.0  # throttle bodies (kill -9 test)
     gzip: bool = False  # compress bodies for clients that accept gzip
+    active: int = 0  # file requests being answered now
+    max_active: int = 0
+    starts: list[float] = field(default_factory=list)  # when each file request came
+    ssl: tuple[str, str] | None = None  # (certfile, keyfile): serve HTTPS
     port: int = 0
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -85,6 +89,15 @@ class FaultServer:
         served = self.files.get(path)
         if served is None:
             return await _plain(send, 404, b"not found")
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        self.starts.append(time.monotonic())
+        try:
+            await self._respond(path, served, headers, send)
+        finally:
+            self.active -= 1
+
+    async def _respond(self, path: str, served: Served, headers: dict[str, str], send: Any) -> None:
         fault = self.faults.get(path)
         active = fault is not None and self.hits[path] <= fault.times
         if fault is not None and fault.kind in ("change", "change_206") and self.hits[path] > 1:
@@ -215,8 +228,9 @@ async def _plain(
 class Running:
     def __init__(self, app: FaultServer) -> None:
         app.port = free_port()
+        tls = {"ssl_certfile": app.ssl[0], "ssl_keyfile": app.ssl[1]} if app.ssl else {}
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=app.port, log_level="critical", lifespan="off"
+            app, host="127.0.0.1", port=app.port, log_level="critical", lifespan="off", **tls
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -33,10 +33,10 @@ def store_files(archive: Archive) -> dict[str, bytes]:
 
 def test_kill_9_mid_download_then_resume(tmp_path: Path) -> None:
     bodies = [
-        make_file(tmp_path / f"k{i}.mp3", seed=40 + i, seconds=12.0, bitrate=192000).read_bytes()
+        make_file(tmp_path / f"k{i}.mp3", seed=40 + i, seconds=6.0, bitrate=192000).read_bytes()
         for i in range(3)
     ]
-    app = FaultServer(rate_per_second=120_000)  # ~2 s per file: time to be killed
+    app = FaultServer(rate_per_second=60_000)  # ~2 s per file: time to be killed
     with Running(app):
         lines = ["url,size"]
         for i, body in enumerate(bodies):

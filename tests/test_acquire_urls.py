@@ -267,3 +267,69 @@ def test_cancel_leaves_a_resumable_run(
     for r in verified:  # nothing verified is fetched again
         path = str(r["url"]).removeprefix(server.base)
         assert server.hits[path] == hits[path]
+
+
+def test_per_host_limit_and_rate_limit(
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+) -> None:
+    rows = [{"url": server.add(f"/r{i}.mp3", songs[i])} for i in range(5)]
+    listing = write_csv(tmp_path / "l.csv", rows)
+    settings = HttpSettings(concurrency=4, per_host=1, rate_limit=8.0, backoff=0.01)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=settings, fingerprint=False)
+    assert summary.counts == {"success": 5}
+    assert server.max_active == 1  # one transfer at a time on this host
+    gaps = [b - a for a, b in zip(server.starts, server.starts[1:], strict=False)]
+    assert min(gaps) >= 0.1  # 8 requests/s: starts at least 125 ms apart (less jitter)
+
+
+def test_tls_is_verified(catalog: Archive, songs: list[bytes], tmp_path: Path) -> None:
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    app = FaultServer(ssl=(str(cert), str(key)))
+    with Running(app):
+        url = app.add("/s.mp3", songs[0])
+        assert url.startswith("https://")
+        listing = write_csv(tmp_path / "l.csv", [{"url": url}])
+        summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    assert summary.counts == {"error_http": 1}  # a self-signed certificate is refused
+    assert "CERTIFICATE_VERIFY_FAILED" in summary.problems[0]["reason"]
+    assert app.hits["/s.mp3"] == 0
+
+
+def test_proxy_from_the_environment(
+    catalog: Archive,
+    server: FaultServer,
+    songs: list[bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server.add("/p.mp3", songs[1])
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.base)  # the test server plays the proxy
+    listing = write_csv(tmp_path / "l.csv", [{"url": "http://music.example.invalid/p.mp3"}])
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    assert summary.counts == {"success": 1}, summary.to_dict()
+    hosts = {h.get("host") for p, h in server.requests if p == "/p.mp3"}
+    assert hosts == {"music.example.invalid"}

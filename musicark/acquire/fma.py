@@ -81,6 +81,7 @@ class FmaSource(BaseSource):
                 external=("fma", str(tid)),
                 title=row.get("track/title") or None,
                 artist=row.get("artist/name") or None,
+                duration_ms=_seconds_ms(row.get("track/duration")),
                 suffix=".mp3",
             )
 
@@ -105,10 +106,15 @@ class FmaSource(BaseSource):
         except zipfile.BadZipFile as exc:  # a CRC mismatch, among others
             raise FetchFailed("error_checksum", f"{member}: {exc}") from exc
         except OSError as exc:
-            raise FetchFailed(
-                "error_io", f"cannot read {self.zip}: {exc.strerror or exc}"
-            ) from exc
+            raise FetchFailed("error_io", f"cannot read {self.zip}: {exc.strerror or exc}") from exc
         return Transfer(part.stat().st_size, None, None, offer.path, False)
+
+
+def _seconds_ms(value: str | None) -> int | None:
+    try:
+        return int(float(value) * 1000) if value else None
+    except ValueError:
+        return None
 
 
 def _has_audio(folder: Path) -> bool:

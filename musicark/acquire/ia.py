@@ -60,6 +60,20 @@ def _first(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+def _length_ms(value: Any) -> int | None:
+    """`length` of an IA file: seconds ("187.43") or minutes:seconds ("3:07")."""
+    if value in (None, ""):
+        return None
+    try:
+        parts = [float(p) for p in str(value).split(":")]
+    except ValueError:
+        return None
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return int(seconds * 1000)
+
+
 @register
 class IaSource(BaseSource):
     name = "ia"
@@ -130,5 +144,6 @@ class IaSource(BaseSource):
                     artist=_first(f.get("creator") or f.get("artist"))
                     or _first(meta.get("creator")),
                     external=("internetarchive", f"{ident}/{name}"),
+                    duration_ms=_length_ms(f.get("length")),
                     suffix=suffix if suffix in AUDIO_SUFFIXES else "",
                 )

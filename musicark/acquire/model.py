@@ -60,6 +60,7 @@ class Offer:
     external: tuple[str, str] | None = None  # (kind, value) in the catalogue's external_ids
     title: str | None = None
     artist: str | None = None
+    duration_ms: int | None = None  # with title + artist: the last way to find the track
     suffix: str = ""  # file extension, with the dot
     crawled: bool = False  # honour robots.txt
 

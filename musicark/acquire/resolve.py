@@ -63,7 +63,8 @@ class Resolver:
             if ids:
                 return ids
         if offer.title and offer.artist and self.matcher is not None:
-            m = self.matcher.match({"title": [offer.title], "artist": [offer.artist]}, None)
+            tags = {"title": [offer.title], "artist": [offer.artist]}
+            m = self.matcher.match(tags, offer.duration_ms)
             if m is not None:
                 return [m.track_id]
         return []

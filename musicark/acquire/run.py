@@ -262,7 +262,11 @@ class _Run:
             for job in self._skip(batch):
                 if limit is not None and taken >= limit:
                     return
-                if max_bytes is not None and used + job.size > max_bytes:
+                # promised sizes, or the bytes fetched so far where sizes are unknown
+                if (
+                    max_bytes is not None
+                    and max(used, self.summary.bytes_fetched) + job.size > max_bytes
+                ):
                     self._record(
                         job.offers[0],
                         job.track_id,

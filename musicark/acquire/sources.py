@@ -205,6 +205,7 @@ class UrlsSource(BaseSource):
                 mbid=mbid,
                 title=str(row.get("title") or "") or None,
                 artist=str(row.get("artist") or "") or None,
+                duration_ms=_int(row.get("duration_ms")),
                 suffix=suffix if suffix in AUDIO_SUFFIXES else "",
                 crawled=True,
             )
