@@ -348,3 +348,37 @@ def test_a_third_party_source_through_the_protocol(
         assert server.hits["/robots.txt"] == 1  # crawled: robots.txt asked first
     finally:
         SOURCES.unregister("m3u")
+
+
+def test_budget_and_dir_in_plan_order(archive: Archive, tmp_path: Path) -> None:
+    rows = [
+        {
+            **track(f"b{i}", f"Budget {i}", "B", isrc=f"USBBB000000{i}", duration_ms=4000),
+            "popularity": 90 - i,
+        }
+        for i in range(3)
+    ]
+    import_catalog_rows(archive, rows, tmp_path)
+    Runner(archive)("plan", "--budget", "1GB")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    sizes = []
+    for i in range(3):  # named against rank order: the plan, not the folder, decides
+        path = make_file(
+            mirror / f"{9 - i}.mp3",
+            seed=60 + i,
+            seconds=4,
+            tags={"isrc": f"USBBB000000{i}", "title": f"Budget {i}", "artist": "B"},
+        )
+        sizes.append(path.stat().st_size)
+    budget = str(sizes[0] + sizes[1] + 10)
+    summary = acquire(archive, [f"dir:{mirror}"], max_bytes=int(budget), fingerprint=False)
+    assert summary.mode == "plan"
+    assert summary.counts == {"success": 2, "skipped_low_priority": 1}, summary.to_dict()
+    conn = sqlite3.connect(archive.state_path)
+    low = conn.execute(
+        "SELECT track_id FROM acquire_ledger WHERE status = 'skipped_low_priority'"
+    ).fetchone()[0]
+    assert low == entity_id("test", "track", "b2")  # the lowest-ranked track waits
+    rest = acquire(archive, [f"dir:{mirror}"], fingerprint=False)
+    assert rest.counts == {"success": 1} and rest.unchanged == 2

@@ -92,14 +92,15 @@ def progress_bar(*, enabled: bool = True) -> Iterator[ProgressCallback | None]:
         TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[message]}"),  # a stage's own figures (acquire: MB/s)
     )
     with Progress(*columns, console=err_console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def callback(p: Snapshot) -> bool:
             if p.stage not in tasks:
-                tasks[p.stage] = bar.add_task(p.stage, total=p.total, unit=p.unit)
-            bar.update(tasks[p.stage], completed=p.done, total=p.total)
+                tasks[p.stage] = bar.add_task(p.stage, total=p.total, unit=p.unit, message="")
+            bar.update(tasks[p.stage], completed=p.done, total=p.total, message=p.message)
             return True
 
         yield callback
