@@ -209,6 +209,19 @@ def test_memory_of_a_big_file_list_is_a_small_multiple_of_its_size() -> None:
     assert peak < 3 * len(data), f"{peak} bytes to load {len(data)}"
 
 
+def test_plain_entries_read_as_the_general_decoder_reads_them() -> None:
+    plain = _many_files(300)
+    general = plain.replace(b"d6:lengthi", b"d4:attr0:6:lengthi")  # no longer the plain form
+    a, b = parse_torrent(plain), parse_torrent(general)
+    assert [(f.path, f.length, f.offset) for f in a.files] == [
+        (f.path, f.length, f.offset) for f in b.files
+    ]
+    assert a.info_hash_v1 == str(_lt(plain).info_hashes().v1) != b.info_hash_v1
+    hostile = plain.replace(b"4:pathl11:Artist 0000", b"4:pathl2:..11:Artist 0000", 1)
+    with pytest.raises(TorrentError, match=r"'\.\.' path component"):
+        parse_torrent(hostile)
+
+
 def test_unknown_bulk_is_checked_not_kept() -> None:
     # many tiny values under keys no reader uses: validated (a hostile one is still
     # refused) but never built, so memory stays a small multiple of the file

@@ -215,6 +215,10 @@ class Decoder:
             raise self.fail(pos, f"expected a {what}")
         if not counted:
             self.count(pos)
+        self.check_depth(pos, depth)
+
+    def check_depth(self, pos: int, depth: int) -> None:
+        """Refuse a list or dictionary at `depth` beyond the limit."""
         if depth >= self.limits.max_depth:
             raise self.fail(pos, f"nesting deeper than {self.limits.max_depth} levels")
 

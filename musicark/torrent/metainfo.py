@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 BLOCK_SIZE = 16 * 1024  # v2 merkle leaf size (BEP 52)
+_PLAIN_ENTRY = re.compile(rb"d6:lengthi(0|[1-9][0-9]{0,18})e4:pathl")
 # keys read; any other is validated and dropped, so unknown bulk costs no memory
 TOP_KEYS = frozenset(
     {b"announce", b"announce-list", b"comment", b"created by", b"creation date"}
@@ -210,19 +212,33 @@ class _Reader:
     def _v1_list(self, pos: int) -> int:
         builder = self.v1_files
         assert builder is not None
-        source = self.source
-        items = self.dec.iter_list(pos, 2)
-        for i, entry in enumerate(items):
+        source, dec = self.source, self.dec
+        dec.count(pos)
+        dec.check_depth(pos, 2)
+        pos += 1
+        i = 0
+        while True:
+            if pos >= dec.end:
+                raise dec.fail(pos, "unterminated list")
+            if dec.data[pos] == 0x65:
+                return pos + 1
             where = f"info.files[{i}]"
-            if not isinstance(entry, dict):
-                raise TorrentError(f"{source}: {where} is not a dictionary")
-            length = _int(entry.get(b"length"), f"{where}.length", source)
-            parts = entry.get(b"path")
-            if not isinstance(parts, list) or not parts:
-                raise TorrentError(f"{source}: {where}.path must be a non-empty list")
+            fast = self._plain_entry(pos)
+            parts: Any
+            if fast is not None:
+                length, parts, pos = fast
+                attr = ""
+            else:
+                entry, pos = dec.value(pos, 3)
+                if not isinstance(entry, dict):
+                    raise TorrentError(f"{source}: {where} is not a dictionary")
+                length = _int(entry.get(b"length"), f"{where}.length", source)
+                parts = entry.get(b"path")
+                if not isinstance(parts, list) or not parts:
+                    raise TorrentError(f"{source}: {where}.path must be a non-empty list")
+                attr = _text(entry.get(b"attr", b""), f"{where}.attr", source)
             for p in parts:
                 check_component(_text(p, f"{where}.path", source), f"{where}.path", source)
-            attr = _text(entry.get(b"attr", b""), f"{where}.attr", source)
             path = b"/".join(parts)
             if "l" in attr:
                 raise TorrentError(f"{source}: symlink entry {path.decode()!r} is not supported")
@@ -230,7 +246,35 @@ class _Reader:
                 builder.skip(length)
             else:
                 builder.add(path, length, attr=attr)
-        return self.dec.list_end
+            i += 1
+
+    def _plain_entry(self, pos: int) -> tuple[int, list[bytes], int] | None:
+        """The common file entry, `{length, path}` canonically encoded, read without the
+        general decoder (most of a big torrent's loading time); None for anything else,
+        which the general decoder then reads (or refuses) as usual."""
+        dec = self.dec
+        data, end = dec.data, dec.end
+        match = _PLAIN_ENTRY.match(data, pos)
+        if match is None:
+            return None
+        p = match.end()
+        parts: list[bytes] = []
+        while p < end and data[p] != 0x65:
+            colon = data.find(b":", p, p + 21)
+            text = data[p:colon]
+            if colon < 0 or not text.isdigit() or (text[0] == 0x30 and len(text) > 1):
+                return None
+            start = colon + 1
+            n = int(text)
+            if n > end - start:
+                return None
+            parts.append(data[start : start + n])
+            p = start + n
+        if not parts or data[p + 1 : p + 2] != b"e":
+            return None
+        dec.items += 2 + len(parts)  # the values the general decoder would count
+        dec.count(pos)
+        return int(match.group(1)), parts, p + 2
 
     def _tree(self, pos: int, depth: int, prefix: bytes, builder: FileTableBuilder) -> int:
         source = self.source
