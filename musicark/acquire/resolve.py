@@ -9,7 +9,6 @@ are then looked up in, in rank order: memory stays flat whatever the number of o
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -93,12 +92,9 @@ class OfferIndex:
     """Every offer of every source by catalogue track, in a scratch SQLite file."""
 
     def __init__(self, folder: Path) -> None:
+        # one run at a time (the run lock): a left-over index is a crashed run's, rebuilt
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("offers-*.sqlite*"):
-            pid = old.name.split("-", 1)[1].split(".", 1)[0]
-            if not (pid.isdigit() and _alive(int(pid))):
-                old.unlink(missing_ok=True)
-        self.path = folder / f"offers-{os.getpid()}.sqlite"
+        self.path = folder / "offers.sqlite"
         self.path.unlink(missing_ok=True)
         self.conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=OFF")
@@ -151,16 +147,6 @@ class OfferIndex:
     def close(self) -> None:
         self.conn.close()
         self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def chunks(values: Iterable[int], size: int) -> Iterator[list[int]]:
