@@ -19,7 +19,7 @@ def _lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
             licence = first["rights"] or "no licence stated"
             lines.append(f"{track}: {first['where']} ({size}, {licence}) from {first['source']}")
         lines.append(f"would fetch {len(data['planned'])} files ({data['mode']} mode)")
-        return lines
+        return lines + [f"  {p['problem']}" for p in data["problems"] if "problem" in p]
     lines = [
         f"  {p['status']}: {p['offer']}: {p['reason']}" for p in data["problems"] if "status" in p
     ]
