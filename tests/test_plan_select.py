@@ -278,3 +278,48 @@ def test_isrc_keys_equal_iff_isrcs_equal(values: list[str]) -> None:
     for i in range(len(values)):
         for j in range(len(values)):
             assert (k[i] == k[j]) == (values[i] == values[j])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ranking_by_key_ranges_gives_the_order_of_one_sort(seed: int) -> None:
+    from musicark.plan.rank import order_by_key, ranked
+
+    rng = np.random.default_rng(seed)
+    m = 20_000
+    key = rng.integers(0, 50, m) << 40  # many equal keys: ties by track id
+    some = rng.random(m) < 0.5
+    key[some] |= rng.integers(0, 1 << 30, int(some.sum()))
+    track_id = rng.permutation(np.arange(10**9, 10**9 + 3 * m, 3))[:m].astype(np.int64)
+    index = np.sort(rng.choice(3 * m, m, replace=False)).astype(np.int32)
+    tid = np.zeros(3 * m, dtype=np.int64)
+    tid[index] = track_id
+    expect = index[order_by_key(key.copy(), tid, index)]
+    got = ranked(key.copy(), tid, index, part_size=1500)
+    assert got.dtype == index.dtype
+    assert np.array_equal(got, expect)
+
+
+def test_grouping_isrcs_by_parts_gives_the_same_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicark.plan import select
+
+    cols = columns(20_000, 7, isrc_pool=4_000)
+    options = PlanOptions(budget_bytes=10**10)
+    whole = make_plan(_take(cols, np.arange(len(cols))), options, consume=True)
+    monkeypatch.setattr(select, "ISRC_PART", 1_000)  # 16 parts
+    assert select._isrc_parts(cols.isrc_key)[1] == 16
+    parted = make_plan(cols, options, consume=True)
+    assert parted.summary == whole.summary
+    assert parted.summary["catalogue"]["isrc_groups"] > 1_000
+    assert parted.table.equals(whole.table)
+
+
+def test_knee_a_chunk_at_a_time_is_the_knee_of_the_whole_curve() -> None:
+    from musicark.plan.curve import knee
+
+    rng = np.random.default_rng(3)
+    m = (1 << 21) + 12345  # three chunks
+    cum_bytes = np.cumsum(rng.integers(1, 10**7, m))
+    cum_listens = np.cumsum(np.sort(rng.pareto(1.5, m))[::-1])
+    gain = cum_listens / cum_listens[-1] - cum_bytes / float(cum_bytes[-1])
+    found = knee(cum_bytes, cum_listens, total_tracks=m, total_listens=float(cum_listens[-1]))
+    assert found is not None and found["tracks"] == int(np.argmax(gain)) + 1

@@ -142,6 +142,10 @@ class ColumnReader:
         """The highest rowid of tracks (0 when empty): where rowid ranges end."""
         return self._scalar("SELECT coalesce(max(rowid), 0) AS top FROM tracks")
 
+    def min_rowid(self) -> int:
+        """The lowest rowid of tracks (1 when empty): where rowid ranges start."""
+        return self._scalar("SELECT coalesce(min(rowid), 1) AS low FROM tracks")
+
     def last_change(self) -> int:
         """The last `track_changes` sequence number (0 when none)."""
         return self._scalar("SELECT coalesce(max(seq), 0) AS seq FROM track_changes")
@@ -172,6 +176,15 @@ class ColumnReader:
         `columns` to page on); `defaults` replace NULLs in SQL."""
         sql = tracks_sql(columns, defaults=defaults) + " WHERE t.rowid > ? ORDER BY t.rowid LIMIT ?"
         return self._table(sql, (int(after_rowid), int(limit)))
+
+    def credit_batches(
+        self, columns: Sequence[str], *, batch_rows: int = BATCH_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """Every credit (track to artist), in stored order, `batch_rows` at a time."""
+        self._cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+        fields = _simple_fields("ta", CREDIT_FIELDS)
+        self._cur.execute(f"SELECT {_select(columns, fields, {})} FROM track_artists ta")
+        yield from self._cur.fetch_record_batch()
 
     def credits(self, columns: Sequence[str] = ("track_id", "artist_id")) -> pa.Table:
         """Every credit (track to artist), in stored order."""

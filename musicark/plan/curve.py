@@ -49,8 +49,14 @@ def knee(
     """The knee of the curve (see the module docstring); None for an empty curve."""
     if len(cum_bytes) == 0 or cum_bytes[-1] <= 0 or cum_listens[-1] <= 0:
         return None
-    gain = cum_listens / cum_listens[-1] - cum_bytes / float(cum_bytes[-1])
-    i = int(np.argmax(gain))
+    # argmax of the gain over the diagonal, a chunk at a time (bounded temporaries)
+    i, best, step = 0, -np.inf, 1 << 20
+    top_l, top_b = cum_listens[-1], float(cum_bytes[-1])
+    for start in range(0, len(cum_bytes), step):
+        gain = cum_listens[start : start + step] / top_l - cum_bytes[start : start + step] / top_b
+        j = int(np.argmax(gain))
+        if gain[j] > best:
+            i, best = start + j, gain[j]
     return {
         "tracks": i + 1,
         "bytes": int(cum_bytes[i]),

@@ -2,8 +2,11 @@
 
 The catalogue is read through `musicark.catalog.reader.ColumnReader` (SQLite query
 results straight into Arrow), in record batches that are turned into numpy columns one at
-a time, so the whole tracks table never sits in memory as Arrow. Joins (credits to artists, tracks to albums, renditions to
-tracks) are hash look-ups in Arrow (`pyarrow.compute.index_in`).
+a time, so the whole tracks table never sits in memory as Arrow. Side tables are sorted
+by id once and joined by binary search: albums to each batch of tracks as it is read,
+artists to each batch of credits (streamed too, reduced to one maximum per track), held
+sizes from the store by looking tracks up among the held ones. Nothing holds a hash table
+over every track.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -179,28 +181,6 @@ def _query(uri: str, sql: str) -> pa.Table:
         return cur.fetch_arrow_table()
 
 
-_Column: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
-
-
-def _lookup(values: _Column, keys: _Column, *, missing: int = -1) -> np.ndarray:
-    """Index (int32, read-only) of each value in `keys` (`missing` where absent): a hash
-    join in Arrow."""
-    if len(values) == 0 or len(keys) == 0:
-        return np.full(len(values), missing, dtype=np.int32)
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks(memory_pool=POOL)
-    found = pc.index_in(
-        values if not isinstance(values, np.ndarray) else pa.array(values),
-        value_set=keys if not isinstance(keys, np.ndarray) else pa.array(keys),
-        memory_pool=POOL,
-    )
-    filled = pc.coalesce(found, pa.scalar(missing, pa.int32()), memory_pool=POOL)
-    del found
-    if isinstance(filled, pa.ChunkedArray):
-        filled = filled.combine_chunks(memory_pool=POOL)
-    return np.asarray(filled.to_numpy(), dtype=np.int32)
-
-
 def _table_exists(uri: str, name: str) -> bool:
     t = _query(uri, f"SELECT count(*) AS n FROM sqlite_master WHERE type='table' AND name='{name}'")
     return bool(t.column("n")[0].as_py())
@@ -213,114 +193,197 @@ def _catalog_path(archive: Archive) -> Path:
     return path
 
 
-def _side_tables(path: Path) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Credits (track_id, artist_id), artists (id, popularity, followers), albums (id,
-    popularity)."""
+@dataclass
+class _Keyed:
+    """A side table (albums, artists) sorted by id, looked up by binary search.
+
+    Each value column ends with a -1, where unknown ids point.
+    """
+
+    ids: np.ndarray  # int64, sorted
+    values: list[np.ndarray]
+
+    @classmethod
+    def of(cls, table: pa.Table, columns: Iterable[tuple[str, type[np.integer]]]) -> _Keyed:
+        ids = _ints(table.column("id"), np.int64)
+        order = np.argsort(ids, kind="stable")  # equal ids: the first stored wins
+        values = [
+            np.r_[_ints(table.column(name), dtype)[order], np.array([-1], dtype=dtype)]
+            for name, dtype in columns
+        ]
+        return cls(ids[order], values)
+
+    def index(self, ids: np.ndarray) -> np.ndarray:
+        """Position of each id (`len(self.ids)`, the trailing -1, where unknown)."""
+        if len(self.ids) == 0:
+            return np.zeros(len(ids), dtype=np.intp)
+        pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return np.where(self.ids[pos] == ids, pos, len(self.ids))
+
+
+def _side_tables(path: Path) -> tuple[_Keyed, _Keyed]:
+    """Albums (popularity) and artists (popularity, followers), keyed by id."""
     with ColumnReader(path) as reader:
-        return (
-            reader.credits(("track_id", "artist_id")),
+        albums = _Keyed.of(reader.albums(("id", "popularity")), [("popularity", np.int16)])
+        artists = _Keyed.of(
             reader.artists(("id", "popularity", "followers")),
-            reader.albums(("id", "popularity")),
+            [("popularity", np.int16), ("followers", np.int32)],
         )
+    return albums, artists
 
 
-def _range_parts(path: Path, above: int | None, upto: int) -> dict[str, list[np.ndarray]]:
+def _runs(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal consecutive keys starts."""
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else keys[:0]
+
+
+def _max_by_runs(keys: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    starts = _runs(keys)
+    return keys[starts], [np.maximum.reduceat(v, starts) for v in values]
+
+
+def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Highest popularity and followers over each credited track's artists (-1: unknown
+    artist), as (track ids, [popularity, followers]), streamed from the credits table.
+
+    A track's credits are stored together (what an import writes), so this holds about
+    one entry per track; a track whose credits are scattered appears more than once.
+    """
+    parts: list[list[np.ndarray]] = [[], [], []]  # keys, popularity, followers
     with ColumnReader(path) as reader:
-        return _track_parts(
-            reader.track_batches(TRACK_COLUMNS, above=above, upto=upto, batch_rows=BATCH_ROWS)
-        )
+        for b in reader.credit_batches(("track_id", "artist_id"), batch_rows=BATCH_ROWS):
+            at = artists.index(_ints(b.column("artist_id"), np.int64))
+            k, (p, f) = _max_by_runs(
+                _ints(b.column("track_id"), np.int64),
+                artists.values[0][at],
+                artists.values[1][at],
+            )
+            if parts[0] and len(k) and parts[0][-1][-1] == k[0]:  # a run cut by the batch
+                parts[1][-1][-1] = max(parts[1][-1][-1], p[0])
+                parts[2][-1][-1] = max(parts[2][-1][-1], f[0])
+                k, p, f = k[1:], p[1:], f[1:]
+            for part, values in zip(parts, (k, p, f), strict=True):
+                part.append(values)
+    out = []
+    for dtype in (np.int64, np.int16, np.int32):  # one column at a time, its parts dropped
+        pieces = parts.pop(0)
+        out.append(np.concatenate(pieces) if pieces else np.zeros(0, dtype))
+        del pieces
+    return out[0], out[1:]
 
 
 _NAMES = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
-_DTYPES = (np.int64, np.int32, np.int16, np.int64, np.int64, np.bool_, np.int64)
+_DTYPES = (np.int64, np.int32, np.int16, np.int64, np.int64, np.bool_, np.int16)
 
 
-def _track_parts(batches: Iterable[pa.RecordBatch]) -> dict[str, list[np.ndarray]]:
-    """Each batch's columns as compact numpy arrays (not yet concatenated)."""
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in _NAMES}
-    for b in batches:
-        parts["track_id"].append(_ints(b.column("id"), np.int64))
-        parts["duration_ms"].append(_ints(b.column("duration_ms"), np.int32))
-        parts["popularity"].append(_ints(b.column("popularity"), np.int16))
-        parts["play_count"].append(_ints(b.column("play_count"), np.int64))
-        parts["isrc_key"].append(isrc_keys(b.column("isrc")))
-        parts["public"].append(_ints(b.column("redistributable"), np.int8) > 0)
-        parts["album"].append(_ints(b.column("album_id"), np.int64))
-    return parts
-
-
-def _track_columns(
-    parts: list[dict[str, list[np.ndarray]]],
-) -> tuple[CatalogColumns, np.ndarray]:
-    """CatalogColumns (credits, albums and held sizes not yet attached: empty) and each
-    track's album id. Each column is concatenated and its parts dropped before the next."""
-    col: dict[str, np.ndarray] = {}
-    for name, dtype in zip(_NAMES, _DTYPES, strict=True):
-        pieces = [a for part in parts for a in part.pop(name)]
-        col[name] = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
-        del pieces
-    none = np.zeros(0, dtype=np.int16)
-    cols = CatalogColumns(
-        track_id=col["track_id"],
-        duration_ms=col["duration_ms"],
-        popularity=col["popularity"],
-        play_count=col["play_count"],
-        isrc_key=col["isrc_key"],
-        redistributable=col["public"],
-        artist_popularity=none,
-        artist_followers=none,
-        album_popularity=none,
-        held_size=none,
-    )
-    return cols, col.pop("album")
-
-
-def _read_parallel(
-    path: Path, *, ranges: int = 2
-) -> tuple[CatalogColumns, np.ndarray, tuple[pa.Table, pa.Table, pa.Table]]:
-    """Tracks in `ranges` rowid ranges on as many connections, side tables on another.
-
-    SQLite reads and most numpy work release the GIL, so the ranges read in parallel;
-    the result is in rowid order, as one sequential read gives it.
-    """
+def _fill_range(
+    path: Path,
+    albums: _Keyed,
+    out: dict[str, np.ndarray],
+    *,
+    above: int,
+    upto: int,
+    at: int,
+) -> int:
+    """Tracks with rowid in (above, upto], written into `out` from position `at` on (the
+    range has room for `upto - above` rows: rowids are unique); returns how many."""
+    pos = at
     with ColumnReader(path) as reader:
-        hi = reader.max_rowid()
-    bounds = [hi * i // ranges for i in range(ranges + 1)]
-    bounds[-1] = max(hi, 0)  # the first range has no lower bound: it takes rowids <= 0 too
+        for b in reader.track_batches(TRACK_COLUMNS, above=above, upto=upto, batch_rows=BATCH_ROWS):
+            sl = slice(pos, pos + b.num_rows)
+            out["track_id"][sl] = _ints(b.column("id"), np.int64)
+            out["duration_ms"][sl] = _ints(b.column("duration_ms"), np.int32)
+            out["popularity"][sl] = _ints(b.column("popularity"), np.int16)
+            out["play_count"][sl] = _ints(b.column("play_count"), np.int64)
+            out["isrc_key"][sl] = isrc_keys(b.column("isrc"))
+            out["public"][sl] = _ints(b.column("redistributable"), np.int8) > 0
+            out["album"][sl] = albums.values[0][albums.index(_ints(b.column("album_id"), np.int64))]
+            pos += b.num_rows
+    return pos - at
+
+
+def _compact(out: dict[str, np.ndarray], blocks: list[tuple[int, int]]) -> int:
+    """Move (start, count) blocks down so that they follow each other from 0; returns the
+    total. Copies a bounded piece at a time (the blocks only ever move down)."""
+    total = 0
+    step = 1 << 20
+    for start, count in blocks:
+        if start != total:
+            for arr in out.values():
+                for i in range(0, count, step):
+                    k = min(step, count - i)
+                    arr[total + i : total + i + k] = arr[start + i : start + i + k]
+        total += count
+    return total
+
+
+def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
+    """Tracks in `ranges` rowid ranges on as many connections, credits on another.
+
+    The columns are allocated once, with a slot per range as wide as its rowid range, and
+    filled in place (no per-batch pieces to concatenate): SQLite reads and most numpy
+    work release the GIL, so the ranges read in parallel; the result is in rowid order,
+    as one sequential read gives it.
+    """
+    albums, artists = _side_tables(path)
+    with ColumnReader(path) as reader:
+        lo, hi = reader.min_rowid() - 1, reader.max_rowid()
+    bounds = [lo + (hi - lo) * i // ranges for i in range(ranges + 1)]
+    out: dict[str, np.ndarray] = {
+        name: np.empty(hi - lo, dtype) for name, dtype in zip(_NAMES, _DTYPES, strict=True)
+    }
     with ThreadPoolExecutor(ranges + 1) as pool:
-        side = pool.submit(_side_tables, path)
+        credits = pool.submit(_credit_maxima, path, artists)
         futures = [
-            pool.submit(_range_parts, path, lo if i else None, up)
-            for i, (lo, up) in enumerate(itertools.pairwise(bounds))
+            (b - lo, pool.submit(_fill_range, path, albums, out, above=b, upto=up, at=b - lo))
+            for b, up in itertools.pairwise(bounds)
         ]
-        parts = [f.result() for f in futures]
-        tables = side.result()
-    cols, album_id = _track_columns(parts)
-    return cols, album_id, tables
+        blocks = [(at, f.result()) for at, f in futures]
+        keys, (pop, fol) = credits.result()
+    del albums, artists
+    n = _compact(out, blocks)
+    cols = CatalogColumns(
+        track_id=out["track_id"][:n],
+        duration_ms=out["duration_ms"][:n],
+        popularity=out["popularity"][:n],
+        play_count=out["play_count"][:n],
+        isrc_key=out["isrc_key"][:n],
+        redistributable=out["public"][:n],
+        artist_popularity=np.zeros(0, np.int16),
+        artist_followers=np.zeros(0, np.int32),
+        album_popularity=out["album"][:n],
+        held_size=np.zeros(0, np.int64),
+    )
+    del out
+    _attach_credits(cols, keys, pop, fol)
+    cols.held_size = np.full(n, -1, dtype=np.int64)
+    return cols
 
 
-def _attach_albums(cols: CatalogColumns, album_id: np.ndarray, albums: pa.Table) -> None:
-    cols.album_popularity = np.full(len(cols), -1, dtype=np.int16)
-    if albums.num_rows and len(cols):
-        apop = np.r_[_ints(albums.column("popularity"), np.int16), np.int16(-1)]
-        # an unknown album points at the trailing -1
-        cols.album_popularity = apop[_lookup(album_id, albums.column("id"), missing=len(apop) - 1)]
-
-
-def _join(
-    cols: CatalogColumns,
-    album_id: list[np.ndarray],
-    tables: list[pa.Table],
+def _attach_credits(
+    cols: CatalogColumns, keys: np.ndarray, pop: np.ndarray, fol: np.ndarray
 ) -> None:
-    """Attach albums, then credits, then an empty `held_size`; empties the lists as it goes
-    (the caller hands them over, so each is freed as soon as it is used)."""
-    credits, artists, albums = tables
-    tables.clear()
-    _attach_albums(cols, album_id.pop(), albums)
-    del albums
-    _attach_credits(cols, credits, artists)
-    del credits, artists
-    cols.held_size = np.full(len(cols), -1, dtype=np.int64)
+    """Each track's credit maxima (-1 where uncredited); `keys` are the credited track ids.
+
+    Followers are kept as int32 (clipped): the followers score is 100 from 1e8 up.
+    """
+    if len(keys) == len(cols) and np.array_equal(keys, cols.track_id):
+        cols.artist_popularity, cols.artist_followers = pop, fol  # credits in track order
+        return
+    cols.artist_popularity = np.full(len(cols), -1, dtype=np.int16)
+    cols.artist_followers = np.full(len(cols), -1, dtype=np.int32)
+    if len(keys) == 0:
+        return
+    order = np.argsort(keys, kind="stable")
+    keys, (pop, fol) = _max_by_runs(keys[order], pop[order], fol[order])
+    del order
+    step = 1 << 20
+    for start in range(0, len(cols), step):
+        ids = cols.track_id[start : start + step]
+        pos = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+        hit = keys[pos] == ids
+        cols.artist_popularity[start : start + step][hit] = pop[pos[hit]]
+        cols.artist_followers[start : start + step][hit] = fol[pos[hit]]
 
 
 def map_large_allocations() -> None:
@@ -346,7 +409,7 @@ def load_catalog(
     map_large_allocations()
     report(progress, Progress(stage, 0, 3, "steps"))
     try:
-        cols, album_id, (credits, artists, albums) = _read_parallel(path)
+        cols = _read_parallel(path)
         report(progress, Progress(stage, 1, 3, "steps"))
     except MusicarkError:
         raise
@@ -354,76 +417,12 @@ def load_catalog(
         raise CatalogError(
             f"{archive.catalog_path}: cannot read the catalogue ({_first_line(exc)})"
         ) from exc
-    side = [credits, artists, albums]
-    del credits, artists, albums
-    album = [album_id]
-    del album_id
-    _join(cols, album, side)
     pa.default_memory_pool().release_unused()  # hand the Arrow buffers back to the system
     report(progress, Progress(stage, 2, 3, "steps"))
     if held:
         attach_held_sizes(archive, cols)
     report(progress, Progress(stage, 3, 3, "steps"))
     return cols
-
-
-def _credit_starts(track_id: np.ndarray, credit_track: pa.ChunkedArray) -> np.ndarray | None:
-    """Where each track's run of credit rows starts, when the credits are stored in the
-    tracks' own order with every track credited (what an import writes); else None.
-
-    Works on the Arrow chunks in place (no copy of the credits' track ids).
-    """
-    if len(credit_track) == 0 or len(track_id) == 0 or credit_track.null_count:
-        return None
-    index = np.int32 if len(credit_track) < 2**31 else np.int64
-    parts: list[np.ndarray] = []
-    offset, prev = 0, None
-    for chunk in credit_track.chunks:
-        c = chunk.to_numpy()
-        if len(c) == 0:
-            continue
-        if prev is None or c[0] != prev:
-            parts.append(np.array([offset], dtype=index))
-        parts.append((np.flatnonzero(c[1:] != c[:-1]) + (offset + 1)).astype(index))
-        prev, offset = c[-1], offset + len(c)
-    total = sum(len(p) for p in parts)
-    if total != len(track_id):
-        return None
-    starts = np.concatenate(parts)
-    del parts
-    for begin in range(0, len(starts), 1 << 20):
-        at = starts[begin : begin + (1 << 20)]
-        if not np.array_equal(credit_track.take(at).to_numpy(), track_id[begin : begin + len(at)]):
-            return None
-    return starts
-
-
-def _attach_credits(cols: CatalogColumns, credits: pa.Table, artists: pa.Table) -> None:
-    """Highest popularity and followers over each track's credited artists (-1: none).
-
-    Followers are kept as int32 (clipped): the followers score is 100 from 1e8 up.
-    """
-    n = len(cols)
-    cols.artist_popularity = np.full(n, -1, dtype=np.int16)
-    cols.artist_followers = np.full(n, -1, dtype=np.int32)
-    if credits.num_rows == 0 or artists.num_rows == 0 or n == 0:
-        return
-    # Index of each credit's artist; unknown artists point at a trailing -1.
-    art = _lookup(credits.column("artist_id"), artists.column("id"), missing=artists.num_rows)
-    ct = credits.column("track_id")
-    starts = _credit_starts(cols.track_id, ct)
-    for name, dtype, out in (
-        ("popularity", np.int16, cols.artist_popularity),
-        ("followers", np.int32, cols.artist_followers),
-    ):
-        values = _ints(artists.column(name), dtype)
-        values = np.r_[values, np.array([-1], dtype=dtype)]
-        if starts is not None:
-            out[:] = np.maximum.reduceat(values[art], starts)
-        else:
-            row = _lookup(ct, cols.track_id)  # credits in another order: a hash join
-            ok = row >= 0
-            np.maximum.at(out, row[ok], values[art[ok]])
 
 
 def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
@@ -450,12 +449,31 @@ def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
         ) from exc
     if held.num_rows == 0:
         return 0
-    at = _lookup(_int_column(held, "track_id"), cols.track_id)
-    sizes = _int_column(held, "size")
-    hit = at >= 0
-    cols.held_size[at[hit]] = sizes[hit]
+    ids = _int_column(held, "track_id")
+    order = np.argsort(ids)
+    ids, sizes = ids[order], _int_column(held, "size")[order]
+    rows, where = _among(cols.track_id, ids)
+    cols.held_size[rows] = sizes[where]
     _attach_derived_sizes(archive, cols)
-    return int(np.count_nonzero(hit))
+    return len(rows)
+
+
+def _among(track_id: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in `track_id`, positions in `ids`) of the tracks whose id is in `ids`
+    (sorted), each track looked up among them: memory in proportion to `ids`, not to the
+    catalogue."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows: list[np.ndarray] = []
+    where: list[np.ndarray] = []
+    step = 1 << 20
+    for start in range(0, len(track_id), step):
+        part = track_id[start : start + step]
+        pos = np.minimum(np.searchsorted(ids, part), len(ids) - 1)
+        hit = ids[pos] == part
+        rows.append(np.flatnonzero(hit) + start)
+        where.append(pos[hit])
+    return np.concatenate(rows), np.concatenate(where)
 
 
 def _attach_derived_sizes(archive: Archive, cols: CatalogColumns) -> None:
@@ -467,10 +485,11 @@ def _attach_derived_sizes(archive: Archive, cols: CatalogColumns) -> None:
     found = derived_sizes(archive, f"opus-{archive.config.plan.bitrate_zero_popularity}")
     if not found:
         return
-    at = _lookup(np.fromiter(found, dtype=np.int64, count=len(found)), cols.track_id)
-    sizes = np.fromiter(found.values(), dtype=np.int64, count=len(found))
-    hit = at >= 0
-    at, sizes = at[hit], sizes[hit]
+    ids = np.fromiter(found, dtype=np.int64, count=len(found))
+    order = np.argsort(ids)
+    ids = ids[order]
+    sizes = np.fromiter(found.values(), dtype=np.int64, count=len(found))[order]
+    at, where = _among(cols.track_id, ids)
     # the tier as make_plan sets it (listens only matter where popularity is unknown)
     zero = tiers(cols.popularity[at], np.maximum(cols.play_count[at], 0)) == TIER_ZERO
-    cols.held_size[at[zero]] = sizes[zero]
+    cols.held_size[at[zero]] = sizes[where[zero]]

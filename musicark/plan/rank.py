@@ -131,3 +131,37 @@ def order_by_key(
         fix = np.lexsort((track_id[at], run))
         order[tied] = order[tied][fix]
     return order
+
+
+def ranked(
+    key: np.ndarray, track_id: np.ndarray, index: np.ndarray, *, part_size: int = 1 << 20
+) -> np.ndarray:
+    """`index` reordered by `key` descending, ties by track id ascending (as `order_by_key`),
+    sorting about `part_size` keys at a time (key ranges cut at a sample's quantiles), so
+    that the sort's temporaries stay a fraction of `key`. Overwrites `key`.
+    """
+    m = len(key)
+    parts = -(-m // max(part_size, 1))
+    if parts <= 1:
+        return index[order_by_key(key, track_id, index)]
+    np.invert(key, out=key)  # ascending ~key is descending key
+    sample = np.sort(key[:: max(1, m // 65536)])
+    bounds = np.unique(sample[(np.arange(1, parts) * len(sample)) // parts])
+    out = np.empty(m, dtype=index.dtype)
+    done = 0
+    step = 1 << 20
+    for lo, hi in zip(np.r_[[None], bounds], np.r_[bounds, [None]], strict=True):
+        pieces = []
+        for start in range(0, m, step):  # the positions in [lo, hi), a chunk at a time
+            k = key[start : start + step]
+            mask = np.ones(len(k), dtype=bool) if lo is None else k >= lo
+            if hi is not None:
+                mask &= k < hi
+            pieces.append(np.flatnonzero(mask).astype(index.dtype) + start)
+        at = np.concatenate(pieces)
+        del pieces
+        sub = ~key[at]  # back to the original keys, which order_by_key inverts
+        got = index[at[order_by_key(sub, track_id, index[at])]]
+        out[done : done + len(got)] = got
+        done += len(got)
+    return out

@@ -34,7 +34,7 @@ from musicark.plan.model import (
     secondary_score,
     tiers,
 )
-from musicark.plan.rank import STRATEGIES, isrc_representatives, order_by_key, strategy_keys
+from musicark.plan.rank import STRATEGIES, isrc_representatives, ranked, strategy_keys
 from musicark.plan.table import (
     CANDIDATE,
     ISRC_DUP,
@@ -168,9 +168,13 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
         base=options.listens_base,
         calibrate=options.listens_calibrate,
     )
-    listens = np.empty(n, dtype=np.float64)
+    # With `consume`, listens and bytes take the place of play counts and held sizes
+    # (same widths), chunk by chunk once each chunk has been read.
+    reuse = consume and cols.play_count.dtype == np.int64 and cols.held_size.dtype == np.int64
+    listens = cols.play_count.view(np.float64) if reuse else np.empty(n, dtype=np.float64)
+    nbytes = cols.held_size if reuse else np.empty(n, dtype=np.int64)
     tier = np.empty(n, dtype=np.int8)
-    nbytes = np.empty(n, dtype=np.int64)
+    held = np.empty(n, dtype=bool)
     described = np.empty(n, dtype=np.int8)
     secondary = np.empty(n, dtype=np.float32)
     for start in _chunked(n):  # bounded temporaries
@@ -185,8 +189,10 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
         secondary[sl] = secondary_score(
             cols.artist_popularity[sl], cols.album_popularity[sl], cols.artist_followers[sl]
         )
-        listens[sl] = expected_listens(cols.popularity[sl], cols.play_count[sl], model)
-        tier[sl] = tiers(cols.popularity[sl], listens[sl])
+        chunk_listens = expected_listens(cols.popularity[sl], cols.play_count[sl], model)
+        listens[sl] = chunk_listens
+        tier[sl] = tiers(cols.popularity[sl], chunk_listens)
+        held[sl] = cols.held_size[sl] >= 0
         nbytes[sl] = expected_bytes(
             cols.duration_ms[sl],
             cols.held_size[sl],
@@ -194,7 +200,6 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
             bitrate=options.bitrate,
             bitrate_zero=options.bitrate_zero,
         )
-    held = cols.held_size >= 0
     if consume:
         cols.held_size = cols.duration_ms = cols.play_count = _DROPPED
         cols.artist_popularity = cols.album_popularity = cols.artist_followers = _DROPPED
@@ -216,19 +221,54 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
     )
 
 
+ISRC_PART = 1 << 20  # tracks with an ISRC grouped at a time (bounds the sort's temporaries)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _isrc_parts(isrc_key: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """A part number per track (255: no ISRC) such that equal ISRCs share a part, and the
+    number of parts; (None, 1) when one part holds them all."""
+    count = 0
+    for start in _chunked(len(isrc_key)):
+        count += int(np.count_nonzero(isrc_key[start : start + CHUNK]))
+    parts = min(64, -(-count // ISRC_PART))
+    if parts <= 1:
+        return None, 1
+    out = np.empty(len(isrc_key), dtype=np.uint8)
+    for start in _chunked(len(isrc_key)):
+        k = isrc_key[start : start + CHUNK]
+        h = ((k.view(np.uint64) * _GOLDEN) >> np.uint64(40)) % np.uint64(parts)
+        out[start : start + CHUNK] = np.where(k != 0, h, 255)
+    return out, parts
+
+
 def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
-    """Keep one candidate per ISRC; it covers the listens of its whole group."""
-    members, group, is_rep = isrc_representatives(
-        cols.isrc_key,
-        w.status == CANDIDATE,
-        held=w.held,
-        listens=w.listens,
-        popularity=cols.popularity,
-        described=w.described,
-        track_id=cols.track_id,
-    )
-    if members.size:
-        w.dup_groups = int(group[-1]) + 1
+    """Keep one candidate per ISRC; it covers the listens of its whole group.
+
+    Large catalogues are grouped a part at a time (an ISRC's tracks are all in one part),
+    so the sort's temporaries stay a fraction of the catalogue.
+    """
+    part_of, parts = _isrc_parts(cols.isrc_key)
+    for p in range(parts):
+        at = None if part_of is None else np.flatnonzero(part_of == p)
+
+        def take(a: np.ndarray, at: np.ndarray | None = at) -> np.ndarray:
+            return a if at is None else a[at]
+
+        members, group, is_rep = isrc_representatives(
+            take(cols.isrc_key),
+            take(w.status) == CANDIDATE,
+            held=take(w.held),
+            listens=take(w.listens),
+            popularity=take(cols.popularity),
+            described=take(w.described),
+            track_id=take(cols.track_id),
+        )
+        if not members.size:
+            continue
+        if at is not None:
+            members = at[members]
+        w.dup_groups += int(group[-1]) + 1
         sums = np.add.reduceat(w.listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
         w.covered[members] = 0.0
         reps = members[is_rep]
@@ -260,10 +300,7 @@ def _rank(w: _Work, cols: CatalogColumns, options: PlanOptions) -> np.ndarray:
             secondary=w.secondary[part],
             track_id=cols.track_id[part],
         )
-    order = order_by_key(key, cols.track_id, cand)
-    del key
-    ranked: np.ndarray = cand[order]
-    return ranked
+    return ranked(key, cols.track_id, cand)
 
 
 def _select(
