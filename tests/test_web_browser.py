@@ -179,7 +179,7 @@ def test_search_track_magnet(server: tuple[str, Archive], page) -> None:  # type
     assert page.locator("ul.locations code.path").first.inner_text().endswith(".ogg")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.locator("button.copy").first.click()
-    assert page.locator("button.copy").first.inner_text() == "Copied"
+    expect(page.locator("button.copy").first).to_have_text("Copied")  # after the async copy
     assert page.evaluate("navigator.clipboard.readText()") == magnet
 
 
