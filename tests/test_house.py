@@ -68,3 +68,23 @@ def test_errors_keep_their_cause() -> None:
                 if isinstance(cause, ast.Constant) and cause.value is None:
                     dropped.append(f"{path.relative_to(root)}:{node.lineno}")
     assert sorted(dropped) == []
+
+
+def test_the_library_never_prints() -> None:
+    """Only the CLI (and the demo script, a CLI of its own) writes to the terminal."""
+    import ast
+
+    root = TESTS.parent / "musicark"
+    printing = []
+    for path in root.rglob("*.py"):
+        name = str(path.relative_to(root))
+        if name.startswith("cli/") or name == "demo.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            if called in ("print", "echo", "secho", "pprint"):
+                printing.append(f"{name}:{node.lineno}")
+    assert sorted(printing) == []
