@@ -34,6 +34,7 @@ class Job:
     track_id: int | None
     offers: list[Offer]
     size: int = 0  # what the budget counts for it (the first offer's promised size)
+    isrc: str | None = None  # the track's, while it is in flight
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Worker:
         self.ready = staging / "ready"
         self.parts.mkdir(parents=True, exist_ok=True)
         self.ready.mkdir(parents=True, exist_ok=True)
+        for meta in self.parts.glob("*.part.json"):  # its part was finished or dropped
+            if not meta.with_suffix("").exists():
+                meta.unlink(missing_ok=True)
 
     def run(self, job: Job) -> Outcome:
         out = Outcome(job)

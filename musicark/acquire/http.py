@@ -281,7 +281,8 @@ class Downloader:
         meta = _read_meta(meta_path) if have else {}
         validator = meta.get("etag") or meta.get("last_modified")
         if have and offer.size is not None and have == offer.size and meta.get("complete"):
-            return Transfer(have, meta.get("etag"), meta.get("last_modified"), meta["url"], True)
+            url = meta.get("url", offer.url)
+            return Transfer(have, meta.get("etag"), meta.get("last_modified"), url, True)
         if have and (not validator or (offer.size is not None and have > offer.size)):
             _truncate(part, meta_path)  # nothing to resume safely from
             have, meta = 0, {}

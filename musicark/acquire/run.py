@@ -164,7 +164,6 @@ class _Run:
         self.run_id: int | None = None
         self.in_flight: set[int] = set()
         self.isrcs_in_flight: set[str] = set()
-        self.stored_tracks: set[int] = set()
         self.deferred: dict[int, list[Offer]] = {}  # more offers of a track in flight
         self.pending: list[state.LedgerRow] = []
         self.summary = AcquireSummary(None, "plan")
@@ -324,7 +323,7 @@ class _Run:
             job.offers = offers
             if tid is not None:
                 if tid in self.in_flight:
-                    if tid not in self.stored_tracks and len(self.deferred) < 10_000:
+                    if len(self.deferred) < 10_000:
                         self.deferred.setdefault(tid, []).extend(offers)  # a fallback
                     else:
                         self.summary.repeated += 1
@@ -346,9 +345,10 @@ class _Run:
                         f"another track with ISRC {isrc} has a rendition",
                     )
                     continue
-                self.in_flight.add(tid)
+                self.in_flight.add(tid)  # until recorded: memory bounded by the jobs in flight
                 if isrc:
                     self.isrcs_in_flight.add(isrc)
+                    job.isrc = isrc
             out.append(job)
         return out
 
@@ -416,13 +416,10 @@ class _Run:
                 self._record(offer, job.track_id, status, reason)
             more = self.deferred.pop(job.track_id, None) if job.track_id is not None else None
             if more:
-                return Job(job.track_id, more, more[0].size or 0)
+                return Job(job.track_id, more, more[0].size or 0, isrc=job.isrc)
+            self._release(job)
             return None
         self.summary.bytes_fetched += outcome.stored[1].size
-        if job.track_id is not None:
-            self.stored_tracks.add(job.track_id)
-            extra = self.deferred.pop(job.track_id, [])
-            self.summary.repeated += len(extra)
         for results in storer.add(outcome):
             self._stored(results)
         return None
@@ -456,6 +453,17 @@ class _Run:
             assert outcome.stored is not None
             if status == "success":
                 Path(outcome.stored[1].path).unlink(missing_ok=True)
+            self._release(outcome.job)
+
+    def _release(self, job: Job) -> None:
+        """A track is no longer in flight: held now (later offers are skipped as such) or
+        failed (a later offer of it may be tried)."""
+        if job.track_id is None:
+            return
+        self.in_flight.discard(job.track_id)
+        if job.isrc:
+            self.isrcs_in_flight.discard(job.isrc)
+        self.summary.repeated += len(self.deferred.pop(job.track_id, []))
 
     # ---- the ledger
 
