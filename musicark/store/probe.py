@@ -10,6 +10,7 @@ audio is kept, with the damage described.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,35 @@ LOSSLESS_CODECS = frozenset(
 )
 # Leading bytes of audio formats: a file that starts like audio but cannot be opened is
 # corrupt, anything else is not audio at all.
-_MAGIC = (b"ID3", b"fLaC", b"OggS", b"RIFF", b"FORM", b"MAC ", b"wvpk", b"TTA1", b"#!AMR")
+_MAGIC = (
+    b"ID3",
+    b"fLaC",
+    b"OggS",
+    b"RIFF",
+    b"RF64",
+    b"FORM",
+    b"FRM8",  # DSDIFF
+    b"DSD ",  # DSF
+    b"MAC ",  # Monkey's Audio
+    b"wvpk",
+    b"TTA1",
+    b"tBaK",
+    b"MPCK",  # Musepack SV8
+    b"MP+",  # Musepack SV7
+    b"OFR ",  # OptimFROG
+    b"#!AMR",
+    b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF (WMA)
+)
+_ASF = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"
 # Shortfall between declared and present audio we accept as rounding (frame padding).
 _TOLERANCE_S = 0.5
 _TOLERANCE_LOSSLESS_S = 0.01  # lossless formats declare their exact length
 _TAIL_SEEK_S = 0.5  # without decoding: a packet must start within this of the declared end
 _TAIL_TOLERANCE_S = 1.0
+# a stream the demuxer gives up on before this much audio holds nothing worth keeping
+_MIN_AUDIO_S = 1.0
+# Chromaprint resamples to 11 kHz; a nonsense header rate would make that take minutes
+_MAX_FP_RATE = 768_000
 
 
 @dataclass
@@ -103,12 +127,44 @@ def _open(path: Path, head: bytes) -> Any:
     if hint is not None:
         try:
             container = av.open(str(path), format=hint, metadata_errors="ignore")
-            if container.streams.audio:
+            audio = container.streams.audio
+            # an ID3 tag starts other formats too (TTA, AAC): no sample rate, wrong guess
+            if audio and audio[0].codec_context and audio[0].codec_context.sample_rate:
                 return container
             container.close()
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
             pass
     return av.open(str(path), metadata_errors="ignore")
+
+
+class _Undecodable(Exception):
+    """The container is readable but this FFmpeg has no working decoder for its codec."""
+
+
+def _from_mutagen(path: Path, why: str) -> Analysis | None:
+    """What mutagen's own parser says of a file FFmpeg cannot decode (None: nothing)."""
+    import mutagen
+
+    try:
+        f = mutagen.File(str(path))
+    except Exception:  # mutagen raises more than MutagenError on hostile input
+        return None
+    info = getattr(f, "info", None)
+    length = getattr(info, "length", None)
+    if f is None or not length or length <= 0:
+        return None
+    codec = str(getattr(info, "codec_name", "") or type(f).__name__.lower())
+    container = type(f).__name__.lower()
+    return Analysis(
+        container=container,
+        codec=codec,
+        duration_ms=round(length * 1000),
+        bitrate=int(getattr(info, "bitrate", 0) or 0) or None,
+        sample_rate=int(getattr(info, "sample_rate", 0) or 0) or None,
+        channels=int(getattr(info, "channels", 0) or 0) or None,
+        lossless="lossless" in codec.lower(),
+        note=f"{why}: the audio was not checked, the tags were kept",
+    )
 
 
 def analyse(
@@ -130,15 +186,37 @@ def analyse(
     try:
         container = _open(path, head)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        if head.startswith(_ASF):
+            found = _from_mutagen(path, "its codec cannot be decoded here")
+            if found is not None:
+                return found
         if _looks_like_audio(head):
-            raise Rejected(
-                "error_corrupt", f"starts like audio but cannot be read: {exc}"
-            ) from exc
+            raise Rejected("error_corrupt", f"starts like audio but cannot be read: {exc}") from exc
         raise Rejected("error_not_audio", "not an audio file (no known audio format)") from exc
     try:
         return _analyse_open(container, path, size, fingerprint=fingerprint)
+    except _Undecodable as exc:
+        found = _from_mutagen(path, f"the {exc} codec cannot be decoded here")
+        if found is None:
+            raise Rejected("error_corrupt", f"the {exc} codec cannot be decoded here") from exc
+        return found
     finally:
         container.close()
+
+
+def _declared(container: Any, stream: Any) -> float | None:
+    """The length the headers declare, in seconds: never negative, without the encoder
+    delay a decoder skips (Opus pre-skip)."""
+    declared = None
+    if container.duration is not None and container.duration > 0:
+        declared = container.duration / 1_000_000
+    elif stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        declared = float(stream.duration * stream.time_base)
+    extradata = getattr(stream.codec_context, "extradata", None) or b""
+    if declared and extradata[:8] == b"OpusHead" and len(extradata) >= 12:
+        # granule positions count the pre-skip samples (at 48 kHz) that playback drops
+        declared -= int.from_bytes(extradata[10:12], "little") / 48000
+    return declared if declared and declared > 0 else None
 
 
 def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -> Analysis:
@@ -148,14 +226,14 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
         raise Rejected("error_not_audio", f"no audio stream in {container.format.name} data")
     stream = container.streams.audio[0]
     ctx = stream.codec_context
+    if ctx is None:
+        raise _Undecodable(f"{container.format.name} audio")
     codec = ctx.name
     if codec in {"mjpeg", "png"} or container.format.name in {"image2", "tty", "txt"}:
         raise Rejected("error_not_audio", "not an audio file")
-    declared = None
-    if container.duration is not None and container.duration > 0:
-        declared = container.duration / 1_000_000
-    elif stream.duration is not None and stream.time_base is not None:
-        declared = float(stream.duration * stream.time_base)
+    if not ctx.sample_rate and not getattr(ctx, "channels", 0):
+        raise Rejected("error_corrupt", f"{codec} stream without audio parameters")
+    declared = _declared(container, stream)
     bitrate = stream.bit_rate or container.bit_rate or None
     sample_rate = ctx.sample_rate or None
     channels = getattr(ctx, "channels", None) or (ctx.layout.nb_channels if ctx.layout else None)
@@ -171,16 +249,7 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
     problems: list[str] = []
     reached = 0.0
     if fingerprint and sample_rate:
-        if out.lossless:
-            # check every frame's CRC and drop bad frames: the shortfall shows the damage
-            ctx.options = {"err_detect": "crccheck+explode"}
-        reached, errors, values = _decode(container, stream, sample_rate)
-        out.fingerprint = values
-        out.fingerprint_ms = round(min(reached, MAX_SECONDS) * 1000)
-        if errors:
-            problems.append(f"{errors} undecodable packet{'s' if errors > 1 else ''}")
-        if reached == 0:
-            raise Rejected("error_corrupt", f"{codec} stream holds no decodable audio")
+        reached = _decode_check(container, stream, out, problems)
     is_ogg = container.format.name == "ogg"
     if declared and ((fingerprint and sample_rate) or not is_ogg):
         if fingerprint and sample_rate:  # decoding ran to the end
@@ -199,6 +268,46 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
     if problems:
         out.damaged = "; ".join(problems)
     return out
+
+
+def _decode_check(container: Any, stream: Any, out: Analysis, problems: list[str]) -> float:
+    """Decode into the fingerprint; returns the seconds of audio reached."""
+    ctx = stream.codec_context
+    if out.lossless:
+        # check every frame's CRC and drop bad frames: the shortfall shows the damage
+        ctx.options = {"err_detect": "crccheck+explode"}
+    failure: list[str] = []
+    reached, errors, values = _decode(container, stream, ctx.sample_rate, failure)
+    out.fingerprint = values
+    out.fingerprint_ms = round(min(reached, MAX_SECONDS) * 1000)
+    if errors:
+        problems.append(f"{errors} undecodable packet{'s' if errors > 1 else ''}")
+    if reached == 0 and errors and container.format.name == "asf":
+        raise _Undecodable(out.codec)  # WMA profiles FFmpeg lacks decode to nothing
+    if reached == 0 or (failure and reached < _MIN_AUDIO_S):
+        why = f": {failure[0]}" if failure else ""
+        raise Rejected("error_corrupt", f"{out.codec} stream holds no decodable audio{why}")
+    if failure:
+        problems.append(f"unreadable after {reached:.1f} s: {failure[0]}")
+    if out.duration_ms is None:
+        out.duration_ms = round(reached * 1000)
+    return reached
+
+
+def _packets(container: Any, stream: Any, failure: list[str]) -> Iterator[Any]:
+    """The stream's packets until the demuxer fails (the failure is appended)."""
+    import av
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, ValueError, OverflowError) as exc:
+            failure.append(str(exc).strip()[:200] or type(exc).__name__)
+            return
+        yield packet
 
 
 _DTYPES = {
@@ -233,7 +342,9 @@ def _pcm16(planes: list[list[bytes]], fmt: str) -> bytes:
     return (data >> shift).astype("<i2").tobytes()
 
 
-def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, np.ndarray | None]:
+def _decode(
+    container: Any, stream: Any, sample_rate: int, failure: list[str]
+) -> tuple[float, int, np.ndarray | None]:
     """Decode up to MAX_SECONDS into a fingerprint: (seconds decoded, errors, values).
 
     Frames are collected as raw plane bytes, converted to 16-bit PCM in chunks of about a
@@ -257,7 +368,7 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
             chunks.clear()
         pending = 0
 
-    for packet in container.demux(stream):
+    for packet in _packets(container, stream, failure):
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
@@ -270,7 +381,7 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
             kind = (frame.format.name, frame.layout.nb_channels)
             if kind != layout:
                 flush()
-                if fp is None:
+                if fp is None and layout is None and sample_rate <= _MAX_FP_RATE:
                     fp = Fingerprinter.reuse(sample_rate, kind[1])
                 elif layout is not None and kind[1] != layout[1]:
                     continue  # a channel-count change mid-stream: keep the first layout
@@ -290,7 +401,7 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
         if samples >= limit:
             flush()
             # keep demuxing (cheaply) to find where the audio ends
-            end = _demux_end(container, stream)
+            end = _demux_end(container, stream, failure)
             seconds = max(samples / sample_rate, end or 0.0)
             return seconds, errors, fp.finish() if fp else None
     flush()
@@ -298,9 +409,9 @@ def _decode(container: Any, stream: Any, sample_rate: int) -> tuple[float, int, 
     return samples / sample_rate, errors, values
 
 
-def _demux_end(container: Any, stream: Any) -> float | None:
+def _demux_end(container: Any, stream: Any, failure: list[str]) -> float | None:
     end = None
-    for packet in container.demux(stream):
+    for packet in _packets(container, stream, failure):
         pts = packet.pts
         if pts is not None:
             e = pts + (packet.duration or 0)

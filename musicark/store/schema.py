@@ -133,5 +133,3 @@ def connect(archive: Archive, *, readonly: bool = False) -> sqlite3.Connection:
     if not readonly:
         migrate_domain(conn, DOMAIN, MIGRATIONS)
     return conn
-
-

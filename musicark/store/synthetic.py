@@ -24,6 +24,13 @@ FORMATS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "ogg": ("ogg", "vorbis", {"strict": "experimental"}, 44100),
     "opus": ("ogg", "libopus", {}, 48000),
     "m4a": ("ipod", "aac", {}, 44100),
+    "wma": ("asf", "wmav2", {"b": "128000"}, 44100),
+    "aiff": ("aiff", "pcm_s16be", {}, 44100),
+    "wav": ("wav", "pcm_s16le", {}, 44100),
+    "wv": ("wv", "wavpack", {}, 44100),
+    "tta": ("tta", "tta", {}, 44100),
+    "alac": ("ipod", "alac", {}, 44100),  # written to a .m4a path with fmt="alac"
+    "oga": ("ogg", "flac", {}, 44100),  # FLAC in Ogg
 }
 
 

@@ -87,35 +87,82 @@ def _register_mp4_keys() -> None:
     global _registered
     from mutagen.easymp4 import EasyMP4Tags
 
-    for key, name in (("isrc", "ISRC"), ("barcode", "BARCODE"), ("label", "LABEL")):
+    for key, name in (
+        ("isrc", "ISRC"),
+        ("barcode", "BARCODE"),
+        ("label", "LABEL"),
+        ("acoustid_id", "Acoustid Id"),
+        ("musicbrainz_releasetrackid", "MusicBrainz Release Track Id"),
+        ("artists", "ARTISTS"),
+    ):
         if key not in EasyMP4Tags.Get:
             EasyMP4Tags.RegisterFreeformKey(key, name)
     _registered = True
 
 
+# PyAV's (container, codec) -> mutagen module and class: skips mutagen's format scoring
+_CLASSES = {
+    ("mp3", None): ("mutagen.id3", "ID3"),  # the tag alone: no scan of the MPEG frames
+    ("flac", None): ("mutagen.flac", "FLAC"),
+    ("ogg", "vorbis"): ("mutagen.oggvorbis", "OggVorbis"),
+    ("ogg", "opus"): ("mutagen.oggopus", "OggOpus"),
+    ("ogg", "flac"): ("mutagen.oggflac", "OggFLAC"),
+    ("ogg", "speex"): ("mutagen.oggspeex", "OggSpeex"),
+    ("mov", None): ("mutagen.easymp4", "EasyMP4"),
+    ("asf", None): ("mutagen.asf", "ASF"),
+    ("ape", None): ("mutagen.monkeysaudio", "MonkeysAudio"),
+    ("wv", None): ("mutagen.wavpack", "WavPack"),
+    ("mpc", None): ("mutagen.musepack", "Musepack"),
+    ("mpc8", None): ("mutagen.musepack", "Musepack"),
+    ("tak", None): ("mutagen.tak", "TAK"),
+    ("tta", None): ("mutagen.trueaudio", "TrueAudio"),
+    ("aiff", None): ("mutagen.aiff", "AIFF"),
+    ("wav", None): ("mutagen.wave", "WAVE"),
+    ("dsf", None): ("mutagen.dsf", "DSF"),
+    ("iff", None): ("mutagen.dsdiff", "DSDIFF"),
+}
+
+
 def _mutagen_class(container: str | None, codec: str | None) -> Any:
-    """The mutagen class for a format PyAV identified (skips mutagen's format scoring)."""
-    if container == "mp3":
-        from mutagen.id3 import ID3
+    """The mutagen class for a format PyAV identified (None: let mutagen find out)."""
+    if not container:
+        return None
+    name = "mov" if container.startswith("mov") else container
+    found = _CLASSES.get((name, codec)) or _CLASSES.get((name, None))
+    if found is None:
+        return None
+    module = __import__(found[0], fromlist=[found[1]])
+    return getattr(module, found[1])
 
-        return ID3  # the tag alone: no scan of the MPEG frames
-    if container == "flac":
-        from mutagen.flac import FLAC
 
-        return FLAC
-    if container == "ogg" and codec == "vorbis":
-        from mutagen.oggvorbis import OggVorbis
+def _open_tags(path: Path, container: str | None, codec: str | None) -> Any:
+    """The file's tag object (mutagen's), or None."""
+    import mutagen
+    from mutagen.apev2 import APEv2
 
-        return OggVorbis
-    if container == "ogg" and codec == "opus":
-        from mutagen.oggopus import OggOpus
+    cls = _mutagen_class(container, codec)
+    f = None
+    if cls is not None:
+        try:
+            f = cls(str(path))
+        except Exception:  # a header mutagen's parser refuses: let it score the file
+            f = None
+    if f is None:
+        try:
+            f = mutagen.File(str(path))
+        except Exception:  # an audio header mutagen cannot parse: the tag may still be fine
+            f = None
+        if type(f).__name__ == "MP4":
+            from mutagen.easymp4 import EasyMP4
 
-        return OggOpus
-    if container and container.startswith("mov"):
-        from mutagen.easymp4 import EasyMP4
-
-        return EasyMP4
-    return None
+            f = EasyMP4(str(path))
+    found = f if f is None else getattr(f, "tags", f)  # an ID3 is itself the tags
+    if found is None:
+        try:  # an APEv2 tag at the end of a file whose header mutagen cannot parse
+            return APEv2(str(path))
+        except mutagen.MutagenError:
+            return None
+    return found
 
 
 def read_tags(
@@ -128,6 +175,8 @@ def read_tags(
     """(tags, problem): the known tags of `path`; problem says why none could be read.
 
     `container` and `codec` (PyAV's names, when known) pick mutagen's class directly.
+    Keys are compared case-insensitively (APEv2, ASF and Vorbis comments all allow
+    any case); every format mutagen reads is covered (see docs/formats.md).
     """
     import mutagen
 
@@ -139,43 +188,93 @@ def read_tags(
         tags = _tags_from_ffmpeg(path)
         return tags, f"ID3 tag of {big / 1e6:.1f} MB read by FFmpeg"
     try:
-        cls = _mutagen_class(container, codec)
-        f = None
-        if cls is not None:
-            try:
-                f = cls(str(path))
-            except mutagen.MutagenError:
-                f = None
-        if f is None:
-            f = mutagen.File(str(path), easy=True)
+        found = _open_tags(path, container, codec)
+        present = _present(found) if found is not None else {}
+        if container == "ogg":
+            for key, extra in _other_ogg_streams(path).items():
+                present.setdefault(key, extra)
     except mutagen.MutagenError as exc:
         return {}, f"tags unreadable: {exc}"
-    except (ValueError, KeyError, IndexError, OverflowError, EOFError, UnicodeError) as exc:
+    except Exception as exc:  # mutagen raises many kinds on hostile input
         return {}, f"tags unreadable: {type(exc).__name__}"
-    found = getattr(f, "tags", f)  # an ID3 is itself the tags
-    if f is None or found is None:
-        return {}, None
     out: dict[str, list[str]] = {}
-    try:
-        if _is_id3(found):
-            present = _from_id3(found)
-        elif hasattr(found, "as_dict"):  # Vorbis comments: one pass over the list
-            present = found.as_dict()
-        else:
-            wanted = set(KEYS)
-            present = {k: found[k] for k in found if k in wanted}
-    except (ValueError, KeyError, UnicodeError):
-        return {}, "tags unreadable"
     for key in KEYS:
         values = present.get(key)
         if not values:
             continue
-        if isinstance(values, str):
-            values = [values]
-        clean = [str(v)[:MAX_VALUE] for v in list(values)[:MAX_VALUES] if str(v).strip()]
+        clean = [str(v)[:MAX_VALUE] for v in values[:MAX_VALUES] if str(v).strip()]
         if clean:
             out[key] = clean
     return out, None
+
+
+def _present(found: Any) -> dict[str, list[str]]:
+    """Our keys from any of mutagen's tag objects."""
+    from mutagen.apev2 import APEv2
+    from mutagen.asf import ASFTags
+
+    if _is_id3(found):
+        return _from_id3(found)
+    if isinstance(found, APEv2):
+        return _mapped(((k, list(v)) for k, v in found.items() if v.kind == 0), _APE)
+    if isinstance(found, ASFTags):
+        return _mapped(((k, [str(x) for x in v]) for k, v in found.as_dict().items()), _ASF)
+    if hasattr(found, "as_dict"):  # Vorbis comments: one pass over the list
+        return _mapped(found.as_dict().items(), {})
+    return _mapped(((k, found[k]) for k in found), {})
+
+
+def _mapped(items: Any, names: dict[str, str]) -> dict[str, list[str]]:
+    """Lower-cased keys, renamed by `names`; values as lists of strings."""
+    out: dict[str, list[str]] = {}
+    for key, values in items:
+        lower = str(key).lower()
+        ours = names.get(lower, lower)
+        if isinstance(values, str):
+            values = [values]
+        out.setdefault(ours, []).extend(str(v) for v in values)
+    return out
+
+
+def _other_ogg_streams(path: Path) -> dict[str, list[str]]:
+    """Comments of a Theora stream beside the audio (video files often carry them there)."""
+    with open(path, "rb") as f:
+        start = f.read(65536)
+    if b"\x80theora" not in start:
+        return {}
+    from mutagen.oggtheora import OggTheora
+
+    tags = OggTheora(str(path)).tags
+    return _mapped(tags.as_dict().items(), {}) if tags is not None else {}
+
+
+# APEv2 keys (any case; used by APE, WavPack, Musepack, TAK, OptimFROG) -> ours
+_APE = {
+    "album artist": "albumartist",
+    "track": "tracknumber",
+    "disc": "discnumber",
+    "year": "date",
+    "musicbrainz_albumartistid": "musicbrainz_albumartistid",
+}
+# ASF (WMA) attribute names, lower-cased -> ours
+_ASF = {
+    "author": "artist",
+    "wm/artists": "artists",
+    "wm/albumtitle": "album",
+    "wm/albumartist": "albumartist",
+    "wm/isrc": "isrc",
+    "wm/tracknumber": "tracknumber",
+    "wm/partofset": "discnumber",
+    "wm/year": "date",
+    "wm/genre": "genre",
+    "wm/barcode": "barcode",
+    "wm/publisher": "label",
+    "musicbrainz/track id": "musicbrainz_trackid",
+    "musicbrainz/release track id": "musicbrainz_releasetrackid",
+    "musicbrainz/album id": "musicbrainz_albumid",
+    "musicbrainz/artist id": "musicbrainz_artistid",
+    "acoustid/id": "acoustid_id",
+}
 
 
 _ID3_TEXT = {
