@@ -307,3 +307,76 @@ def test_reason_names_the_failure(tmp_path) -> None:
     with pytest.raises(Rejected) as info:
         analyse(broken_dsf(tmp_path / "b.dsf"))
     assert re.search(r"no decodable audio: .*Invalid data", info.value.reason)
+
+
+# what FFmpeg calls the formats it reads but cannot write (a header alone does not open)
+PYAV_NAMES = {
+    "Monkey's Audio": ("ape", "ape"),
+    "Musepack": ("musepack8", "mpc8"),
+    "TAK": ("tak", "tak"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(MAKERS) - {"OptimFROG"}))
+def test_release_extension_of_every_format(tmp_path: Path, name: str) -> None:
+    from musicark.release.names import extension
+
+    ext, _system = FORMATS[name]
+    if name in PYAV_NAMES:
+        codec, container = PYAV_NAMES[name]
+    else:
+        a = analyse(MAKERS[name](tmp_path / f"song{ext}"), fingerprint=False)
+        codec, container = a.codec, a.container
+    expected = "ogg" if ext == ".ogv" else ext.lstrip(".")  # the audio of a video file
+    assert extension(codec, container) == expected
+
+
+def test_lossless_formats_rank_first(run, tmp_path) -> None:
+    from audio import import_catalog_rows, track
+
+    from musicark.store.probe import is_lossless
+
+    for codec in (
+        "flac",
+        "alac",
+        "wavpack",
+        "ape",
+        "tak",
+        "tta",
+        "pcm_s16le",
+        "pcm_s16be",
+        "dsd_lsbf_planar",
+        "wmalossless",
+    ):
+        assert is_lossless(codec), codec
+    for codec in ("mp3float", "aac", "opus", "vorbis", "wmav2", "musepack8"):
+        assert not is_lossless(codec), codec
+    import_catalog_rows(run.archive, [track("t1", "Deep", "Dee", isrc="USX9P2500077")], tmp_path)
+    src = tmp_path / "in"
+    src.mkdir()
+    from mutagen import id3
+
+    for path in (dsf(src / "a.dsf"), encoded(src / "b.mp3"), encoded(src / "c.wv")):
+        f = __import__("mutagen").File(str(path))
+        if path.suffix == ".wv":
+            f.add_tags()
+            f.tags["ISRC"] = "USX9P2500077"
+        else:
+            if f.tags is None:
+                f.add_tags()
+            f.tags.add(id3.TSRC(encoding=3, text=["USX9P2500077"]))
+        f.save()
+    run("ingest", src, "--json")
+    conn = sqlite3.connect(run.archive.state_path)
+    rows = conn.execute(
+        "SELECT b.codec, b.lossless, r.preferred FROM renditions r JOIN blobs b USING (sha256)"
+        " WHERE r.track_id IS NOT NULL"
+    ).fetchall()
+    conn.close()
+    assert len(rows) == 3
+    assert {codec: bool(lossless) for codec, lossless, _ in rows} == {
+        "dsd_lsbf_planar": True,
+        "mp3float": False,
+        "wavpack": True,
+    }
+    assert next(c for c, _, preferred in rows if preferred) != "mp3float"

@@ -20,19 +20,68 @@ MAX_SLUG = 60
 _RELEASE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
-# (codec, container) -> extension, most specific first
-_EXTENSIONS = {
+# FFmpeg's container (demuxer) name -> the usual extension of such files
+_CONTAINERS = {
+    "mp3": "mp3",
+    "flac": "flac",
+    "mov,mp4,m4a,3gp,3g2,mj2": "m4a",
+    "mov": "m4a",
+    "mp4": "m4a",
+    "aiff": "aiff",
+    "wav": "wav",
+    "w64": "w64",
+    "dsf": "dsf",
+    "iff": "dff",
+    "wv": "wv",
+    "ape": "ape",
+    "mpc": "mpc",
+    "mpc8": "mpc",
+    "tak": "tak",
+    "asf": "wma",
+    "tta": "tta",
+    "aac": "aac",
+    "ac3": "ac3",
+    "eac3": "eac3",
+    "truehd": "thd",
+    "mlp": "mlp",
+    "dts": "dts",
+    "amr": "amr",
+    "au": "au",
+    "caf": "caf",
+    "shn": "shn",
+    "matroska,webm": "mka",
+}
+# Ogg holds several codecs, each with its own usual extension
+_OGG = {"opus": "opus", "vorbis": "ogg", "flac": "oga", "speex": "spx"}
+# a codec alone (when the container is unknown) -> extension
+_CODECS = {
     "opus": "opus",
     "vorbis": "ogg",
     "flac": "flac",
     "mp3": "mp3",
+    "mp3float": "mp3",
     "aac": "m4a",
     "alac": "m4a",
     "wavpack": "wv",
+    "ape": "ape",
+    "tak": "tak",
+    "tta": "tta",
+    "musepack7": "mpc",
+    "musepack8": "mpc",
+    "wmav1": "wma",
+    "wmav2": "wma",
+    "wmapro": "wma",
+    "wmalossless": "wma",
+    "wmavoice": "wma",
     "pcm_s16le": "wav",
     "pcm_s24le": "wav",
+    "pcm_s32le": "wav",
+    "pcm_f32le": "wav",
+    "pcm_s16be": "aiff",
+    "pcm_s24be": "aiff",
+    "dsd_lsbf_planar": "dsf",
+    "dsd_msbf": "dff",
 }
-_CONTAINERS = {"ogg": "ogg", "mp3": "mp3", "flac": "flac", "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}
 
 
 def check_release_name(name: str) -> str:
@@ -59,10 +108,20 @@ def slug(text: str | None, *, limit: int = MAX_SLUG) -> str:
 
 
 def extension(codec: str | None, container: str | None) -> str:
-    if codec and codec.lower() in _EXTENSIONS:
-        return _EXTENSIONS[codec.lower()]
-    if container and container.lower() in _CONTAINERS:
-        return _CONTAINERS[container.lower()]
+    """The usual extension of a file in `container` holding `codec` (FFmpeg's names);
+    `bin` only for what is not known at all."""
+    c = (container or "").lower()
+    k = (codec or "").lower()
+    if c == "ogg":
+        return _OGG.get(k, "ogg")
+    if c in _CONTAINERS:
+        return _CONTAINERS[c]
+    if k in _CODECS:
+        return _CODECS[k]
+    if k.startswith("pcm_"):
+        return "wav"
+    if k.startswith("dsd_"):
+        return "dsf"
     return "bin"
 
 

@@ -18,6 +18,7 @@ from musicark.errors import StoreError, UsageError
 from musicark.sqlite import transaction
 from musicark.store import schema
 from musicark.store.blobs import is_sha256
+from musicark.store.probe import is_lossless
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,15 @@ def _reason(best: Rendition, runner_up: Rendition | None) -> str:
 
 def _renditions(conn: sqlite3.Connection, track_id: int) -> list[Rendition]:
     return [
-        Rendition(sha, codec, bool(lossless), bitrate, damaged, duration, by == "operator")
+        Rendition(
+            sha,
+            codec,
+            bool(lossless) or is_lossless(codec),  # rows from before a codec was known lossless
+            bitrate,
+            damaged,
+            duration,
+            by == "operator",
+        )
         for sha, codec, lossless, bitrate, damaged, duration, by in conn.execute(
             "SELECT r.sha256, b.codec, b.lossless, b.bitrate, b.damaged, b.duration_ms,"
             " r.preferred_by FROM renditions r JOIN blobs b ON b.sha256 = r.sha256"

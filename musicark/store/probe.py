@@ -21,8 +21,31 @@ from musicark.store.fingerprint import MAX_SECONDS, Fingerprinter
 from musicark.store.ledger import Rejected
 
 LOSSLESS_CODECS = frozenset(
-    {"flac", "alac", "wavpack", "ape", "tta", "mlp", "truehd", "shorten", "tak", "wmalossless"}
+    {
+        "flac",
+        "alac",
+        "wavpack",
+        "ape",
+        "tta",
+        "mlp",
+        "truehd",
+        "shorten",
+        "tak",
+        "wmalossless",
+        "ralf",
+        "als",
+    }
 )
+
+
+def is_lossless(codec: str | None) -> bool:
+    """FFmpeg's codec name of a lossless codec: FLAC, ALAC, WavPack, APE, TAK, PCM, DSD, ..."""
+    if not codec:
+        return False
+    name = codec.lower()
+    return name in LOSSLESS_CODECS or name.startswith(("pcm_", "dsd_")) or "lossless" in name
+
+
 # Leading bytes of audio formats: a file that starts like audio but cannot be opened is
 # corrupt, anything else is not audio at all.
 _MAGIC = (
@@ -162,7 +185,7 @@ def _from_mutagen(path: Path, why: str) -> Analysis | None:
         bitrate=int(getattr(info, "bitrate", 0) or 0) or None,
         sample_rate=int(getattr(info, "sample_rate", 0) or 0) or None,
         channels=int(getattr(info, "channels", 0) or 0) or None,
-        lossless="lossless" in codec.lower(),
+        lossless=is_lossless(codec),
         note=f"{why}: the audio was not checked, the tags were kept",
     )
 
@@ -244,7 +267,7 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
         bitrate=int(bitrate) if bitrate else None,
         sample_rate=sample_rate,
         channels=channels,
-        lossless=codec in LOSSLESS_CODECS or codec.startswith("pcm_"),
+        lossless=is_lossless(codec),
     )
     problems: list[str] = []
     reached = 0.0
