@@ -11,7 +11,8 @@ Then times, in the same run, alternating --rounds times on fresh copies of the a
 2. `transcode(archive, jobs=--jobs)`: decode, encode, decode again, fingerprint check, store
 
 Throughput is seconds of audio per wall-clock second; each contender's best round counts,
-and the CPU seconds of that round are printed too. Goal: transcode >= 0.9x ffmpeg.
+and the CPU seconds of that round are printed too (on a shared, loaded machine the CPU
+ratio is the steadier figure). Goal: transcode >= 0.9x ffmpeg.
 """
 
 from __future__ import annotations

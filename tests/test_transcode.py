@@ -261,3 +261,25 @@ def test_a_missing_source_is_counted_not_failed(cli: Runner, arc: Archive) -> No
     data = json.loads(cli("transcode", "--jobs", "1", "--json").output)
     assert data["missing_source"] == 1 and data["transcoded"] == 1 and data["ok"]
     assert "1 sources missing" in cli("transcode").output
+
+
+def test_a_cut_rendition_fails_the_duration_check(arc: Archive, tmp_path: Path) -> None:
+    from musicark.tier.encode import decode_fingerprint
+
+    sha = _sources(arc)["t1"]
+    out = render(
+        Job(sha, str(blob_path(arc, sha)), str(tmp_path / "a.tmp"), Settings("opus", 75000))
+    )
+    assert out.ok
+    whole = (tmp_path / "a.tmp").read_bytes()
+    seconds, values = decode_fingerprint(tmp_path / "a.tmp")
+    assert abs(seconds * 1000 - out.source_duration_ms) <= 50
+    (tmp_path / "cut.opus").write_bytes(whole[: len(whole) * 2 // 3])
+    cut_seconds, cut_values = decode_fingerprint(tmp_path / "cut.opus")
+    verdict = compare(
+        source_seconds=out.source_duration_ms / 1000,
+        derived_seconds=cut_seconds,
+        source_fp=values,
+        derived_fp=cut_values,
+    )
+    assert not verdict.ok and "decodes to" in str(verdict.reason)

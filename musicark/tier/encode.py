@@ -158,9 +158,9 @@ FP_RATE = 11025  # Chromaprint's working rate: swresample converts faster than i
 
 class _Feed:
     """Collects s16 mono PCM at FP_RATE up to a limit; feeds Chromaprint in ~1 s chunks
-    (one call per decoded frame costs more than the fingerprint itself). Downmixed and
-    resampled by swresample, the fingerprint equals the one of the stereo original rate
-    audio (Chromaprint downmixes and resamples to 11025 Hz itself, more slowly)."""
+    (one call per decoded frame costs more than the fingerprint itself). Chromaprint
+    downmixes and resamples to 11025 Hz itself, more slowly than swresample; the values
+    come out the same (or within a few bits) as from stereo audio at its own rate."""
 
     def __init__(self, rate: int, limit_seconds: float) -> None:
         self.fp = Fingerprinter.reuse(rate, 1)
@@ -325,9 +325,21 @@ def _ogg_opus_seconds(path: Path) -> float | None:
         f.seek(max(0, size - 65536))
         tail = f.read()
     at = head.find(b"OpusHead")
-    last = tail.rfind(b"OggS")
-    if at < 0 or last < 0 or len(tail) - last < 27 or not tail[last + 5] & 0x04:
-        return None  # not Opus, or no end-of-stream page
-    pre_skip = int.from_bytes(head[at + 10 : at + 12], "little")
-    granule = int.from_bytes(tail[last + 6 : last + 14], "little", signed=True)
-    return max(0, granule - pre_skip) / 48000
+    if at < 0:
+        return None
+    # the last page: the one whose header, lacing and body end exactly at the end of the file
+    # (b"OggS" may also occur inside packet data)
+    i = tail.rfind(b"OggS")
+    while i >= 0:
+        if len(tail) - i >= 27 and tail[i + 4] == 0:
+            nseg = tail[i + 26]
+            if len(tail) - i >= 27 + nseg:
+                body = sum(tail[i + 27 : i + 27 + nseg])
+                if i + 27 + nseg + body == len(tail):
+                    if not tail[i + 5] & 0x04:
+                        return None  # no end-of-stream page: decode to the end instead
+                    pre_skip = int.from_bytes(head[at + 10 : at + 12], "little")
+                    granule = int.from_bytes(tail[i + 6 : i + 14], "little", signed=True)
+                    return max(0, granule - pre_skip) / 48000
+        i = tail.rfind(b"OggS", 0, i)
+    return None
