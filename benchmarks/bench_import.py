@@ -40,15 +40,25 @@ BASELINE_INDEXES = (
 
 
 def write_csv(table: pa.Table, path: Path) -> None:
+    """The table as CSV, nested values as JSON text, a batch at a time (bounded memory)."""
     nested = [
         f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_struct(f.type)
     ]
-    for name in nested:
-        values = [None if v is None else orjson.dumps(v).decode() for v in table[name].to_pylist()]
-        table = table.set_column(
-            table.schema.get_field_index(name), name, pa.array(values, pa.string())
-        )
-    pacsv.write_csv(table, path)
+    writer = None
+    for batch in table.to_batches(max_chunksize=200_000):
+        part = pa.Table.from_batches([batch])
+        for name in nested:
+            values = [
+                None if v is None else orjson.dumps(v).decode() for v in part[name].to_pylist()
+            ]
+            part = part.set_column(
+                part.schema.get_field_index(name), name, pa.array(values, pa.string())
+            )
+        if writer is None:
+            writer = pacsv.CSVWriter(str(path), part.schema)
+        writer.write_table(part)
+    if writer is not None:
+        writer.close()
 
 
 def cpu_seconds() -> float:
