@@ -333,3 +333,15 @@ def test_proxy_from_the_environment(
     assert summary.counts == {"success": 1}, summary.to_dict()
     hosts = {h.get("host") for p, h in server.requests if p == "/p.mp3"}
     assert hosts == {"music.example.invalid"}
+
+
+def test_robots_crawl_delay_spaces_requests(
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+) -> None:
+    server.robots = "User-agent: *\nCrawl-delay: 0.3\n"
+    rows = [{"url": server.add(f"/d{i}.mp3", songs[i])} for i in range(3)]
+    listing = write_csv(tmp_path / "l.csv", rows)
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    assert summary.counts == {"success": 3}
+    gaps = [b - a for a, b in zip(server.starts, server.starts[1:], strict=False)]
+    assert min(gaps) >= 0.25

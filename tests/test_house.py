@@ -84,7 +84,9 @@ def test_the_library_never_prints() -> None:
             if not isinstance(node, ast.Call):
                 continue
             f = node.func
-            called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            called = (
+                f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            )
             if called in ("print", "echo", "secho", "pprint"):
                 printing.append(f"{name}:{node.lineno}")
     assert sorted(printing) == []

@@ -151,6 +151,32 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def crawl_delay(lines: list[str]) -> float | None:
+    """Crawl-delay for us (our group, else `*`), decimals included (robotparser takes
+    only whole seconds)."""
+    found: dict[str, float] = {}
+    agents: list[str] = []
+    in_rules = False
+    for raw in lines:
+        key, _, value = raw.split("#", 1)[0].partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "user-agent":
+            if in_rules:
+                agents, in_rules = [], False
+            agents.append(value.lower())
+        elif key:
+            in_rules = True
+            if key == "crawl-delay":
+                try:
+                    delay = float(value)
+                except ValueError:
+                    continue
+                for agent in agents:
+                    found.setdefault(agent, delay)
+    ours = next((d for a, d in found.items() if a != "*" and a in USER_AGENT.lower()), None)
+    return ours if ours is not None else found.get("*")
+
+
 def looks_like_html(head: bytes) -> bool:
     return head.lstrip()[:16].lower().startswith(_HTML_HEADS)
 
@@ -187,10 +213,11 @@ class Downloader:
             return parser
         if r.status_code != 200:
             return None
-        parser.parse(r.text.splitlines())
-        delay = parser.crawl_delay(USER_AGENT)
+        lines = r.text.splitlines()
+        parser.parse(lines)
+        delay = crawl_delay(lines)
         if delay:
-            self.gate.set_interval(host, float(delay))
+            self.gate.set_interval(host, delay)
         return parser
 
     # ---- small API requests (search, metadata), retried like transfers
