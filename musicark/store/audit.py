@@ -162,10 +162,9 @@ def audit(
                 report(progress, replace(tick, done=result.checked))
         fixity.mark_verified(conn, verified, started_at)
         fixity.forget(conn, [*(c["sha256"] for c in result.changed), *result.missing])
-        if repair:
-            _repair(archive, conn, result, progress)
-        result.seconds = time.perf_counter() - t0
-        _record(conn, result, started_at)
+        _finish(
+            archive, conn, result, repair=repair, t0=t0, started_at=started_at, progress=progress
+        )
     finally:
         conn.close()
     return result
@@ -264,13 +263,29 @@ def _rolling(
             "share_checked": round(len(checked) / total, 4) if total else 1.0,
             **fixity.verification_status(archive),
         }
-        if repair:
-            _repair(archive, conn, result, progress)
-        result.seconds = time.perf_counter() - t0
-        _record(conn, result, started_at)
+        _finish(
+            archive, conn, result, repair=repair, t0=t0, started_at=started_at, progress=progress
+        )
     finally:
         conn.close()
     return result
+
+
+def _finish(
+    archive: Archive,
+    conn: sqlite3.Connection,
+    result: AuditResult,
+    *,
+    repair: bool,
+    t0: float,
+    started_at: str,
+    progress: ProgressCallback | None,
+) -> None:
+    """Repair if asked, then record the audit."""
+    if repair:
+        _repair(archive, conn, result, progress)
+    result.seconds = time.perf_counter() - t0
+    _record(conn, result, started_at)
 
 
 def _repair(

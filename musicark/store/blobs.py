@@ -122,5 +122,22 @@ def verify_blob(path: Path, sha256: str) -> None:
         raise IntegrityError(f"{path}: hashes to {actual}, expected {sha256}")
 
 
+def replace_durably(tmp: Path, dest: Path) -> None:
+    """Rename a complete file over `dest` (same filesystem: atomic) with its bytes synced
+    before and the rename synced after."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, dest)
+    fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)

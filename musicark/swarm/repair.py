@@ -30,7 +30,7 @@ from typing import Any
 from musicark.archive import Archive
 from musicark.errors import SwarmError
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.store.blobs import blob_path, hash_file
+from musicark.store.blobs import blob_path, hash_file, replace_durably
 
 FETCH_TIMEOUT = 300.0  # seconds to wait for the swarm, per torrent
 
@@ -45,14 +45,6 @@ class RepairOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _fsync_path(path: Path, *, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _storage(ti: Any) -> Any:
@@ -137,14 +129,6 @@ def fetch_files(
             f" {status.num_seeds} seeds{'; ' + problems[-1] if problems else ''})"
         )
     return fetched, why
-
-
-def _place(fetched: Path, dest: Path) -> None:
-    """Rename a verified file over `dest`, durably."""
-    _fsync_path(fetched)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(fetched, dest)
-    _fsync_path(dest.parent, directory=True)
 
 
 def _sha256(path: Path) -> str:
@@ -244,7 +228,7 @@ def _restore_blob(archive: Archive, sha: str, fetched: Path, release_copy: Path)
         damaged_inode: int | None = dest.stat().st_ino
     except FileNotFoundError:
         damaged_inode = None
-    _place(fetched, dest)
+    replace_durably(fetched, dest)
     try:
         st = release_copy.stat()
     except FileNotFoundError:
@@ -294,7 +278,7 @@ def repair_folder(
                 detail = f"the fetched file hashes to {actual}, the manifest says {sha}"
                 out.append(RepairOutcome(sha, "failed", root.name, path, detail))
                 continue
-            _place(got, root / path)
+            replace_durably(got, root / path)
             out.append(RepairOutcome(sha, "repaired", root.name, path, "from the swarm"))
     finally:
         shutil.rmtree(work, ignore_errors=True)

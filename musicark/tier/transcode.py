@@ -29,7 +29,7 @@ from musicark.executor import Outcome, make_executor, resolve_jobs
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.store import schema as store_schema
-from musicark.store.blobs import blob_path
+from musicark.store.blobs import blob_path, replace_durably
 from musicark.tier import schema
 from musicark.tier.encode import CODECS, Job, Rendered, Settings, library_versions, render
 
@@ -297,18 +297,7 @@ def _place(archive: Archive, tmp: Path, sha256: str) -> None:
     if dest.exists():
         tmp.unlink(missing_ok=True)
         return
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(tmp, dest)
-    dirfd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    replace_durably(tmp, dest)
 
 
 def derived_renditions(
