@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from musicark.archive import Archive
 from musicark.catalog.ids import stable_hash
+from musicark.catalog.reader import CatalogReader, TrackRecord
 from musicark.sqlite import transaction
 from musicark.store import tags as T
 
@@ -63,21 +64,14 @@ class Match:
     confidence: float
 
 
-def refresh_title_index(state: sqlite3.Connection, catalog: sqlite3.Connection) -> int:
+def refresh_title_index(state: sqlite3.Connection, catalog: CatalogReader) -> int:
     """Bring `match_titles` up to date with the catalogue; returns the titles added."""
     row = state.execute("SELECT catalog_seq FROM match_state WHERE id = 1").fetchone()
-    try:
-        top = catalog.execute("SELECT max(seq) FROM track_changes").fetchone()[0] or 0
-    except sqlite3.OperationalError:  # a catalogue from before the change log
-        top = 0
+    top = catalog.last_change()
     if row is None:
-        cursor = catalog.execute("SELECT id, title FROM tracks")
+        cursor = catalog.titles()
     elif top > row[0]:
-        cursor = catalog.execute(
-            "SELECT t.id, t.title FROM track_changes c JOIN tracks t ON t.id = c.track_id"
-            " WHERE c.seq > ?",
-            (row[0],),
-        )
+        cursor = catalog.titles(changed_since=row[0])
     else:
         return 0
     added = 0
@@ -100,14 +94,16 @@ def refresh_title_index(state: sqlite3.Connection, catalog: sqlite3.Connection) 
 
 
 class Matcher:
-    """Matches probed, tagged files to catalogue tracks (one per ingest, in the main process)."""
+    """Matches probed, tagged files to catalogue tracks (one per ingest, in the main process).
+
+    Catalogue rows come through the one catalogue reader (`musicark.catalog.reader`)."""
 
     def __init__(self, archive: Archive, state: sqlite3.Connection, *, tolerance_ms: int) -> None:
         self.state = state
         self.tolerance_ms = tolerance_ms
-        self.catalog: sqlite3.Connection | None = None
+        self.catalog: CatalogReader | None = None
         if archive.catalog_path.exists():
-            self.catalog = archive.connect_catalog(readonly=True)
+            self.catalog = CatalogReader(archive.connect_catalog(readonly=True), owned=True)
             refresh_title_index(state, self.catalog)
 
     def close(self) -> None:
@@ -132,23 +128,23 @@ class Matcher:
         isrc = clean_isrc(T.first(tags, "isrc"))
         if not isrc or self.catalog is None:
             return None
-        rows = self.catalog.execute(
-            "SELECT id, title, duration_ms FROM tracks WHERE isrc = ?", (isrc,)
-        ).fetchall()
-        if not rows:
+        found = self.catalog.by_isrc(isrc)
+        if not found:
             return None
         title = normalize(T.first(tags, "title") or "")
 
-        def score(row: tuple[int, str, int | None]) -> tuple[int, int, int]:
-            same_title = int(bool(title) and normalize(row[1] or "") == title)
-            diff = abs((row[2] or 0) - duration_ms) if duration_ms and row[2] else 10**9
-            return (-same_title, diff, row[0])
+        def score(t: TrackRecord) -> tuple[int, int, int]:
+            same_title = int(bool(title) and normalize(t.title or "") == title)
+            diff = (
+                abs((t.duration_ms or 0) - duration_ms) if duration_ms and t.duration_ms else 10**9
+            )
+            return (-same_title, diff, t.id)
 
-        best = min(rows, key=score)
-        confidence = 1.0 if len(rows) == 1 else 0.9
-        if self._duration_ok(best[2], duration_ms) is False:
+        best = min(found, key=score)
+        confidence = 1.0 if len(found) == 1 else 0.9
+        if self._duration_ok(best.duration_ms, duration_ms) is False:
             confidence -= 0.2
-        return Match(best[0], "isrc", round(confidence, 3))
+        return Match(best.id, "isrc", round(confidence, 3))
 
     def _by_external_id(self, tags: dict[str, list[str]]) -> Match | None:
         assert self.catalog is not None
@@ -156,15 +152,9 @@ class Matcher:
             value = T.first(tags, tag)
             if not value:
                 continue
-            marks = ",".join("?" * len(kinds))
-            rows = self.catalog.execute(
-                f"SELECT DISTINCT entity_id FROM external_ids WHERE entity = 'track'"
-                f" AND kind IN ({marks}) AND value = ? ORDER BY entity_id",
-                (*kinds, value.strip()),
-            ).fetchall()
-            if rows:
-                kind = kinds[0]
-                return Match(rows[0][0], f"external_id:{kind}", 1.0 if len(rows) == 1 else 0.9)
+            ids = self.catalog.by_external_id(kinds, value.strip())
+            if ids:
+                return Match(ids[0], f"external_id:{kinds[0]}", 1.0 if len(ids) == 1 else 0.9)
         return None
 
     def _by_artist_title(self, tags: dict[str, list[str]], duration_ms: int | None) -> Match | None:
@@ -185,26 +175,16 @@ class Matcher:
             return None
         wanted = normalize(title)
         best: tuple[int, int] | None = None  # (duration difference, track id)
-        for tid in ids:
-            row = self.catalog.execute(
-                "SELECT title, duration_ms FROM tracks WHERE id = ?", (tid,)
-            ).fetchone()
-            if row is None or normalize(row[0] or "") != wanted:
+        for tid, t in sorted(self.catalog.tracks(ids).items()):
+            if normalize(t.title or "") != wanted:
                 continue
-            credited = {
-                normalize(n, strip_brackets=False)
-                for (n,) in self.catalog.execute(
-                    "SELECT a.name FROM track_artists ta JOIN artists a ON a.id = ta.artist_id"
-                    " WHERE ta.track_id = ?",
-                    (tid,),
-                )
-            }
+            credited = {normalize(n, strip_brackets=False) for n in t.artist_names}
             if not names & credited:
                 continue
-            ok = self._duration_ok(row[1], duration_ms)
+            ok = self._duration_ok(t.duration_ms, duration_ms)
             if ok is False:
                 continue
-            diff = abs(row[1] - duration_ms) if ok else self.tolerance_ms
+            diff = abs((t.duration_ms or 0) - (duration_ms or 0)) if ok else self.tolerance_ms
             if best is None or (diff, tid) < best:
                 best = (diff, tid)
         if best is None:
