@@ -90,3 +90,16 @@ def test_the_library_never_prints() -> None:
             if called in ("print", "echo", "secho", "pprint"):
                 printing.append(f"{name}:{node.lineno}")
     assert sorted(printing) == []
+
+
+def test_transactions_go_through_sqlite_transaction() -> None:
+    """No hand-written BEGIN/COMMIT/ROLLBACK: `musicark.sqlite.transaction` rolls back on
+    every exception, a hand-written block does not."""
+    root = TESTS.parent / "musicark"
+    statement = re.compile(r"""execute\(\s*f?["'](BEGIN|COMMIT|ROLLBACK|END)\b""", re.I)
+    found = sorted(
+        f"{path.relative_to(root)}"
+        for path in root.rglob("*.py")
+        if path.name != "sqlite.py" and statement.search(path.read_text("utf-8"))
+    )
+    assert found == []

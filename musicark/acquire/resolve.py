@@ -18,6 +18,7 @@ import orjson
 from musicark.acquire.model import Offer
 from musicark.archive import Archive
 from musicark.catalog.reader import CatalogReader, TrackRecord
+from musicark.sqlite import transaction
 from musicark.store.match import EXTERNAL_KINDS, Matcher, clean_isrc
 
 _MB_KINDS = EXTERNAL_KINDS["musicbrainz_trackid"]
@@ -109,20 +110,19 @@ class OfferIndex:
         """Index (offer, its track ids); returns the offers that matched no track."""
         unmatched = 0
         batch: list[tuple[int, int, int, bytes]] = []
-        self.conn.execute("BEGIN")
-        for offer, ids in offers:
-            if not ids:
-                unmatched += 1
-                continue
-            raw = offer_to_json(offer)
-            for tid in ids:
-                batch.append((tid, rank, self.rows, raw))
-            self.rows += 1
-            if len(batch) >= 5000:
-                self.conn.executemany("INSERT INTO offers VALUES (?,?,?,?)", batch)
-                batch.clear()
-        self.conn.executemany("INSERT INTO offers VALUES (?,?,?,?)", batch)
-        self.conn.execute("COMMIT")
+        with transaction(self.conn, immediate=False):
+            for offer, ids in offers:
+                if not ids:
+                    unmatched += 1
+                    continue
+                raw = offer_to_json(offer)
+                for tid in ids:
+                    batch.append((tid, rank, self.rows, raw))
+                self.rows += 1
+                if len(batch) >= 5000:
+                    self.conn.executemany("INSERT INTO offers VALUES (?,?,?,?)", batch)
+                    batch.clear()
+            self.conn.executemany("INSERT INTO offers VALUES (?,?,?,?)", batch)
         return unmatched
 
     def finish(self) -> None:
