@@ -9,7 +9,8 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from audio import encode, song
+
+from tests.audio import encode, song
 
 # the leading bytes of formats that FFmpeg cannot write
 HEADERS = {

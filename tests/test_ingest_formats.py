@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from odd_audio import (
+
+from musicark.store.probe import analyse
+from musicark.store.tags import read_tags
+from tests.odd_audio import (
     broken_dsf,
     dsf,
     encoded,
@@ -20,9 +23,6 @@ from odd_audio import (
     theora_beside,
     wma_with_codec,
 )
-
-from musicark.store.probe import analyse
-from musicark.store.tags import read_tags
 
 DOC = Path(__file__).parents[1] / "docs" / "formats.md"
 VALUES = {
@@ -332,9 +332,8 @@ def test_release_extension_of_every_format(tmp_path: Path, name: str) -> None:
 
 
 def test_lossless_formats_rank_first(run, tmp_path) -> None:
-    from audio import import_catalog_rows, track
-
     from musicark.store.probe import is_lossless
+    from tests.audio import import_catalog_rows, track
 
     for codec in (
         "flac",
