@@ -62,11 +62,10 @@ def ingest_audio(archive: Archive, ctx: DemoContext) -> None:
     summary = ingest(archive, [files[0].parent], jobs=1)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     ctx.say(f"ingested {summary.files} generated audio files: {counts}")
-    for group in find_dupes(archive)["same_recording"]:
-        best = next(r for r in group["renditions"] if r["preferred"])
-        ctx.say(
-            f"track {group['track_id']}: preferred {best['codec']} ({best['preferred_reason']})"
-        )
+    for group in find_dupes(archive).same_recording:
+        best = group.preferred
+        if best is not None:
+            ctx.say(f"track {group.track_id}: preferred {best.codec} ({best.preferred_reason})")
 
 
 def plan_budget(archive: Archive, ctx: DemoContext) -> None:

@@ -114,11 +114,11 @@ def dupes_command(
     if prefer_sha:
         result = prefer(archive, prefer_sha)
         if as_json:
-            echo_json(result)
+            echo_json(result.to_dict())
         else:
-            click.echo(f"preferred {result['sha256']} for track {result['track_id']}")
+            click.echo(f"preferred {result.sha256} for track {result.track_id}")
         return
-    data = find_dupes(archive, acoustic=acoustic)
+    data = find_dupes(archive, acoustic=acoustic).to_dict()
     if as_json:
         echo_json(data)
         return

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from musicark.archive import Archive
-from musicark.errors import IntegrityError, StoreError
+from musicark.errors import StoreError
 
 CHUNK = 4 * 1024 * 1024
 SMALL_FILE = 64 * 1024 * 1024  # read in one go below this size
@@ -113,13 +113,6 @@ def write_new(tmp: Path, data: bytes | memoryview) -> None:
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-
-
-def verify_blob(path: Path, sha256: str) -> None:
-    """Re-hash a blob; raise IntegrityError when its bytes do not hash to `sha256`."""
-    actual, _ = hash_file(path)
-    if actual != sha256:
-        raise IntegrityError(f"{path}: hashes to {actual}, expected {sha256}")
 
 
 def replace_durably(tmp: Path, dest: Path) -> None:

@@ -109,7 +109,19 @@ def update_preferred(conn: sqlite3.Connection, track_ids: Iterable[int]) -> int:
     return n
 
 
-def prefer(archive: Archive, sha256: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Preferred:
+    """An operator's choice of rendition for a track."""
+
+    sha256: str
+    track_id: int
+    preferred_reason: str = "chosen by the operator"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def prefer(archive: Archive, sha256: str) -> Preferred:
     """Make `sha256` the preferred rendition of its track (an operator's override)."""
     sha256 = sha256.strip().lower()
     if not is_sha256(sha256):
@@ -132,77 +144,164 @@ def prefer(archive: Archive, sha256: str) -> dict[str, Any]:
                 "UPDATE renditions SET preferred_by = 'operator' WHERE sha256 = ?", (sha256,)
             )
         update_preferred(conn, [row[0]])
-        return {"sha256": sha256, "track_id": row[0], "preferred_reason": "chosen by the operator"}
+        return Preferred(sha256, row[0])
     finally:
         conn.close()
 
 
-def find_dupes(archive: Archive, *, acoustic: bool = False, limit: int = 1000) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExactCopies:
+    """One blob ingested from several paths."""
+
+    sha256: str
+    copies: int
+    paths: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "copies": self.copies, "paths": self.paths}
+
+
+@dataclass(frozen=True)
+class RenditionInfo:
+    """One rendition of a track, as `dupes` lists it."""
+
+    sha256: str
+    codec: str | None
+    bitrate: int | None
+    lossless: bool
+    damaged: str | None
+    preferred: bool
+    preferred_reason: str | None
+    match_method: str | None
+    confidence: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class SameRecording:
+    """A catalogue track with several renditions (the preferred one first)."""
+
+    track_id: int
+    renditions: list[RenditionInfo]
+
+    @property
+    def preferred(self) -> RenditionInfo | None:
+        return next((r for r in self.renditions if r.preferred), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, "renditions": [r.to_dict() for r in self.renditions]}
+
+
+@dataclass(frozen=True)
+class AcousticPair:
+    a: str
+    b: str
+    ber: float
+    offset_s: float
+    overlap_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class DupesReport:
+    """What `musicark dupes` reports (`to_dict()` is its JSON)."""
+
+    blobs: int
+    exact: list[ExactCopies]
+    same_recording: list[SameRecording]
+    derived: list[dict[str, Any]]
+    acoustic: list[AcousticPair] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "blobs": self.blobs,
+            "exact": [e.to_dict() for e in self.exact],
+            "same_recording": [g.to_dict() for g in self.same_recording],
+            "derived": self.derived,
+        }
+        if self.acoustic is not None:
+            out["acoustic"] = [a.to_dict() for a in self.acoustic]
+        return out
+
+
+def find_dupes(archive: Archive, *, acoustic: bool = False, limit: int = 1000) -> DupesReport:
     """Exact duplicates, same-recording groups (with the preferred one), derived renditions
     (`musicark transcode`) with their source and, if asked, acoustic near-duplicates."""
     from musicark.tier.transcode import derived_renditions
 
     conn = schema.connect(archive)
     try:
-        exact = []
-        for sha, n in conn.execute(
-            "SELECT sha256, count(*) FROM provenance GROUP BY sha256 HAVING count(*) > 1"
-            " ORDER BY count(*) DESC, sha256 LIMIT ?",
-            (limit,),
-        ).fetchall():
-            paths = [
-                p
-                for (p,) in conn.execute(
-                    "SELECT path FROM provenance WHERE sha256 = ? ORDER BY path LIMIT 20", (sha,)
-                )
-            ]
-            exact.append({"sha256": sha, "copies": n, "paths": paths})
-        tracks = conn.execute(
-            "SELECT track_id FROM renditions WHERE track_id IS NOT NULL"
-            " GROUP BY track_id HAVING count(*) > 1 ORDER BY track_id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        recordings = []
-        for (track_id,) in tracks:
-            rows = conn.execute(
-                "SELECT r.sha256, b.codec, b.bitrate, b.lossless, b.damaged, r.preferred,"
-                " r.preferred_reason, r.match_method, r.confidence FROM renditions r"
-                " JOIN blobs b ON b.sha256 = r.sha256 WHERE r.track_id = ?"
-                " ORDER BY r.preferred DESC, r.sha256",
-                (track_id,),
-            ).fetchall()
-            recordings.append(
-                {
-                    "track_id": track_id,
-                    "renditions": [
-                        {
-                            "sha256": r[0],
-                            "codec": r[1],
-                            "bitrate": r[2],
-                            "lossless": bool(r[3]),
-                            "damaged": r[4],
-                            "preferred": bool(r[5]),
-                            "preferred_reason": r[6],
-                            "match_method": r[7],
-                            "confidence": r[8],
-                        }
-                        for r in rows
-                    ],
-                }
-            )
-        out: dict[str, Any] = {
-            "blobs": conn.execute("SELECT count(*) FROM blobs").fetchone()[0],
-            "exact": exact,
-            "same_recording": recordings,
-            "derived": derived_renditions(conn, limit=limit),
-        }
+        report = DupesReport(
+            blobs=conn.execute("SELECT count(*) FROM blobs").fetchone()[0],
+            exact=_exact(conn, limit),
+            same_recording=_same_recording(conn, limit),
+            derived=derived_renditions(conn, limit=limit),
+        )
         if acoustic:
             from musicark.store.acoustic import find_near_duplicates
 
-            out["acoustic"] = [
-                {"a": d.a, "b": d.b, "ber": d.ber, "offset_s": d.offset_s, "overlap_s": d.overlap_s}
+            report.acoustic = [
+                AcousticPair(d.a, d.b, d.ber, d.offset_s, d.overlap_s)
                 for d in find_near_duplicates(conn)
             ]
-        return out
+        return report
     finally:
         conn.close()
+
+
+def _exact(conn: sqlite3.Connection, limit: int) -> list[ExactCopies]:
+    out = []
+    for sha, n in conn.execute(
+        "SELECT sha256, count(*) FROM provenance GROUP BY sha256 HAVING count(*) > 1"
+        " ORDER BY count(*) DESC, sha256 LIMIT ?",
+        (limit,),
+    ).fetchall():
+        paths = [
+            p
+            for (p,) in conn.execute(
+                "SELECT path FROM provenance WHERE sha256 = ? ORDER BY path LIMIT 20", (sha,)
+            )
+        ]
+        out.append(ExactCopies(sha, n, paths))
+    return out
+
+
+def _same_recording(conn: sqlite3.Connection, limit: int) -> list[SameRecording]:
+    tracks = conn.execute(
+        "SELECT track_id FROM renditions WHERE track_id IS NOT NULL"
+        " GROUP BY track_id HAVING count(*) > 1 ORDER BY track_id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    out = []
+    for (track_id,) in tracks:
+        rows = conn.execute(
+            "SELECT r.sha256, b.codec, b.bitrate, b.lossless, b.damaged, r.preferred,"
+            " r.preferred_reason, r.match_method, r.confidence FROM renditions r"
+            " JOIN blobs b ON b.sha256 = r.sha256 WHERE r.track_id = ?"
+            " ORDER BY r.preferred DESC, r.sha256",
+            (track_id,),
+        ).fetchall()
+        out.append(
+            SameRecording(
+                track_id,
+                [
+                    RenditionInfo(
+                        r[0],
+                        r[1],
+                        r[2],
+                        bool(r[3]) or is_lossless(r[1]),
+                        r[4],
+                        bool(r[5]),
+                        r[6],
+                        r[7],
+                        r[8],
+                    )
+                    for r in rows
+                ],
+            )
+        )
+    return out
