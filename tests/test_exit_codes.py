@@ -128,7 +128,7 @@ def test_archive_before_the_command(run: Runner, archive: Archive, tmp_path: Pat
 
 
 def test_unexpected_error_is_one_logged_line_and_debug_shows_the_traceback(
-    run: Runner, monkeypatch: pytest.MonkeyPatch
+    run: Runner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import musicark.catalog.stats
 
@@ -146,6 +146,8 @@ def test_unexpected_error_is_one_logged_line_and_debug_shows_the_traceback(
         "musicark: error: unexpected RuntimeError: a bug"
         " (--debug or MUSICARK_DEBUG=1 shows the traceback)"
     ]
+    # the traceback still reaches other log handlers (here pytest's, shown on a failure)
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
     for argv, env in ((["--debug"], {}), ([], {"MUSICARK_DEBUG": "1"})):
         result = run(*argv, "catalog", "stats", check=False, env=env)
         assert result.exit_code == 1

@@ -63,6 +63,8 @@ class MusicarkGroup(click.Group):
             debug = bool(ctx.params.get("debug"))
             hint = "" if debug else " (--debug or MUSICARK_DEBUG=1 shows the traceback)"
             log.error("unexpected %s: %s%s", type(exc).__name__, exc, hint, exc_info=debug)
+            if not debug:  # for handlers beyond the terminal's (a test's log capture)
+                log.debug("the unexpected error's traceback", exc_info=exc)
             raise click.exceptions.Exit(1) from exc
 
 

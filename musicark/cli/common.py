@@ -59,16 +59,20 @@ class _LevelFormatter(logging.Formatter):
 
 
 def configure_logging(*, debug: bool) -> None:
-    """Log records of `musicark.*` to stderr: warnings and errors, everything with --debug."""
+    """Log records of `musicark.*` to stderr: warnings and errors, everything with --debug.
+
+    The logger itself passes debug records on (tracebacks of errors among them), so a
+    handler someone else installs on the root logger, such as pytest's, still gets them.
+    """
     logger = logging.getLogger("musicark")
     for handler in [h for h in logger.handlers if getattr(h, "musicark_cli", False)]:
         logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)  # the stderr of this run (CliRunner swaps it)
     handler.musicark_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(_LevelFormatter("musicark: %(level)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
 
 
 def get_archive(archive_path: str | None) -> Archive:
