@@ -222,20 +222,23 @@ def _in(archive: Archive, path: str) -> Path:
 
 
 def _restore_blob(archive: Archive, sha: str, fetched: Path, release_copy: Path) -> None:
-    """Put a verified blob back; re-link the release folder's copy of the damaged one."""
+    """Put a verified blob back; link the release folder's copy to it where that copy is
+    missing, damaged, or was a hard link of the damaged blob."""
     dest = blob_path(archive, sha)
     try:
         damaged_inode: int | None = dest.stat().st_ino
     except FileNotFoundError:
         damaged_inode = None
     replace_durably(fetched, dest)
-    try:
-        st = release_copy.stat()
-    except FileNotFoundError:
+    if not release_copy.parent.is_dir():
         return  # the release folder was removed: nothing to re-link
-    if st.st_ino == dest.stat().st_ino:
+    try:
+        st: os.stat_result | None = release_copy.stat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and st.st_ino == dest.stat().st_ino:
         return
-    if st.st_ino == damaged_inode or _sha256(release_copy) != sha:
+    if st is None or st.st_ino == damaged_inode or _sha256(release_copy) != sha:
         tmp = release_copy.with_name(f".{release_copy.name}.repair")
         tmp.unlink(missing_ok=True)
         try:
