@@ -345,3 +345,13 @@ def test_robots_crawl_delay_spaces_requests(
     assert summary.counts == {"success": 3}
     gaps = [b - a for a, b in zip(server.starts, server.starts[1:], strict=False)]
     assert min(gaps) >= 0.25
+
+
+def test_an_offer_listed_twice_is_fetched_once(
+    catalog: Archive, server: FaultServer, songs: list[bytes], tmp_path: Path
+) -> None:
+    url = server.add("/twice.mp3", songs[5])
+    listing = write_csv(tmp_path / "l.csv", [{"url": url}, {"url": url}, {"url": url}])
+    summary = acquire(catalog, [f"urls:{listing}"], plan="none", http=FAST, fingerprint=False)
+    assert summary.counts == {"success": 1} and summary.repeated == 2
+    assert server.hits["/twice.mp3"] == 1

@@ -164,6 +164,7 @@ class _Run:
         self.run_id: int | None = None
         self.in_flight: set[int] = set()
         self.isrcs_in_flight: set[str] = set()
+        self.keys_in_flight: set[str] = set()  # offers being fetched or stored
         self.deferred: dict[int, list[Offer]] = {}  # more offers of a track in flight
         self.pending: list[state.LedgerRow] = []
         self.summary = AcquireSummary(None, "plan")
@@ -320,6 +321,10 @@ class _Run:
             if not offers:
                 self.summary.unchanged += 1
                 continue
+            offers = [o for o in offers if o.ledger_key not in self.keys_in_flight]
+            if not offers:  # the same offer listed twice: one transfer into one .part
+                self.summary.repeated += 1
+                continue
             job.offers = offers
             if tid is not None:
                 if tid in self.in_flight:
@@ -349,6 +354,7 @@ class _Run:
                 if isrc:
                     self.isrcs_in_flight.add(isrc)
                     job.isrc = isrc
+            self.keys_in_flight.update(o.ledger_key for o in offers)
             out.append(job)
         return out
 
@@ -416,6 +422,8 @@ class _Run:
                 self._record(offer, job.track_id, status, reason)
             more = self.deferred.pop(job.track_id, None) if job.track_id is not None else None
             if more:
+                self.keys_in_flight.difference_update(o.ledger_key for o in job.offers)
+                self.keys_in_flight.update(o.ledger_key for o in more)
                 return Job(job.track_id, more, more[0].size or 0, isrc=job.isrc)
             self._release(job)
             return None
@@ -458,6 +466,7 @@ class _Run:
     def _release(self, job: Job) -> None:
         """A track is no longer in flight: held now (later offers are skipped as such) or
         failed (a later offer of it may be tried)."""
+        self.keys_in_flight.difference_update(o.ledger_key for o in job.offers)
         if job.track_id is None:
             return
         self.in_flight.discard(job.track_id)
