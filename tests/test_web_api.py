@@ -157,6 +157,8 @@ def test_store_tables_show_on_track_page(client: TestClient, web_archive: Archiv
     assert data["renditions"][0]["bitrate"] == 160000 and data["released"] is False
     page = client.get(f"/tracks/{tid}").text
     assert "vorbis" in page and "160 kbit/s" in page and "Not released." in page
+    # whole-archive counts are reused for a few seconds: a new app reads them afresh
+    client = TestClient(create_app(web_archive), raise_server_exceptions=False)
     health = client.get("/health").text
     assert "Problems found." in health and "&lt;b&gt;x&lt;/b&gt;.ogg" in health
     assert "<strong>1</strong> changed" in health and "<strong>0</strong> missing" in health
@@ -229,3 +231,27 @@ def test_serve_refuses_an_address_in_use(run) -> None:  # type: ignore[no-untype
     assert result.exit_code == 2
     assert "musicark: error: cannot listen on 127.0.0.1:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_whole_archive_counts_are_reused(web_archive: Archive) -> None:
+    """holdings and verification count whole tables (seconds at 256 M tracks): one count
+    serves every request for SUMMARY_TTL seconds, however many threads ask at once."""
+    import threading
+
+    from musicark.web.data import ArchiveReader
+
+    reader = ArchiveReader(web_archive)
+    calls: list[int] = []
+
+    def count() -> int:
+        calls.append(1)
+        return len(calls)
+
+    threads = [threading.Thread(target=reader.cached, args=("n", count)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert reader.cached("n", count) == 1 and len(calls) == 1
+    assert reader.cached("n", count, ttl=0.0) == 2
+    assert reader.holdings()["tracks"] == 400

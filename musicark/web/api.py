@@ -114,7 +114,7 @@ def health_data(archive: Archive, r: ArchiveReader) -> dict[str, Any]:
     return {
         "audit": r.last_audit(),
         "full_audit": r.last_audit(level="full"),
-        "verification": verification_status(archive),
+        "verification": r.cached("verification", lambda: verification_status(archive)),
         "holdings": r.holdings(),
     }
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from musicark.archive import Archive
 from musicark.catalog.reader import CatalogReader, TrackRecord
 
 MAX_LIST = 200  # rows on any one page of a list (tracks of an album, an artist, ...)
+SUMMARY_TTL = 10.0  # seconds whole-archive counts (holdings, verification) are reused
 
 
 def sid(value: Any) -> str | None:
@@ -48,6 +50,23 @@ class ArchiveReader:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self._local = threading.local()
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def cached(self, key: str, compute: Callable[[], Any], *, ttl: float = SUMMARY_TTL) -> Any:
+        """`compute()`, reused for `ttl` seconds and computed by one thread at a time: whole-
+        table counts take seconds on a catalogue of hundreds of millions of tracks, and a
+        busy health or coverage page must not start one per request."""
+        found = self._cache.get(key)
+        if found is not None and time.monotonic() - found[0] < ttl:
+            return found[1]
+        with self._cache_lock:
+            found = self._cache.get(key)
+            if found is not None and time.monotonic() - found[0] < ttl:
+                return found[1]
+            value = compute()
+            self._cache[key] = (time.monotonic(), value)
+            return value
 
     # ------------------------------------------------------------ connections
 
@@ -506,7 +525,11 @@ class ArchiveReader:
         }
 
     def holdings(self) -> dict[str, Any]:
-        """How many catalogue tracks the store holds a rendition of."""
+        """How many catalogue tracks the store holds a rendition of (a fresh copy of figures
+        at most `SUMMARY_TTL` seconds old)."""
+        return dict(self.cached("holdings", self._count_holdings))
+
+    def _count_holdings(self) -> dict[str, Any]:
         reader, st = self.reader(), self.state()
         try:
             tracks = reader.track_count() if reader is not None else 0
