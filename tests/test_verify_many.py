@@ -132,3 +132,22 @@ def test_devices_and_fifos_given_as_torrents(run, tmp_path: Path) -> None:  # ty
         result = run(*args, "--seconds", "0.2", check=False)
         assert result.exit_code == 1
         _one_line_error(result.output, str(path), what)
+
+
+def test_lenient_torrents_are_verified_with_warnings(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    body = b"z" * 5000
+    (tmp_path / "song.flac").write_bytes(body)
+    info = (  # keys out of order: read as libtorrent reads it, infohash over these bytes
+        b"d4:name9:song.flac6:lengthi5000e12:piece lengthi16384e6:pieces20:"
+        + hashlib.sha1(body).digest()
+        + b"e"
+    )
+    torrent = tmp_path / "song.torrent"
+    torrent.write_bytes(b"d4:info" + info + b"8:url-listli5eee")
+    result = run("verify", torrent, "--data", tmp_path)
+    assert result.output.count("musicark: warning: ") == 2
+    assert "unsorted dictionary key" in result.output and "url-list" in result.output
+    assert "OK song.flac [full]" in result.output
+    out = orjson.loads(run("verify", torrent, "--data", tmp_path, "--json").stdout)
+    assert out["ok"] is True and len(out["warnings"]) == 2
+    assert out["torrents"][0]["infohash"] == hashlib.sha1(info).hexdigest()
