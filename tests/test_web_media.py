@@ -106,6 +106,10 @@ def test_a_redistributable_track_plays_with_ranges(client: TestClient, archive: 
     album = client.get(f"/albums/{t['album']['id']}").text
     assert f'data-src="{url}"' in album and 'aria-label="Play Numbat Aria"' in album
     assert ">r1</bdi></a>" in album  # which release holds it
+    loc = t["locations"][0]
+    assert loc["torrent_url"] == f"/releases/r1/torrents/{loc['torrent']}.torrent"
+    assert f'href="{loc["torrent_url"]}"' in page
+    assert client.get(loc["torrent_url"]).status_code == 200
 
 
 def test_dark_renditions_are_never_served(client: TestClient, archive: Archive) -> None:

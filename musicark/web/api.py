@@ -232,6 +232,7 @@ _LOCATION = _obj(
         "infohash": _STR,
         "first_piece": _INT,
         "last_piece": _INT,
+        "torrent_url": {**_STR, "description": "Where to download the .torrent"},
     }
 )
 

@@ -65,7 +65,11 @@ def dark_reason(rights: str | None) -> str | None:
 
 
 def with_audio(track: dict[str, Any], *, enabled: bool) -> dict[str, Any]:
-    """`track` with every rendition's `audio_url` (None when not playable) and the reason."""
+    """`track` with every rendition's `audio_url` (None when not playable) and the reason,
+    and every location's `torrent_url`."""
+    for loc in track.get("locations", []):
+        ok = loc.get("release") and loc.get("torrent")
+        loc["torrent_url"] = torrent_url(loc["release"], loc["torrent"]) if ok else None
     reason = dark_reason(track.get("rights")) if enabled else "audio is turned off on this server"
     for r in track.get("renditions", []):
         r["audio_url"] = None if reason else audio_url(track["id"], r["sha256"])
