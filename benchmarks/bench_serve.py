@@ -12,7 +12,9 @@ the framework's ceiling on this machine, in the same run; then a mixed run with 
 connections (`--mixed-connections`, default 200): searches (API and page), track, album
 and artist pages and their JSON, coverage, releases, health and static files, in the
 proportions of a visitor browsing. Prints requests/s, latency percentiles, non-2xx
-answers and socket errors (time-outs included), and the ratio search / static.
+answers and socket errors (time-outs included), the server's CPU time per request (its
+processes' user + system time: steady on a shared machine where requests/s are not), and
+the ratio search / static.
 """
 
 from __future__ import annotations
@@ -94,15 +96,26 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def run_wrk(
-    url: str, script: Path | None, *, threads: int, connections: int, duration: int
+    url: str,
+    script: Path | None,
+    *,
+    threads: int,
+    connections: int,
+    duration: int,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     figures: dict[str, float] = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     figures["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", out)
+    requests = int(m.group(1)) if m else 0
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
+    figures["cpu_ms"] = cpu / requests * 1000 if requests else float("nan")
     for pct in ("50", "90", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         figures[f"p{pct}"] = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
@@ -146,6 +159,23 @@ def mixed_paths(base: str, search_paths: list[str], seed: int) -> list[str]:
     ]
     makers = [make for weight, make in routes for _ in range(weight)]
     return [rng.choice(makers)() for _ in range(4000)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process `pid` and every process below it, from /proc:
+    the cost per request it gives hardly depends on what else the machine runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def load_average() -> str:
@@ -222,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": args.threads,
                 "connections": args.connections,
                 "duration": args.duration,
+                "server_pid": proc.pid,
             }
             load_before = load_average()
             search = run_wrk(base + "/", script, **kw)
@@ -234,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads=args.threads,
                 connections=args.mixed_connections,
                 duration=args.mixed_duration,
+                server_pid=proc.pid,
             )
             load_after = load_average()
         finally:
@@ -254,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<30} {f['rps']:8.0f} req/s  p50 {f['p50']:7.2f} ms  p90 {f['p90']:7.2f} ms"
             f"  p99 {f['p99']:7.2f} ms  non-2xx {int(f['errors'])}"
             f"  socket errors {int(f['socket_errors'])}  time-outs {int(f['timeouts'])}"
+            f"  server CPU {f['cpu_ms']:.2f} ms/request"
         )
     print(f"ratio search / static: {search['rps'] / static['rps']:.2f} of the requests/s")
     ok = search["rps"] >= TARGET_RPS and search["p99"] < TARGET_P99_MS and search["errors"] == 0
