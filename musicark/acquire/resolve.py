@@ -149,6 +149,25 @@ class OfferIndex:
         self.path.unlink(missing_ok=True)
 
 
+def plan_track_ids(path: Path) -> Iterator[list[int]]:
+    """The plan's selected track ids in rank order, one row group's worth at a time
+    (a 256 M-track plan is never held whole)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from musicark.plan.io import read_plan_metadata
+
+    read_plan_metadata(path)  # a plan file, or a UsageError saying what it is
+    for batch in pq.ParquetFile(path).iter_batches(
+        batch_size=65536, columns=["track_id", "status"]
+    ):
+        mask = pc.equal(batch.column("status").cast(pa.string()), "selected")
+        ids = batch.column("track_id").filter(mask).to_pylist()
+        if ids:
+            yield [int(i) for i in ids]
+
+
 def chunks(values: Iterable[int], size: int) -> Iterator[list[int]]:
     batch: list[int] = []
     for v in values:

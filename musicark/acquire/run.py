@@ -28,7 +28,7 @@ from musicark.acquire import state
 from musicark.acquire.fetch import Job, Outcome, Worker
 from musicark.acquire.http import Downloader, HttpSettings, make_client
 from musicark.acquire.model import FINAL, Offer
-from musicark.acquire.resolve import OfferIndex, Resolver, chunks
+from musicark.acquire.resolve import OfferIndex, Resolver, chunks, plan_track_ids
 from musicark.acquire.sources import BaseSource, SourceContext, open_source
 from musicark.archive import Archive
 from musicark.catalog.licences import licence_rights
@@ -94,6 +94,9 @@ def plan_path(archive: Archive, plan: str | None) -> Path | None:
     path = Path(plan)
     if not path.is_file():
         raise UsageError(f"--plan: no plan file at {plan}")
+    from musicark.plan.io import read_plan_metadata
+
+    read_plan_metadata(path)  # refuse a file that is not a plan before anything starts
     return path
 
 
@@ -228,8 +231,6 @@ class _Run:
                 yield Job(offer_track, [offer], offer.size or 0)
 
     def _jobs_plan(self, plan: Path) -> Iterator[Job]:
-        from musicark.plan.io import selected_track_ids
-
         index = OfferIndex(self.staging / "index")
         try:
             for rank, source in enumerate(self.sources):
@@ -237,7 +238,8 @@ class _Run:
                 self.summary.unmatched_offers += index.add(pairs, rank)
             index.finish()
             remaining = index.distinct_tracks()
-            for chunk in chunks(selected_track_ids(plan), 1000):
+            ranked = (tid for group in plan_track_ids(plan) for tid in group)
+            for chunk in chunks(ranked, 1000):
                 found = index.lookup(chunk)
                 for tid in chunk:
                     if remaining <= 0:
