@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import release_data
 
 from musicark.archive import Archive
 from musicark.store.blobs import blob_path, hash_file
 from musicark.swarm.repair import repair_blobs
-from tests.conftest import Runner
+from tests import release_data
+from tests.runner import Runner
 
 template, arc, cli = release_data.template, release_data.arc, release_data.cli
 
