@@ -185,6 +185,7 @@ def main() -> int:
     print(
         f"corpus: {n} files, {total_bytes / 1e6:.1f} MB, {args.seconds:g} s each; jobs={args.jobs}"
     )
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory(prefix="musicark-bench-") as tmp:
         work = Path(tmp)
         for p in paths[:50]:  # warm the page cache the same way for everyone
@@ -213,6 +214,7 @@ def main() -> int:
             print(f"ffmpeg -f null (decode alone):    {t_dec:.2f} s, {n / t_dec:.0f} files/s")
             t_pyav = decode_in_process(paths, args.jobs)
             print(f"PyAV decode, in-process:          {t_pyav:.2f} s, {n / t_pyav:.0f} files/s")
+    print("load average at end:   {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print()
     ok = True
     if t_beets:

@@ -145,12 +145,20 @@ class _Run:
         self.dirs = DirCache()
         self.pid = os.getpid()
         self.untracked: list[FileEntry] = []  # blob file found in the store without a row
+        # a placed batch waiting for the next sync before its rows are committed
+        self.held: tuple[list[FileResult], set[str]] | None = None
 
     def tick(self) -> None:
         report(self.progress, Progress("ingest", self.recorder.summary.files, None, "files"))
 
     def commit(self, results: list[FileResult]) -> None:
-        """Place the batch's new blobs into the store and record the batch, in one step."""
+        """Sync (this batch's copies, the last batch's renames), record the last batch, then
+        place this batch's new blobs; they are recorded after the next sync (`finish`).
+
+        One sync per batch: a blob's rows are committed only once its rename is durable,
+        and a blob is renamed only once its data is; pending marks cover the gap."""
+        if self.held is not None or any(r.status == "new" for r in results):
+            self._settle()
         rec = self.recorder
         shas = {r.sha256 for r in results if r.sha256 and r.status in ("new", "stored")}
         with_rows = rec.has_blobs(shas)
@@ -172,7 +180,25 @@ class _Run:
         for res in copies:
             if res.verified:  # --mode move: the stored blob is what must verify
                 self._verify_stored(res)
-        rec.record(keep, placed=placed, pid=self.pid)
+        self.held = (keep, placed)
+
+    def finish(self) -> None:
+        """Record the batch still held (after syncing its renames)."""
+        if self.held is not None:
+            self._settle()
+
+    def _settle(self) -> None:
+        try:
+            sync_filesystem(self.store)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.store}: sync failed ({exc.strerror}); run the command again to resume"
+            ) from exc
+        if self.held is None:
+            return
+        keep, placed = self.held
+        self.held = None
+        self.recorder.record(keep, placed=placed, pid=self.pid)
         remove_originals(keep)  # --mode move, after the batch is recorded
         for res in keep:
             _drop(res)
@@ -186,16 +212,9 @@ class _Run:
             res.verified = False
 
     def _place(self, fresh: list[FileResult]) -> set[str]:
-        """Rename the temporary copies into the store (marked pending first); the blobs
-        that are in place and synced."""
+        """Rename the synced temporary copies into the store (marked pending first); the
+        blobs that are in place."""
         if not fresh:
-            return set()
-        try:
-            if self.base.mode != "hardlink":
-                sync_filesystem(self.staging)
-        except OSError as exc:
-            for res in fresh:
-                _fail(res, "error_io", f"sync failed: {exc.strerror}")
             return set()
         with transaction(self.recorder.conn):
             self.recorder.conn.executemany(
@@ -221,7 +240,6 @@ class _Run:
                 continue
             res.tmp = None
             placed.add(res.sha256)
-        sync_filesystem(self.store)
         return placed
 
 
@@ -266,6 +284,7 @@ def _drain(run: _Run, executor: Executor, tasks: Iterable[Task]) -> None:
         elif out.result is not None:
             run.commit(out.result)
         run.tick()
+    run.finish()
 
 
 def recover(archive: Archive, conn: sqlite3.Connection) -> int:

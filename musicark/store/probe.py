@@ -269,6 +269,7 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
         channels=channels,
         lossless=is_lossless(codec),
     )
+    out.extra["video"] = bool(container.streams.video)
     problems: list[str] = []
     reached = 0.0
     if fingerprint and sample_rate:

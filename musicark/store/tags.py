@@ -171,10 +171,12 @@ def read_tags(
     container: str | None = None,
     codec: str | None = None,
     head: bytes | None = None,
+    video: bool | None = None,
 ) -> tuple[dict[str, list[str]], str | None]:
     """(tags, problem): the known tags of `path`; problem says why none could be read.
 
-    `container` and `codec` (PyAV's names, when known) pick mutagen's class directly.
+    `container` and `codec` (PyAV's names, when known) pick mutagen's class directly;
+    `video` False (PyAV found no video stream) skips looking for Theora comments.
     Keys are compared case-insensitively (APEv2, ASF and Vorbis comments all allow
     any case); every format mutagen reads is covered (see docs/formats.md).
     """
@@ -190,7 +192,7 @@ def read_tags(
     try:
         found = _open_tags(path, container, codec)
         present = _present(found) if found is not None else {}
-        if container == "ogg":
+        if container == "ogg" and video is not False:
             for key, extra in _other_ogg_streams(path).items():
                 present.setdefault(key, extra)
     except mutagen.MutagenError as exc:

@@ -307,7 +307,9 @@ def analyse_stage(
     from musicark.store.tags import read_tags
 
     a = analyse(tmp, fingerprint=fingerprint, size=size, head=head)
-    tags, problem = read_tags(tmp, container=a.container, codec=a.codec, head=head)
+    tags, problem = read_tags(
+        tmp, container=a.container, codec=a.codec, head=head, video=a.extra.get("video")
+    )
     notes = [n for n in (a.note, problem) if n]
     info = AudioInfo(
         container=a.container,
