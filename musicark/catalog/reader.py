@@ -186,6 +186,16 @@ class ColumnReader:
         self._cur.execute(f"SELECT {_select(columns, fields, {})} FROM track_artists ta")
         yield from self._cur.fetch_record_batch()
 
+    def credit_rows_bound(self) -> int:
+        """At least the number of credits: room to read them into. Their rowid span (no
+        scan) unless rowids are too sparse for that to be sensible, then a count."""
+        span = self._scalar(
+            "SELECT coalesce(max(rowid) - min(rowid) + 1, 0) AS n FROM track_artists"
+        )
+        if span <= 1 << 32:
+            return span
+        return self._scalar("SELECT count(*) AS n FROM track_artists")
+
     def credits(self, columns: Sequence[str] = ("track_id", "artist_id")) -> pa.Table:
         """Every credit (track to artist), in stored order."""
         fields = _simple_fields("ta", CREDIT_FIELDS)

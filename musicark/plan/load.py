@@ -247,10 +247,16 @@ def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.nda
     artist), as (track ids, [popularity, followers]), streamed from the credits table.
 
     A track's credits are stored together (what an import writes), so this holds about
-    one entry per track; a track whose credits are scattered appears more than once.
+    one entry per track; a track whose credits are scattered appears more than once. The
+    entries are written into arrays allocated once for as many entries as there are
+    credits (pages never written are never resident).
     """
-    parts: list[list[np.ndarray]] = [[], [], []]  # keys, popularity, followers
     with ColumnReader(path) as reader:
+        room = reader.credit_rows_bound()
+        keys = np.empty(room, np.int64)
+        pops = np.empty(room, np.int16)
+        fols = np.empty(room, np.int32)
+        n = 0
         for b in reader.credit_batches(("track_id", "artist_id"), batch_rows=BATCH_ROWS):
             at = artists.index(_ints(b.column("artist_id"), np.int64))
             k, (p, f) = _max_by_runs(
@@ -258,18 +264,13 @@ def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.nda
                 artists.values[0][at],
                 artists.values[1][at],
             )
-            if parts[0] and len(k) and parts[0][-1][-1] == k[0]:  # a run cut by the batch
-                parts[1][-1][-1] = max(parts[1][-1][-1], p[0])
-                parts[2][-1][-1] = max(parts[2][-1][-1], f[0])
+            if n and len(k) and keys[n - 1] == k[0]:  # a run cut by the batch boundary
+                pops[n - 1] = max(pops[n - 1], p[0])
+                fols[n - 1] = max(fols[n - 1], f[0])
                 k, p, f = k[1:], p[1:], f[1:]
-            for part, values in zip(parts, (k, p, f), strict=True):
-                part.append(values)
-    out = []
-    for dtype in (np.int64, np.int16, np.int32):  # one column at a time, its parts dropped
-        pieces = parts.pop(0)
-        out.append(np.concatenate(pieces) if pieces else np.zeros(0, dtype))
-        del pieces
-    return out[0], out[1:]
+            keys[n : n + len(k)], pops[n : n + len(k)], fols[n : n + len(k)] = k, p, f
+            n += len(k)
+    return keys[:n], [pops[:n], fols[:n]]
 
 
 _NAMES = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
