@@ -95,16 +95,23 @@ def parse_duration(text: str) -> float:
 
 
 def least_recently_verified(conn: sqlite3.Connection) -> Iterator[tuple[str, int]]:
-    """(sha256, size) of every blob, never-verified first, then oldest verification first."""
-    cursor = conn.execute(
-        "SELECT b.sha256, b.size FROM blobs b LEFT JOIN fixity f ON f.sha256 = b.sha256"
-        " ORDER BY f.verified IS NOT NULL, f.verified, b.sha256"
+    """(sha256, size) of every blob, never-verified first (in sha256 order), then oldest
+    verification first. Two queries that each walk an index, so no sort of the whole
+    store is needed however many blobs it holds."""
+    queries = (
+        "SELECT b.sha256, b.size FROM blobs b"
+        " WHERE NOT EXISTS (SELECT 1 FROM fixity f WHERE f.sha256 = b.sha256)"
+        " ORDER BY b.sha256",
+        "SELECT f.sha256, b.size FROM fixity f INDEXED BY fixity_verified"
+        " JOIN blobs b ON b.sha256 = f.sha256 ORDER BY f.verified, f.sha256",
     )
-    while True:
-        rows = cursor.fetchmany(10_000)
-        if not rows:
-            return
-        yield from rows
+    for sql in queries:
+        cursor = conn.execute(sql)
+        while True:
+            rows = cursor.fetchmany(10_000)
+            if not rows:
+                break
+            yield from rows
 
 
 def rolling_check(
