@@ -379,3 +379,59 @@ def test_lossless_formats_rank_first(run, tmp_path) -> None:
         "wavpack": True,
     }
     assert next(c for c, _, preferred in rows if preferred) != "mp3float"
+
+
+def _mutants(src: Path, count: int, seed: int) -> int:
+    """Broken variants of one file per format: cut short, bytes flipped, a hole of zeros."""
+    import random
+
+    from musicark.store.synthetic import FORMATS as ENCODABLE
+
+    rng = random.Random(seed)
+    originals = [encoded(src / f"orig.{ext}", seed=7) for ext in sorted(ENCODABLE) if ext != "alac"]
+    originals.append(dsf(src / "orig.dsf"))
+    n = 0
+    for orig in originals:
+        data = orig.read_bytes()
+        for i in range(count):
+            b = bytearray(data)
+            kind = i % 3
+            if kind == 0:
+                b = b[: rng.randrange(1, len(b))]
+            elif kind == 1:
+                for _ in range(rng.randrange(1, 16)):
+                    b[rng.randrange(0, min(len(b), 4096))] = rng.randrange(256)
+            else:
+                start = rng.randrange(0, len(b))
+                b[start : start + rng.randrange(1, 4096)] = bytes(rng.randrange(1, 4096))
+            (src / f"m{i:03d}-{orig.name}").write_bytes(bytes(b))
+            n += 1
+        orig.unlink()
+    return n
+
+
+def _every_file_gets_an_outcome(run, tmp_path: Path, count: int, seed: int) -> None:
+    from musicark.store.ledger import STATUSES
+
+    src = tmp_path / "in"
+    src.mkdir()
+    n = _mutants(src, count, seed)
+    result = run("ingest", src, "--jobs", "2", "--json", check=False)
+    assert result.exit_code in (0, 1), result.output
+    summary = json.loads(result.output)
+    assert summary["files"] == n
+    conn = sqlite3.connect(run.archive.state_path)
+    statuses = [s for (s,) in conn.execute("SELECT status FROM ledger")]
+    conn.close()
+    assert len(statuses) == n and set(statuses) <= set(STATUSES), set(statuses)
+    assert run("audit", "--level", "full").exit_code == 0
+    assert not list((run.archive.staging_dir / "ingest").iterdir())
+
+
+def test_broken_files_of_every_format_each_get_an_outcome(run, tmp_path) -> None:
+    _every_file_gets_an_outcome(run, tmp_path, count=3, seed=1)
+
+
+@pytest.mark.slow
+def test_many_broken_files_each_get_an_outcome(run, tmp_path) -> None:
+    _every_file_gets_an_outcome(run, tmp_path, count=40, seed=2)
