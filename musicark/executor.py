@@ -321,16 +321,37 @@ def _death_reason(pool: _PoolExecutor | None) -> str:
 
 
 def _init_worker(parent: int) -> None:
-    """Workers die with their parent: a killed run must not leave workers running."""
+    """Workers die with the process that made the executor: a killed run must not leave
+    workers running (and adding files nobody records).
+
+    The parent-death signal covers forked workers; a worker started by a fork server has
+    the server as its parent, so a thread also waits on a pidfd of the real parent."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        pidfd = os.pidfd_open(parent) if hasattr(os, "pidfd_open") else None
+    except ProcessLookupError:
+        os._exit(1)  # the parent died before the worker started
+    except OSError:
+        pidfd = None
+    if pidfd is not None and os.getppid() != parent:
+        threading.Thread(target=_die_with, args=(pidfd,), daemon=True).start()
     try:
         os.kill(parent, 0)  # the parent died before the signal was armed
     except ProcessLookupError:
         os._exit(1)
     except PermissionError:
         pass
+
+
+def _die_with(pidfd: int) -> None:
+    import select
+
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.poll()  # readable once the process has exited
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 register_executor("inline", InlineExecutor)
