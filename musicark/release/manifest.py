@@ -10,7 +10,7 @@ folder (`cd FOLDER && sha256sum -c ../FOLDER.manifest-sha256.txt` checks it).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def bagit_name(folder: str) -> str:
     return f"{folder}.manifest-sha256.txt"
 
 
-def write_jsonl_zst(records: Sequence[dict[str, Any]], path: Path) -> None:
+def write_jsonl_zst(records: Iterable[dict[str, Any]], path: Path) -> None:
     """Seekable zstd JSONL of `records` (keys sorted), written to `path` in one go."""
     with pyzstd.SeekableZstdFile(
         str(path), "w", level_or_option=LEVEL, max_frame_content_size=FRAME

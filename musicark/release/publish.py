@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,15 @@ def _state_key(archive: Archive, torrents: Sequence[dict[str, Any]]) -> str:
 def _locate_db(conn_path: Path, out: Path, release: str, names: Sequence[str]) -> None:
     out.unlink(missing_ok=True)
     db = sqlite3.connect(out)
+    statements = [s.strip() for s in (schema.TORRENTS_DDL + ";" + schema.FILES_DDL).split(";")]
+    # tables first, indexes after the copy: building an index once over 86 M rows is
+    # several times faster than keeping it up to date row by row (and leaves it compact)
+    indexes = [s for s in statements if s.upper().startswith("CREATE INDEX")]
     try:
-        db.executescript(schema.TORRENTS_DDL + ";\n" + schema.FILES_DDL + ";")
+        db.execute("PRAGMA cache_size=-262144")
+        for statement in statements:
+            if statement and statement not in indexes:
+                db.execute(statement)
         db.execute("ATTACH DATABASE ? AS src", (f"file:{conn_path}?mode=ro",))
         marks = ",".join("?" * len(names))
         with transaction(db, immediate=False):
@@ -154,15 +161,18 @@ def _locate_db(conn_path: Path, out: Path, release: str, names: Sequence[str]) -
                 f"INSERT INTO torrents SELECT * FROM src.torrents WHERE name IN ({marks})", names
             )
             db.execute(
-                f"INSERT INTO release_files SELECT * FROM src.release_files WHERE torrent IN ({marks})",
+                f"INSERT INTO release_files SELECT * FROM src.release_files WHERE torrent IN ({marks})"
+                " ORDER BY torrent, path",
                 names,
             )
             db.execute(
-                f"INSERT INTO release_names SELECT * FROM src.release_names WHERE torrent IN ({marks})",
+                f"INSERT INTO release_names SELECT * FROM src.release_names WHERE torrent IN ({marks})"
+                " ORDER BY name_key, torrent, path",
                 names,
             )
+            for statement in indexes:
+                db.execute(statement)
         db.execute("DETACH DATABASE src")
-        db.execute("VACUUM")
     finally:
         db.close()
 
@@ -170,18 +180,23 @@ def _locate_db(conn_path: Path, out: Path, release: str, names: Sequence[str]) -
 def _ledger(conn: sqlite3.Connection, names: Sequence[str], out: Path) -> int:
     marks = ",".join("?" * len(names))
     keys = ("torrent", *FIELDS)
-    rows = conn.execute(
+    cursor = conn.execute(
         f"SELECT {', '.join(keys)} FROM release_files WHERE torrent IN ({marks}) ORDER BY serial",
         list(names),
-    ).fetchall()
-    records = []
-    for r in rows:
-        rec = dict(zip(keys, r, strict=True))
-        rec["artists"] = json.loads(rec["artists"]) if rec["artists"] else []
-        rec["status"] = "released"
-        records.append(rec)
-    write_jsonl_zst(records, out)
-    return len(records)
+    )
+    count = 0
+
+    def records() -> Iterator[dict[str, Any]]:  # streamed: 86 M records never fit in memory
+        nonlocal count
+        for r in cursor:
+            rec = dict(zip(keys, r, strict=True))
+            rec["artists"] = json.loads(rec["artists"]) if rec["artists"] else []
+            rec["status"] = "released"
+            count += 1
+            yield rec
+
+    write_jsonl_zst(records(), out)
+    return count
 
 
 def _unchanged(

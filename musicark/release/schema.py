@@ -113,5 +113,3 @@ def has_tables(conn: sqlite3.Connection) -> bool:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'release_files'"
         ).fetchone()
     )
-
-
