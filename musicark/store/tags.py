@@ -135,11 +135,41 @@ def _mutagen_class(container: str | None, codec: str | None) -> Any:
     return getattr(module, found[1])
 
 
+# Ogg codec -> its identification header's start and mutagen's comment reader
+_OGG_COMMENTS = {
+    "vorbis": (b"\x01vorbis", "mutagen.oggvorbis", "OggVCommentDict"),
+    "opus": (b"OpusHead", "mutagen.oggopus", "OggOpusVComment"),
+}
+_MAX_BOS_PAGES = 32
+
+
+def _ogg_comments(path: Path, codec: str) -> Any:
+    """The comment header of an Ogg Vorbis/Opus stream, read from the first pages only
+    (mutagen's file classes also seek to the last page for the length, not needed here)."""
+    from types import SimpleNamespace
+
+    from mutagen.ogg import OggPage
+
+    marker, module, name = _OGG_COMMENTS[codec]
+    reader = getattr(__import__(module, fromlist=[name]), name)
+    with open(path, "rb") as f:
+        for _ in range(_MAX_BOS_PAGES):
+            page = OggPage(f)
+            if page.first and page.packets and page.packets[0].startswith(marker):
+                return reader(f, SimpleNamespace(serial=page.serial))
+    raise ValueError("no identification header in the first pages")
+
+
 def _open_tags(path: Path, container: str | None, codec: str | None) -> Any:
     """The file's tag object (mutagen's), or None."""
     import mutagen
     from mutagen.apev2 import APEv2
 
+    if container == "ogg" and codec in _OGG_COMMENTS:
+        try:
+            return _ogg_comments(path, codec)
+        except Exception:  # an odd stream layout: mutagen's full parse below
+            pass
     cls = _mutagen_class(container, codec)
     f = None
     if cls is not None:
