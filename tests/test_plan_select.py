@@ -314,12 +314,49 @@ def test_grouping_isrcs_by_parts_gives_the_same_plan(monkeypatch: pytest.MonkeyP
 
 
 def test_knee_a_chunk_at_a_time_is_the_knee_of_the_whole_curve() -> None:
-    from musicark.plan.curve import knee
+    from musicark.plan.curve import Stored, knee
 
     rng = np.random.default_rng(3)
     m = (1 << 21) + 12345  # three chunks
     cum_bytes = np.cumsum(rng.integers(1, 10**7, m))
     cum_listens = np.cumsum(np.sort(rng.pareto(1.5, m))[::-1])
     gain = cum_listens / cum_listens[-1] - cum_bytes / float(cum_bytes[-1])
-    found = knee(cum_bytes, cum_listens, total_tracks=m, total_listens=float(cum_listens[-1]))
+    found = knee(
+        Stored(cum_bytes, cum_listens), total_tracks=m, total_listens=float(cum_listens[-1])
+    )
     assert found is not None and found["tracks"] == int(np.argmax(gain)) + 1
+
+
+@pytest.mark.parametrize("step", [1, 7, 1000])
+def test_running_totals_a_chunk_at_a_time_equal_one_cumsum(step: int) -> None:
+    from musicark.plan.curve import Running
+
+    rng = np.random.default_rng(step)
+    m = 5_000
+    nbytes = rng.integers(0, 10**7, m)
+    listens = rng.pareto(1.2, m) * rng.random(m)
+    order = rng.permutation(m)
+    cum = Running(order, lambda i: nbytes[i], lambda i: listens[i], step=step)
+    whole_b, whole_l = np.cumsum(nbytes[order]), np.cumsum(listens[order])
+    got_b, got_l = cum.span(0, m)
+    assert np.array_equal(got_b, whole_b) and got_l.tobytes() == whole_l.tobytes()
+    b, ll = cum.span(step + 3, 3 * step + 11)
+    assert np.array_equal(b, whole_b[step + 3 : 3 * step + 11])
+    assert ll.tobytes() == whole_l[step + 3 : 3 * step + 11].tobytes()
+    at = rng.integers(0, m, 50)
+    assert np.array_equal(cum.at(at)[0], whole_b[at]) and np.array_equal(cum.at(at)[1], whole_l[at])
+    xs = np.r_[-1, 0, rng.integers(0, int(whole_b[-1]) + 10, 200), whole_b[::97]]
+    assert np.array_equal(cum.count_upto(xs), np.searchsorted(whole_b, xs, side="right"))
+
+
+def test_plans_computed_in_small_chunks_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicark.plan import curve
+
+    cols = columns(5_000, 11, isrc_pool=1_000)
+    options = PlanOptions(budget_bytes=5 * 10**9)
+    whole = make_plan(_take(cols, np.arange(len(cols))), options)
+    monkeypatch.setattr(curve, "STEP", 97)
+    chunked = make_plan(cols, options, consume=True)
+    assert chunked.summary == whole.summary and chunked.curve == whole.curve
+    assert chunked.table.equals(whole.table)
+    assert 0 < chunked.summary["selected"]["tracks"] < chunked.candidates

@@ -23,7 +23,7 @@ import numpy as np
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.config import Config
 from musicark.errors import CatalogError, UsageError
-from musicark.plan.curve import coverage_curve, knee, marginal_listens_per_tb
+from musicark.plan.curve import Cumulative, Running, coverage_curve, knee, marginal_listens_per_tb
 from musicark.plan.load import CatalogColumns
 from musicark.plan.model import (
     TIERS,
@@ -285,8 +285,12 @@ def _low_priority(w: _Work, options: PlanOptions) -> None:
         w.status[nolisten & (w.secondary < options.min_zero_score)] = LOW_PRIORITY
 
 
-def _rank(w: _Work, cols: CatalogColumns, options: PlanOptions) -> np.ndarray:
-    """The candidates' indices in rank order (best first)."""
+def _rank(w: _Work, cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> np.ndarray:
+    """The candidates' indices in rank order (best first).
+
+    Once the keys are made, the secondary score (and with `consume` the popularity) are
+    dropped: the sort's own arrays are the plan's peak.
+    """
     index = np.int32 if w.n < 2**31 else np.int64
     cand = np.flatnonzero(w.status == CANDIDATE).astype(index)
     key = np.empty(len(cand), dtype=np.int64)
@@ -300,21 +304,23 @@ def _rank(w: _Work, cols: CatalogColumns, options: PlanOptions) -> np.ndarray:
             secondary=w.secondary[part],
             track_id=cols.track_id[part],
         )
+    w.secondary = _DROPPED
+    if consume:
+        cols.popularity = _DROPPED
     return ranked(key, cols.track_id, cand)
 
 
 def _select(
     w: _Work, cand: np.ndarray, track_id: np.ndarray, options: PlanOptions
-) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """Cumulative bytes and listens down the ranking, how many fit the budget, and the
-    plan order (candidates, then the skipped ones by status and track id)."""
-    cum_bytes = w.nbytes[cand]
-    np.cumsum(cum_bytes, out=cum_bytes)
-    cum_listens = w.covered[cand]
-    np.cumsum(cum_listens, out=cum_listens)
+) -> tuple[Cumulative, int, np.ndarray]:
+    """Cumulative bytes and listens down the ranking (computed a chunk at a time when
+    read), how many fit the budget, and the skipped tracks in plan order (by status, then
+    track id)."""
+    nbytes, covered = w.nbytes, w.covered
+    cum = Running(cand, lambda idx: nbytes[idx], lambda idx: covered[idx])
     k = len(cand)
     if options.budget_bytes is not None:
-        k = int(np.searchsorted(cum_bytes, options.budget_bytes, side="right"))
+        k = int(cum.count_upto(np.array([options.budget_bytes]))[0])
     if options.budget_tracks is not None:
         k = min(k, options.budget_tracks)
     w.status[cand[:k]] = SELECTED
@@ -323,7 +329,7 @@ def _select(
     if rest.size:
         rest = rest[np.argsort(track_id[rest])]
         rest = rest[np.argsort(w.status[rest], kind="stable")]
-    return cum_bytes, cum_listens, k, np.concatenate([cand, rest])
+    return cum, k, rest
 
 
 def _summary(
@@ -331,20 +337,21 @@ def _summary(
     public: np.ndarray,
     options: PlanOptions,
     *,
-    cum_bytes: np.ndarray,
-    cum_listens: np.ndarray,
+    cum: Cumulative,
     k: int,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The plan's summary and coverage curve."""
-    n, m = w.n, len(cum_bytes)
+    n, m = w.n, len(cum)
     nbytes, held, covered = w.nbytes, w.held, w.covered
     total_listens = exact_sum(w.listens)
     sel = w.status == SELECTED
-    sel_listens = float(cum_listens[k - 1]) if k else 0.0
+    sel_bytes, sel_listens = 0, 0.0
+    if k:
+        at_b, at_l = cum.at(np.array([k - 1]))
+        sel_bytes, sel_listens = int(at_b[0]), float(at_l[0])
     counts = np.bincount(w.status, minlength=len(STATUSES))
     curve = coverage_curve(
-        cum_bytes,
-        cum_listens,
+        cum,
         total_tracks=n,
         total_listens=total_listens,
         budget_bytes=options.budget_bytes,
@@ -360,12 +367,12 @@ def _summary(
             "unknown_size": int(counts[UNKNOWN_SIZE]),
             "isrc_groups": w.dup_groups,
             "candidates": m,
-            "candidate_bytes": int(cum_bytes[-1]) if m else 0,
+            "candidate_bytes": cum.total_bytes,
         },
         "statuses": {name: int(c) for name, c in zip(STATUSES, counts, strict=True)},
         "selected": {
             "tracks": k,
-            "bytes": int(cum_bytes[k - 1]) if k else 0,
+            "bytes": sel_bytes,
             "expected_listens": sel_listens,
             "pct_tracks": round(100.0 * k / n, 4),
             "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
@@ -379,12 +386,10 @@ def _summary(
             "dark": _share(sel & ~public, nbytes, covered),
         },
         "marginal_listens_per_tb": round(
-            marginal_listens_per_tb(
-                cum_bytes, cum_listens, selected=k, budget_bytes=options.budget_bytes
-            ),
+            marginal_listens_per_tb(cum, selected=k, budget_bytes=options.budget_bytes),
             3,
         ),
-        "knee": knee(cum_bytes, cum_listens, total_tracks=n, total_listens=total_listens),
+        "knee": knee(cum, total_tracks=n, total_listens=total_listens),
         "rights_values_redistributable": list(REDISTRIBUTABLE),
     }
     return summary, curve
@@ -414,17 +419,11 @@ def make_plan(
         cols.isrc_key = _DROPPED
     report(progress, Progress(stage, 1, 4, "steps"))
     _low_priority(w, options)
-    cand = _rank(w, cols, options)
-    w.secondary = _DROPPED
-    if consume:
-        cols.popularity = _DROPPED
+    cand = _rank(w, cols, options, consume=consume)
     report(progress, Progress(stage, 2, 4, "steps"))
-    cum_bytes, cum_listens, k, perm = _select(w, cand, cols.track_id, options)
-    del cand
+    cum, k, rest = _select(w, cand, cols.track_id, options)
     report(progress, Progress(stage, 3, 4, "steps"))
-    summary, curve = _summary(
-        w, cols.redistributable, options, cum_bytes=cum_bytes, cum_listens=cum_listens, k=k
-    )
+    summary, curve = _summary(w, cols.redistributable, options, cum=cum, k=k)
     report(progress, Progress(stage, 4, 4, "steps"))
     arrays = {
         "track_id": cols.track_id,
@@ -436,12 +435,4 @@ def make_plan(
         "covered": w.covered,
         "public": cols.redistributable,
     }
-    return Plan(
-        summary=summary,
-        curve=curve,
-        perm=perm,
-        candidates=len(cum_bytes),
-        cum_bytes=cum_bytes,
-        cum_listens=cum_listens,
-        arrays=arrays,
-    )
+    return Plan(summary=summary, curve=curve, ranked=cand, rest=rest, cum=cum, arrays=arrays)

@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from musicark.plan.curve import Cumulative
 from musicark.plan.model import TIERS
 
 STATUSES = (
@@ -34,16 +35,28 @@ METADATA_KEY = b"musicark.plan"  # the schema metadata key holding summary and c
 class Plan:
     """A ranked plan: rows are produced on demand (`batches`, `table`) from per-track arrays.
 
-    `perm` lists track indices in plan order; the per-track arrays are in catalogue order.
+    Plan order is `ranked` (track indices, best first; their cumulative bytes and listens
+    in `cum`), then `rest` (the skipped tracks); the per-track arrays are in catalogue order.
     """
 
     summary: dict[str, Any]
     curve: dict[str, list[float]]
-    perm: np.ndarray
-    candidates: int  # the first `candidates` entries of `perm` are ranked
-    cum_bytes: np.ndarray
-    cum_listens: np.ndarray
+    ranked: np.ndarray
+    rest: np.ndarray
+    cum: Cumulative
     arrays: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def candidates(self) -> int:
+        return len(self.ranked)
+
+    def _order(self, start: int, stop: int) -> np.ndarray:
+        """Track indices of plan rows [start, stop)."""
+        m = len(self.ranked)
+        head = self.ranked[start:stop]
+        if stop <= m:
+            return head
+        return np.concatenate([head, self.rest[max(start - m, 0) : stop - m]])
 
     def metadata(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, "summary": self.summary, "curve": self.curve}
@@ -54,17 +67,18 @@ class Plan:
 
     def batches(self, rows: int = 1 << 20) -> Iterator[pa.RecordBatch]:
         """The plan's rows in rank order, `rows` at a time."""
-        a, n, m = self.arrays, len(self.perm), self.candidates
+        a, m = self.arrays, self.candidates
+        n = m + len(self.rest)
         schema = self.schema()
         for start in range(0, max(n, 1), rows):
             stop = min(n, start + rows)
-            idx = self.perm[start:stop]
+            idx = self._order(start, stop)
             nbytes = a["nbytes"][idx]
             ranked = max(0, min(stop, m) - start)
             cum_b = np.zeros(stop - start, dtype=np.int64)
-            cum_b[:ranked] = self.cum_bytes[start : start + ranked]
             cum_l = np.zeros(stop - start, dtype=np.float64)
-            cum_l[:ranked] = self.cum_listens[start : start + ranked]
+            if ranked:
+                cum_b[:ranked], cum_l[:ranked] = self.cum.span(start, start + ranked)
             unranked = np.zeros(stop - start, dtype=bool)
             unranked[ranked:] = True
             source = (nbytes < 0).astype(np.int8) + np.int8(1)  # estimated 1, unknown 2
