@@ -360,3 +360,21 @@ def test_plans_computed_in_small_chunks_are_the_same(monkeypatch: pytest.MonkeyP
     assert chunked.summary == whole.summary and chunked.curve == whole.curve
     assert chunked.table.equals(whole.table)
     assert 0 < chunked.summary["selected"]["tracks"] < chunked.candidates
+
+
+def test_covered_listens_stored_for_groups_only_read_as_dense() -> None:
+    from musicark.plan.rank import Covered
+
+    rng = np.random.default_rng(5)
+    listens = rng.random(1_000)
+    dense, before = listens.copy(), listens.copy()
+    cov = Covered(listens)
+    at = [rng.choice(1_000, 60, replace=False), np.array([1_000 - 1, 0])]
+    at[0] = at[0][~np.isin(at[0], at[1])]
+    values = [rng.random(len(at[0])), np.array([0.0, 7.5])]
+    for a, v in zip(at, values, strict=True):
+        dense[a] = v
+    cov.set_groups(at, values)
+    assert np.array_equal(cov[0:1_000], dense) and np.array_equal(cov[990:995], dense[990:995])
+    idx = rng.integers(0, 1_000, 300)
+    assert np.array_equal(cov[idx], dense[idx]) and np.array_equal(listens, before)

@@ -165,3 +165,43 @@ def ranked(
         out[done : done + len(got)] = got
         done += len(got)
     return out
+
+
+class Covered:
+    """The listens each track covers: its own expected listens, except in ISRC groups (the
+    group's sum on its representative, 0 on the others). Only the groups' members are
+    stored (sorted positions and values); read with ``covered[slice or positions]``.
+    """
+
+    def __init__(self, listens: np.ndarray) -> None:
+        self.listens = listens
+        self.at = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros(0, dtype=np.float64)
+
+    def set_groups(self, at: list[np.ndarray], values: list[np.ndarray]) -> None:
+        """The members of every group (positions, any order) and what each covers."""
+        if not at:
+            return
+        pos = np.concatenate(at)
+        if len(self.listens) < 2**31:
+            pos = pos.astype(np.int32)
+        order = np.argsort(pos)
+        self.at = pos[order]
+        self.values = np.concatenate(values)[order]
+
+    def __len__(self) -> int:
+        return len(self.listens)
+
+    def __getitem__(self, idx: slice | np.ndarray) -> np.ndarray:
+        if isinstance(idx, slice):
+            start, stop, _ = idx.indices(len(self.listens))
+            out = self.listens[start:stop].copy()
+            lo, hi = np.searchsorted(self.at, [start, stop])
+            out[self.at[lo:hi] - start] = self.values[lo:hi]
+            return out
+        out = self.listens[idx]
+        if len(self.at) and len(out):
+            pos = np.minimum(np.searchsorted(self.at, idx), len(self.at) - 1)
+            hit = self.at[pos] == idx
+            out[hit] = self.values[pos[hit]]
+        return out

@@ -34,7 +34,7 @@ from musicark.plan.model import (
     secondary_score,
     tiers,
 )
-from musicark.plan.rank import STRATEGIES, isrc_representatives, ranked, strategy_keys
+from musicark.plan.rank import STRATEGIES, Covered, isrc_representatives, ranked, strategy_keys
 from musicark.plan.table import (
     CANDIDATE,
     ISRC_DUP,
@@ -111,7 +111,9 @@ def exact_sum(x: np.ndarray) -> float:
     return float(total) / 1024.0
 
 
-def _share(mask: np.ndarray, nbytes: np.ndarray, covered: np.ndarray) -> dict[str, float | int]:
+def _share(
+    mask: np.ndarray, nbytes: np.ndarray, covered: np.ndarray | Covered
+) -> dict[str, float | int]:
     tracks, nb, fixed = 0, 0, 0
     for start in range(0, len(mask), CHUNK):
         m = mask[start : start + CHUNK]
@@ -152,7 +154,7 @@ class _Work:
     nbytes: np.ndarray  # int64, -1 unknown
     held: np.ndarray  # bool
     status: np.ndarray  # int8, CANDIDATE until decided
-    covered: np.ndarray  # float64: listens of the whole ISRC group on its representative
+    covered: Covered  # listens of the whole ISRC group on its representative
     secondary: np.ndarray  # float32, for no-listen candidates only
     described: np.ndarray  # int8: how many of five fields are known
     dup_groups: int = 0
@@ -215,7 +217,7 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
         nbytes=nbytes,
         held=held,
         status=status,
-        covered=listens.copy(),
+        covered=Covered(listens),
         secondary=secondary,
         described=described,
     )
@@ -249,6 +251,8 @@ def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
     so the sort's temporaries stay a fraction of the catalogue.
     """
     part_of, parts = _isrc_parts(cols.isrc_key)
+    at_all: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     for p in range(parts):
         at = None if part_of is None else np.flatnonzero(part_of == p)
 
@@ -270,19 +274,24 @@ def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
             members = at[members]
         w.dup_groups += int(group[-1]) + 1
         sums = np.add.reduceat(w.listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
-        w.covered[members] = 0.0
-        reps = members[is_rep]
-        w.covered[reps] = sums[group[is_rep]]
+        covered = np.zeros(len(members), dtype=np.float64)
+        covered[is_rep] = sums[group[is_rep]]
+        at_all.append(members)
+        values.append(covered)
         others = members[~is_rep]
         w.status[others[w.status[others] == CANDIDATE]] = ISRC_DUP
+    w.covered.set_groups(at_all, values)
 
 
 def _low_priority(w: _Work, options: PlanOptions) -> None:
     """The secondary score counts only for candidates without expected listens."""
-    nolisten = (w.covered <= 0) & (w.status == CANDIDATE)
-    w.secondary[~nolisten] = 0.0
-    if options.min_zero_score > 0:
-        w.status[nolisten & (w.secondary < options.min_zero_score)] = LOW_PRIORITY
+    for start in _chunked(w.n):  # bounded temporaries
+        sl = slice(start, start + CHUNK)
+        nolisten = (w.covered[sl] <= 0) & (w.status[sl] == CANDIDATE)
+        w.secondary[sl][~nolisten] = 0.0
+        if options.min_zero_score > 0:
+            low = nolisten & (w.secondary[sl] < options.min_zero_score)
+            w.status[sl][low] = LOW_PRIORITY
 
 
 def _rank(w: _Work, cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> np.ndarray:

@@ -44,7 +44,7 @@ class Plan:
     ranked: np.ndarray
     rest: np.ndarray
     cum: Cumulative
-    arrays: dict[str, np.ndarray] = field(repr=False)
+    arrays: dict[str, Any] = field(repr=False)  # numpy arrays (`covered`: rank.Covered)
 
     @property
     def candidates(self) -> int:
