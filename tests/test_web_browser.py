@@ -334,7 +334,13 @@ def test_usable_at_360_pixels(server: tuple[str, Archive], browser, tmp_path: Pa
         assert shot.stat().st_size > 5_000
         box = page.locator("#results li a.title").first.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
-        for name, path in (("releases", "/releases"), ("album", _pages(base, archive)[4])):
+        pages = _pages(base, archive)
+        for name, path in (
+            ("releases", "/releases"),
+            ("album", pages[4]),
+            ("track", pages[2]),
+            ("coverage", "/coverage"),
+        ):
             page.goto(f"{base}{path}")
             page.screenshot(path=str(shot.with_name(f"{name}-360.png")), full_page=True)
     finally:
