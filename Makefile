@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := sqlite3 ffmpeg libchromaprint1 libchromaprint-tools aria2 opentracker \
-	qbittorrent-nox mktorrent chromium wrk zstd nodejs npm
+	qbittorrent-nox mktorrent chromium wrk zstd
 STAMP_DEB := $(VENV)/.debian-stamp
 STAMP_PY := $(VENV)/.python-stamp
 # npm packages the tests use (axe-core), installed into ./node_modules from package-lock.json
@@ -19,6 +19,7 @@ $(STAMP_DEB):
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
