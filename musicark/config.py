@@ -46,6 +46,12 @@ def _at_least(minimum: int) -> Callable[[int], int]:
     return parse
 
 
+def _where(value: str) -> str:
+    from musicark.executor import parse_where
+
+    return parse_where(value)
+
+
 def _piece_size(value: str) -> int | None:
     return None if value.strip().lower() == "auto" else parse_size(value, what="piece size")
 
@@ -142,6 +148,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("ingest.jobs", 0, "parallel worker processes; 0 means one per core", _at_least(0)),
     Setting(
+        "ingest.executor",
+        "local",
+        "where the per-file work of ingest runs: local (this machine's cores) or "
+        "dask://HOST:PORT (a Dask cluster's workers; store, staging and sources at the same "
+        "path on every worker, see docs/scaling.md); --executor overrides it",
+        _where,
+    ),
+    Setting(
         "ingest.duration_tolerance_ms",
         3000,
         "artist + title matches accept this difference in duration",
@@ -213,6 +227,7 @@ class StoreSettings:
 @dataclass(frozen=True)
 class IngestSettings:
     jobs: int
+    executor: str  # "local" or dask://HOST:PORT
     duration_tolerance_ms: int
 
 

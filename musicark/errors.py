@@ -51,5 +51,10 @@ class QueryError(SearchError, UsageError):
     """A search query, page size or offset that cannot be answered as given."""
 
 
+class ClusterError(MusicarkError):
+    """A cluster executor that cannot be reached, was lost, or whose workers cannot see
+    the archive's shared folders."""
+
+
 class Cancelled(MusicarkError):
     """A long job stopped because its progress callback asked it to."""

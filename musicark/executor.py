@@ -9,7 +9,8 @@ Rules for the worker functions given to `Executor.run`:
 
 - pure: inputs in, one result record out; no SQLite, no renames into the store, no
   module-level state. The main process commits what the results say.
-- picklable (a module-level function; tasks and results made of plain data).
+- picklable (a module-level function; tasks and results made of plain data), so the
+  same function runs unchanged on a cluster's workers (`where="dask://HOST:PORT"`).
 - they do not raise for bad input; an exception is a bug and stops the run.
 
 Processes die with their parent (Linux: the parent-death signal), so a killed run
@@ -35,6 +36,7 @@ from concurrent.futures import Executor as _PoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from concurrent.futures.thread import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import import_module
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -94,17 +96,49 @@ def register_executor(kind: str, factory: Factory) -> None:
     _FACTORIES[kind] = factory
 
 
-def make_executor(*, jobs: int, kind: str = "processes", **options: Any) -> Executor:
+def make_executor(
+    *,
+    jobs: int,
+    kind: str = "processes",
+    where: str = "local",
+    shared: Sequence[str | os.PathLike[str]] = (),
+    **options: Any,
+) -> Executor:
     """An executor of `kind` with `jobs` workers (see `resolve_jobs`).
 
-    Options of `processes`: `preload`, modules a fork server imports once.
+    `where`: "local" (this machine), or a cluster (`parse_where`) whose workers run the
+    tasks of every kind; `shared` names the folders its workers must see at the same path
+    (checked before the first task). Options of `processes`: `preload`, modules a fork
+    server imports once.
     """
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    where = parse_where(where)
+    if where != "local":
+        scheme = where.partition("://")[0]
+        connect: Factory = import_module(_CLUSTERS[scheme]).connect
+        return connect(where, jobs=jobs, kind=kind, shared=shared, **options)
     factory = _FACTORIES.get(kind)
     if factory is None:
         raise UsageError(f"executor kind must be one of {', '.join(_FACTORIES)}, not {kind!r}")
     return factory(jobs=jobs, **options)
+
+
+# cluster schemes of `--executor`, each a module whose `connect(where, ...)` builds the
+# executor (imported only when used: a cluster's client library is slow to import)
+_CLUSTERS = {"dask": "musicark.executor_dask"}
+
+
+def parse_where(value: str) -> str:
+    """`--executor` / `[ingest] executor`: "local" or SCHEME://HOST:PORT (dask://...)."""
+    value = value.strip()
+    if value == "local":
+        return value
+    scheme, sep, rest = value.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or scheme not in _CLUSTERS or not colon or not host or not port.isdigit():
+        raise UsageError(f"--executor must be local or dask://HOST:PORT, not {value!r}")
+    return value
 
 
 def cpu_count() -> int:
@@ -364,6 +398,7 @@ __all__ = [
     "Outcome",
     "cpu_count",
     "make_executor",
+    "parse_where",
     "register_executor",
     "resolve_jobs",
 ]

@@ -68,6 +68,15 @@ class MusicarkGroup(click.Group):
             raise click.exceptions.Exit(1) from exc
 
 
+def _executor_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from musicark.executor import parse_where
+
+    try:
+        return None if value is None else parse_where(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--executor ")) from None
+
+
 @click.group(
     cls=MusicarkGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -86,8 +95,18 @@ class MusicarkGroup(click.Group):
     help="Show the traceback of an error, with its causes, and debug log records "
     "(also MUSICARK_DEBUG=1).",
 )
+@click.option(
+    "--executor",
+    "executor",
+    envvar="MUSICARK_EXECUTOR",
+    default=None,
+    metavar="local|dask://HOST:PORT",
+    callback=_executor_value,
+    help="Where the per-file work runs: this machine, or a Dask cluster's workers "
+    "(default: [ingest] executor; also MUSICARK_EXECUTOR).",
+)
 @click.version_option(__version__, prog_name="musicark")
-def cli(archive_path: str | None, debug: bool) -> None:
+def cli(archive_path: str | None, debug: bool, executor: str | None) -> None:
     """musicark: build, verify and distribute music preservation archives."""
     configure_logging(debug=debug)
 

@@ -76,7 +76,13 @@ def configure_logging(*, debug: bool) -> None:
 
 
 def get_archive(archive_path: str | None) -> Archive:
-    return open_archive(archive_path)
+    """The archive, with the global `--executor` (when given) over its setting."""
+    archive = open_archive(archive_path)
+    ctx = click.get_current_context(silent=True)
+    executor = ctx.find_root().params.get("executor") if ctx is not None else None
+    if executor:
+        archive = archive.with_settings({"ingest.executor": executor})
+    return archive
 
 
 def echo_json(data: Any) -> None:

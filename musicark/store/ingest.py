@@ -269,7 +269,13 @@ def _run(run: _Run, paths: Sequence[str | os.PathLike[str]], stats: WalkStats, j
             run.tick()
 
     # a worker is a process even for --jobs 1: a crashing codec must not take the run along
-    with make_executor(jobs=jobs, kind="processes", preload=PRELOAD) as executor:
+    with make_executor(
+        jobs=jobs,
+        kind="processes",
+        preload=PRELOAD,
+        where=run.archive.config.ingest.executor,
+        shared=(run.staging, run.store),
+    ) as executor:
         _drain(run, executor, tasks())
         if run.untracked:  # blob files without rows: analyse them after all
             again, run.untracked = run.untracked, []

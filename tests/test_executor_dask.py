@@ -1,0 +1,230 @@
+"""`--executor dask://HOST:PORT`: ingest on a real local Dask cluster (a scheduler and two
+single-threaded workers on 127.0.0.1) records exactly what a local run records; a worker
+killed mid-task loses nothing; a worker that cannot see the archive is named before any
+work; a lost scheduler is one line and the next run resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from musicark.archive import Archive, init_archive
+from musicark.executor import make_executor, parse_where
+from musicark.store.ingest import ingest
+from tests.audio import make_file
+from tests.cluster import ROOT, Cluster, local_cluster
+
+pytest.importorskip("distributed")
+
+DOCS = ROOT / "docs" / "cli.md"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with local_cluster(tmp_path_factory.mktemp("dask")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("corpus")
+    (src / "sub").mkdir()
+    for i in range(20):
+        ext = ("mp3", "ogg", "flac", "opus")[i % 4]
+        folder = src / "sub" if i % 3 == 0 else src
+        make_file(folder / f"t{i:02d}.{ext}", seed=300 + i, seconds=2, tags={"title": f"T{i}"})
+    (src / "same.ogg").write_bytes((src / "t01.ogg").read_bytes())  # one blob, two paths
+    (src / "junk.mp3").write_bytes(b"\x00not audio" * 50)
+    return src
+
+
+def fresh(tmp_path: Path, name: str) -> Archive:
+    return init_archive(tmp_path / name)
+
+
+def records(archive: Archive) -> dict[str, list[tuple[object, ...]]]:
+    """Every row ingest writes, without the columns that name a time or a run."""
+    conn = sqlite3.connect(archive.state_path)
+    try:
+        queries = {
+            "blobs": "SELECT sha256, size, container, codec, duration_ms, bitrate, sample_rate,"
+            " channels, lossless, damaged, tags FROM blobs",
+            "renditions": "SELECT * FROM renditions",
+            "provenance": "SELECT sha256, path_key, path, source, size, mtime_ns FROM provenance",
+            "ledger": "SELECT path_key, path, size, mtime_ns, sha256, status, reason, source"
+            " FROM ledger",
+            "fingerprints": "SELECT sha256, duration_ms, fp FROM fingerprints",
+        }
+        return {k: sorted(conn.execute(q).fetchall(), key=repr) for k, q in queries.items()}
+    finally:
+        conn.close()
+
+
+def store_files(archive: Archive) -> dict[str, str]:
+    """Every file under store/ (relative path -> sha256 of its bytes)."""
+    out = {}
+    for path in archive.store_dir.rglob("*"):
+        if path.is_file():
+            out[str(path.relative_to(archive.store_dir))] = hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest()
+    return out
+
+
+def musicark(archive: Archive, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "musicark", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root), "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_parse_where() -> None:
+    assert parse_where("local") == "local"
+    assert parse_where("dask://10.0.0.5:8786") == "dask://10.0.0.5:8786"
+    for bad in ("dask://host", "tcp://h:1", "dask://:1", "ray://h:1", "h:1"):
+        with pytest.raises(Exception, match="local or dask://HOST:PORT"):
+            parse_where(bad)
+
+
+def test_cli_option_is_documented_and_checked(tmp_path: Path) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    assert "`--executor local|dask://HOST:PORT`" in text
+    archive = fresh(tmp_path, "a")
+    result = musicark(archive, "--executor", "dask://nowhere", "ingest", tmp_path)
+    assert result.returncode == 2 and "dask://HOST:PORT" in result.stderr
+
+
+def test_cluster_ingest_records_what_a_local_run_records(
+    cluster: Cluster, corpus: Path, tmp_path: Path
+) -> None:
+    local, remote = fresh(tmp_path, "local"), fresh(tmp_path, "remote")
+    ingest(local, [corpus], jobs=2)
+    result = musicark(remote, "--executor", cluster.where, "ingest", corpus, "--json")
+    assert result.returncode == 1, result.stderr  # 1: junk.mp3 is a problem, as locally
+    assert json.loads(result.stdout)["files"] == 22
+    assert records(remote) == records(local)
+    assert store_files(remote) == store_files(local)
+    assert len(store_files(local)) == 20  # junk is not stored; `same` is one blob
+    assert not list((remote.staging_dir / "ingest").glob("*"))  # no probe or temporary left
+    again = musicark(remote, "--executor", cluster.where, "ingest", corpus, "--json")
+    assert json.loads(again.stdout)["files"] == 22 and records(remote) == records(local)
+
+
+def test_executor_setting_in_musicark_toml(cluster: Cluster, corpus: Path, tmp_path: Path) -> None:
+    archive = fresh(tmp_path, "a")
+    conf = archive.root / "musicark.toml"
+    conf.write_text(conf.read_text().replace('executor = "local"', f'executor = "{cluster.where}"'))
+    result = musicark(archive, "ingest", corpus / "sub", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]  # something was recorded via the cluster
+    bad = musicark(archive, "--executor", "dask://127.0.0.1:1", "ingest", corpus)
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1 and "cannot reach the Dask scheduler" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_see_the_archive_is_named_before_any_work(
+    cluster: Cluster, corpus: Path, tmp_path: Path
+) -> None:
+    archive = fresh(tmp_path, "a")
+    # a worker whose view of tmp_path is an empty filesystem of its own
+    hide = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs none "{tmp_path}" && exec "$0" "$@"']
+    blind = cluster.add_worker(name="blind", prefix=hide)
+    try:
+        cluster.wait_workers(3)
+        result = musicark(archive, "--executor", cluster.where, "ingest", corpus)
+    finally:
+        cluster.stop(blind)
+        cluster.wait_workers(2)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "blind" in result.stderr or "Dask worker tcp://127.0.0.1:" in result.stderr
+    assert "cannot see the shared folder" in result.stderr
+    conn = sqlite3.connect(archive.state_path)
+    assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 0
+    conn.close()
+    assert store_files(archive) == {}
+
+
+def test_a_worker_killed_mid_task_loses_nothing(
+    cluster: Cluster, corpus: Path, tmp_path: Path
+) -> None:
+    local, remote = fresh(tmp_path, "local"), fresh(tmp_path, "remote")
+    ingest(local, [corpus], jobs=2)
+    pids = cluster.worker_pids()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musicark", "--executor", cluster.where, "ingest", str(corpus)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MUSICARK_ARCHIVE": str(remote.root), "PYTHONPATH": str(ROOT)},
+    )
+    client = cluster.client()
+    killed = None
+    try:
+        deadline = time.monotonic() + 60
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            busy = [w for w, keys in client.processing().items() if keys and w in pids]
+            if busy:
+                time.sleep(0.2)  # well inside the task: it has files open in staging
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed = busy[0]
+            time.sleep(0.02)
+    finally:
+        client.close()
+    _, err = proc.communicate(timeout=120)
+    assert killed is not None, "no task was seen running"
+    assert proc.returncode == 1 and "error" not in err, err  # 1: junk.mp3
+    assert records(remote) == records(local)
+    assert store_files(remote) == store_files(local)
+    cluster.wait_workers(2)  # the nanny restarted the killed worker
+
+
+def test_cluster_executor_runs_plain_tasks_and_reports_width(cluster: Cluster) -> None:
+    with make_executor(jobs=1, where=cluster.where) as ex:
+        assert ex.kind == "dask" and ex.jobs == 2
+        out = sorted(o.result for o in ex.run(abs, range(-50, 0)) if o.result is not None)
+    assert out == list(range(1, 51))
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_is_one_line_and_the_next_run_resumes(
+    corpus: Path, tmp_path: Path
+) -> None:
+    local, remote = fresh(tmp_path, "local"), fresh(tmp_path, "remote")
+    ingest(local, [corpus], jobs=2)
+    with local_cluster(tmp_path / "dask") as c:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "musicark", "--executor", c.where, "ingest", str(corpus)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MUSICARK_ARCHIVE": str(remote.root), "PYTHONPATH": str(ROOT)},
+        )
+        client = c.client()
+        deadline = time.monotonic() + 60
+        while not any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.close()
+        os.killpg(c.procs[0].pid, signal.SIGKILL)  # the scheduler
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.count("\n") == 1 and "lost the Dask scheduler" in err, err
+    with local_cluster(tmp_path / "dask2") as c:
+        result = musicark(remote, "--executor", c.where, "ingest", corpus)
+    assert result.returncode == 1 and "error" not in result.stderr, result.stderr
+    assert records(remote) == records(local)
+    assert store_files(remote) == store_files(local)
