@@ -10,7 +10,7 @@ STAMP_PY := $(VENV)/.python-stamp
 STAMP_NPM := node_modules/.musicark-stamp
 DEMO_DIR ?= demo-archive
 
-.PHONY: all setup demo test test-all bench lint typecheck clean
+.PHONY: all setup demo test test-all bench bench-scale lint typecheck clean
 
 all: test
 
@@ -55,7 +55,14 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_scale.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The whole pipeline at N tracks (default 50 M): per-stage wall, CPU, peak RSS, disk, and
+# benchmarks/scale.md extrapolated to 256 M tracks. Long; not part of `make test`.
+N ?= 50000000
+bench-scale: setup
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/bench_scale.py --n $(N)
 
 lint: setup
 	$(BIN)/ruff check musicark tests benchmarks

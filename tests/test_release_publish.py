@@ -137,6 +137,22 @@ def test_locate_every_kind_of_query_online_and_offline(cli: Runner, arc: Archive
     assert "magnet:?xt=urn:btih:" in text and "pieces:" in text
 
 
+def test_locate_sha256_prefix_of_digits_only(cli: Runner, arc: Archive) -> None:
+    # one sha256 in ~2 000 starts with 16 decimal digits: such a prefix also reads as an id
+    _published(cli, arc)
+    conn = sqlite3.connect(arc.state_path)
+    track_id, path = conn.execute(
+        "SELECT track_id, path FROM release_files WHERE isrc = 'USABC2400004'"
+    ).fetchone()
+    digits = "1234567890123456" + "ab" * 24
+    with conn:
+        conn.execute("UPDATE release_files SET sha256 = ? WHERE isrc = 'USABC2400004'", (digits,))
+    conn.close()
+    assert [f.path for f in locate(arc, digits[:16])] == [path]
+    assert [f.path for f in locate(arc, digits[:18])] == [path]
+    assert [f.path for f in locate(arc, str(track_id))] == [path]
+
+
 def test_locate_misses_and_bad_queries(cli: Runner, arc: Archive, tmp_path: Path) -> None:
     result = cli("locate", "USABC2400001", check=False)
     assert result.exit_code == 1 and "no releases yet" in result.output

@@ -140,7 +140,12 @@ def locate(
     kind, value = classify(query)
     conn = _open(archive_or_metadata_dir)
     try:
-        if kind == "track_id":
+        if kind == "track_id" and len(query.strip()) >= 16:
+            # 16+ digits may also be a sha256 prefix (one in ~2 000 hashes starts so)
+            prefix = query.strip()
+            where = "(rf.track_id = ? OR (rf.sha256 >= ? AND rf.sha256 < ?))"
+            params = [value, prefix, prefix + "g"]
+        elif kind == "track_id":
             where, params = "rf.track_id = ?", [value]
         elif kind == "isrc":
             where, params = "rf.isrc = ?", [value]
