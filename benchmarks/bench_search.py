@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_search.py                # 1 M tracks
     .venv/bin/python benchmarks/bench_search.py --n 10000000   # the setting
+    .venv/bin/python benchmarks/bench_search.py --vocabulary basic   # the old 58-word titles
 
-Generates a seeded catalogue, imports it with `musicark catalog import` (or, with
+Generates a seeded catalogue (by default a realistic one: names drawn from wordfreq's
+Zipfian word lists in a dozen languages, see musicark/catalog/synthetic_words.py), imports it with `musicark catalog import` (or, with
 `--direct`, feeds the generated rows straight to both engines: the index-only comparison),
 builds the musicark index (`rebuild_index`) and an FTS5 table (unicode61, diacritics
 removed) from the same rows, then runs the same 1-3 word queries (real words from the
@@ -147,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000, help="queries per engine")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--direct", action="store_true", help="skip the catalogue import")
+    parser.add_argument(
+        "--vocabulary", choices=("wordfreq", "basic"), default="wordfreq", help="catalogue names"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep files here")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        table = generate_catalog(args.n, seed=args.seed)
+        table = generate_catalog(args.n, seed=args.seed, vocabulary=args.vocabulary)
         print(f"generated {args.n:,} tracks in {time.perf_counter() - t0:.1f} s")
         # the import leaves the index to the measured rebuild below
         archive = init_archive(work / "archive").with_settings({"search.follow_catalog": False})
