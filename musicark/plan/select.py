@@ -156,8 +156,41 @@ class _Work:
     status: np.ndarray  # int8, CANDIDATE until decided
     covered: Covered  # listens of the whole ISRC group on its representative
     secondary: np.ndarray  # float32, for no-listen candidates only
-    described: np.ndarray  # int8: how many of five fields are known
+    described: np.ndarray  # int16: how many of five fields are known
     dup_groups: int = 0
+
+
+def _describe(cols: CatalogColumns, *, consume: bool) -> tuple[np.ndarray, np.ndarray]:
+    """How described each track is (0-5 known fields) and its secondary score (float32).
+
+    With `consume` they are written over the artist popularity and followers columns
+    (same widths, a chunk at a time once read) and the album popularity is dropped, so
+    the step allocates nothing per track.
+    """
+    n = len(cols)
+    reuse = (
+        consume
+        and cols.artist_popularity.dtype == np.int16
+        and cols.artist_followers.dtype == np.int32
+    )
+    described = cols.artist_popularity if reuse else np.empty(n, dtype=np.int16)
+    secondary = cols.artist_followers.view(np.float32) if reuse else np.empty(n, np.float32)
+    for start in _chunked(n):
+        sl = slice(start, start + CHUNK)
+        score = secondary_score(
+            cols.artist_popularity[sl], cols.album_popularity[sl], cols.artist_followers[sl]
+        )
+        described[sl] = (
+            (cols.duration_ms[sl] > 0).astype(np.int16)
+            + (cols.popularity[sl] >= 0)
+            + (cols.play_count[sl] >= 0)
+            + (cols.album_popularity[sl] >= 0)
+            + (cols.artist_popularity[sl] >= 0)
+        )
+        secondary[sl] = score
+    if consume:
+        cols.artist_popularity = cols.album_popularity = cols.artist_followers = _DROPPED
+    return described, secondary
 
 
 def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _Work:
@@ -170,6 +203,7 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
         base=options.listens_base,
         calibrate=options.listens_calibrate,
     )
+    described, secondary = _describe(cols, consume=consume)
     # With `consume`, listens and bytes take the place of play counts and held sizes
     # (same widths), chunk by chunk once each chunk has been read.
     reuse = consume and cols.play_count.dtype == np.int64 and cols.held_size.dtype == np.int64
@@ -177,20 +211,8 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
     nbytes = cols.held_size if reuse else np.empty(n, dtype=np.int64)
     tier = np.empty(n, dtype=np.int8)
     held = np.empty(n, dtype=bool)
-    described = np.empty(n, dtype=np.int8)
-    secondary = np.empty(n, dtype=np.float32)
     for start in _chunked(n):  # bounded temporaries
         sl = slice(start, start + CHUNK)
-        described[sl] = (
-            (cols.duration_ms[sl] > 0).astype(np.int8)
-            + (cols.popularity[sl] >= 0)
-            + (cols.play_count[sl] >= 0)
-            + (cols.album_popularity[sl] >= 0)
-            + (cols.artist_popularity[sl] >= 0)
-        )
-        secondary[sl] = secondary_score(
-            cols.artist_popularity[sl], cols.album_popularity[sl], cols.artist_followers[sl]
-        )
         chunk_listens = expected_listens(cols.popularity[sl], cols.play_count[sl], model)
         listens[sl] = chunk_listens
         tier[sl] = tiers(cols.popularity[sl], chunk_listens)
@@ -204,7 +226,6 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
         )
     if consume:
         cols.held_size = cols.duration_ms = cols.play_count = _DROPPED
-        cols.artist_popularity = cols.album_popularity = cols.artist_followers = _DROPPED
     status = np.full(n, CANDIDATE, dtype=np.int8)
     status[nbytes < 0] = UNKNOWN_SIZE
     if options.rights == "public":
