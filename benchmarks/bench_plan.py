@@ -8,9 +8,9 @@ Builds a catalogue with `generate_catalog(n)` written as Parquet and imported wi
 then runs each contender in its own process, on the same data:
 
 - numpy:   read: `load_catalog` (catalog.sqlite -> Arrow through the catalogue reader ->
-           compact numpy columns, credits and albums joined); plan: `make_plan` (per-byte,
-           one per ISRC, every track ranked with its cumulative bytes and listens) +
-           coverage curve, knee and summary
+           compact numpy columns, credits and albums joined); plan: `make_plan` with
+           `consume`, as the CLI runs it (per-byte, one per ISRC, every track ranked
+           with its cumulative bytes and listens) + coverage curve, knee and summary
 - duckdb:  read: the same catalogue columns as Arrow tables through the same reader;
            plan: the same selection as ONE DuckDB SQL query over them (joins included),
            then the same curve points from its result
@@ -143,7 +143,7 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
     import numpy as np
 
     from musicark.archive import open_archive
-    from musicark.plan.curve import coverage_curve, knee, marginal_listens_per_tb
+    from musicark.plan.curve import Stored, coverage_curve, knee, marginal_listens_per_tb
     from musicark.plan.load import TRACK_COLUMNS, load_catalog
     from musicark.plan.make import plan_archive
     from musicark.plan.model import calibrate_listens, expected_listens
@@ -172,15 +172,16 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
         cols = load_catalog(archive, held=False)
         res["read_seconds"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        plan = make_plan(cols, options)
+        plan = make_plan(cols, options, consume=True)  # as `plan_archive` (the CLI) runs
         res["seconds"] = time.perf_counter() - t0
         res["selected"] = plan.summary["selected"]
         res["model"] = plan.summary["model"]
         res["peak_mb"] = _peak_mb()  # before the second plan below
-        del plan
+        del plan, cols
         popular = make_plan(
-            cols,
+            load_catalog(archive, held=False),
             PlanOptions.from_config(archive.config, budget_bytes=budget, strategy="popularity"),
+            consume=True,
         )
         res["popularity_selected"] = popular.summary["selected"]
     else:
@@ -220,14 +221,15 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
             bitrate=options.bitrate,
             bitrate_zero=options.bitrate_zero,
         )
-        ranked = con.execute(sql).to_arrow_table()
+        ranked = con.sql(sql).to_arrow_table()  # no extra copy of the rows
         cb = ranked.column("cum_bytes").to_numpy().astype(np.int64)
         cl = ranked.column("cum_listens").to_numpy().astype(np.float64)
         k = int(np.searchsorted(cb, budget, side="right"))
         n = tables["tracks"].num_rows
-        coverage_curve(cb, cl, total_tracks=n, total_listens=total, budget_bytes=budget)
-        knee(cb, cl, total_tracks=n, total_listens=total)
-        marginal_listens_per_tb(cb, cl, selected=k, budget_bytes=budget)
+        cum = Stored(cb, cl)
+        coverage_curve(cum, total_tracks=n, total_listens=total, budget_bytes=budget)
+        knee(cum, total_tracks=n, total_listens=total)
+        marginal_listens_per_tb(cum, selected=k, budget_bytes=budget)
         res["seconds"] = time.perf_counter() - t0
         res["selected"] = {
             "tracks": k,
@@ -329,6 +331,8 @@ def main() -> None:
     print(
         f"end to end (plan_archive: read, plan, write Parquet + JSON): {e2e['seconds']:.2f} s"
         f"   peak RSS {e2e['peak_mb']:,.0f} MB"
+        f" ({(e2e['peak_mb'] - e2e['baseline_mb']) * 2**20 / n:.1f} bytes per track"
+        f" over the {e2e['baseline_mb']:,.0f} MB after imports)"
     )
     s_n, s_d = npy["selected"], ddb["selected"]
     print(

@@ -119,6 +119,7 @@ class Running(Cumulative):
         step: int = 0,
     ):
         self.order, self.bytes_of, self.listens_of = order, bytes_of, listens_of
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None
         self.size, self.step = len(order), step or STEP
         step = self.step
         chunks = -(-self.size // step)
@@ -129,6 +130,8 @@ class Running(Cumulative):
             self.ends_b[c], self.ends_l[c] = b[-1], ll[-1]
 
     def chunk(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._last is not None and self._last[0] == c:  # point queries near one place
+            return self._last[1], self._last[2]
         idx = self.order[c * self.step : (c + 1) * self.step]
         b = np.asarray(self.bytes_of(idx), dtype=np.int64)
         ll = np.asarray(self.listens_of(idx), dtype=np.float64)
@@ -137,6 +140,8 @@ class Running(Cumulative):
             ll[0] += self.ends_l[c - 1]
         np.cumsum(b, out=b)
         np.cumsum(ll, out=ll)
+        b.flags.writeable = ll.flags.writeable = False  # shared by the cache
+        self._last = (c, b, ll)
         return b, ll
 
 

@@ -170,13 +170,15 @@ def ranked(
 class Covered:
     """The listens each track covers: its own expected listens, except in ISRC groups (the
     group's sum on its representative, 0 on the others). Only the groups' members are
-    stored (sorted positions and values); read with ``covered[slice or positions]``.
+    stored (sorted positions, values, and one bit per track marking them); read with
+    ``covered[slice or positions]``.
     """
 
     def __init__(self, listens: np.ndarray) -> None:
         self.listens = listens
         self.at = np.zeros(0, dtype=np.int64)
         self.values = np.zeros(0, dtype=np.float64)
+        self.bits = np.zeros(0, dtype=np.uint8)
 
     def set_groups(self, at: list[np.ndarray], values: list[np.ndarray]) -> None:
         """The members of every group (positions, any order) and what each covers."""
@@ -188,6 +190,11 @@ class Covered:
         order = np.argsort(pos)
         self.at = pos[order]
         self.values = np.concatenate(values)[order]
+        self.bits = np.zeros(len(self.listens) // 8 + 1, dtype=np.uint8)
+        byte = self.at >> 3
+        starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
+        bit = np.left_shift(1, self.at & 7).astype(np.uint8)
+        self.bits[byte[starts]] = np.add.reduceat(bit, starts)  # distinct bits: sum is or
 
     def __len__(self) -> int:
         return len(self.listens)
@@ -201,7 +208,7 @@ class Covered:
             return out
         out = self.listens[idx]
         if len(self.at) and len(out):
-            pos = np.minimum(np.searchsorted(self.at, idx), len(self.at) - 1)
-            hit = self.at[pos] == idx
-            out[hit] = self.values[pos[hit]]
+            maybe = np.flatnonzero((self.bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1)
+            pos = np.searchsorted(self.at, idx[maybe])  # members only: always found
+            out[maybe] = self.values[pos]
         return out
