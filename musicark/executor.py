@@ -24,6 +24,7 @@ as an `Outcome` with `crashed` set.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import multiprocessing
 import os
 import signal
@@ -108,8 +109,9 @@ def make_executor(
 
     `where`: "local" (this machine), or a cluster (`parse_where`) whose workers run the
     tasks of every kind; `shared` names the folders its workers must see at the same path
-    (checked before the first task). Options of `processes`: `preload`, modules a fork
-    server imports once.
+    (checked before the first task). Options of `processes`: `preload`, modules imported
+    once before workers start (by this process when it forks them, else by the fork
+    server).
     """
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -320,6 +322,9 @@ class ProcessExecutor(_PoolBase):
             ctx = multiprocessing.get_context(method)
             if method == "forkserver" and self.preload:
                 ctx.set_forkserver_preload(self.preload)
+            elif self.preload:  # imported once here, inherited by every forked worker
+                for name in self.preload:
+                    importlib.import_module(name)
             self._pool = ProcessPoolExecutor(
                 self.jobs, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
             )
