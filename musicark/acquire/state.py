@@ -21,7 +21,16 @@ from musicark.errors import ArchiveError
 from musicark.sqlite import transaction
 from musicark.state import migrate_domain
 
-__all__ = ["DOMAIN", "connect", "counts", "record", "run_lock", "statuses", "transaction"]
+__all__ = [
+    "DOMAIN",
+    "acquired_rights",
+    "connect",
+    "counts",
+    "record",
+    "run_lock",
+    "statuses",
+    "transaction",
+]
 
 DOMAIN = "acquire"
 
@@ -106,6 +115,31 @@ def statuses(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT status, count(*) FROM acquire_ledger GROUP BY status"))
+
+
+def acquired_rights(conn: sqlite3.Connection, sha256s: Sequence[str]) -> dict[str, str]:
+    """The rights the acquiring source's licence gives each blob (where one was stated).
+
+    `pack` uses them when the catalogue's rights for the track are missing or `unknown`;
+    anything that does not allow redistribution keeps the blob dark. Empty for an archive
+    that never ran `acquire`; the latest fetch wins where a blob came twice.
+    """
+    has = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'acquire_provenance'"
+    ).fetchone()
+    out: dict[str, str] = {}
+    if not has:
+        return out
+    for i in range(0, len(sha256s), 500):
+        chunk = list(sha256s[i : i + 500])
+        marks = ",".join("?" * len(chunk))
+        for sha, rights in conn.execute(
+            f"SELECT sha256, rights FROM acquire_provenance WHERE sha256 IN ({marks})"
+            " AND rights IS NOT NULL ORDER BY fetched_at",
+            chunk,
+        ):
+            out[sha] = rights
+    return out
 
 
 @contextmanager

@@ -152,22 +152,3 @@ def mark_replaced(conn: sqlite3.Connection, track_id: int, offer: Offer) -> None
         " AND status LIKE 'error_%' AND status NOT IN ('error_has_replacement')",
         (offer.where, track_id, offer.ledger_key),
     )
-
-
-def acquired_rights(conn: sqlite3.Connection, sha256s: list[str]) -> dict[str, str]:
-    """The rights the acquiring source's licence gives each blob (where one was stated).
-
-    They apply when the catalogue's rights for the track are `unknown`; anything that
-    does not allow redistribution keeps the blob dark.
-    """
-    out: dict[str, str] = {}
-    for i in range(0, len(sha256s), 500):
-        chunk = sha256s[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for sha, rights in conn.execute(
-            f"SELECT sha256, rights FROM acquire_provenance WHERE sha256 IN ({marks})"
-            " AND rights IS NOT NULL ORDER BY fetched_at",
-            chunk,
-        ):
-            out[sha] = rights
-    return out

@@ -1,8 +1,9 @@
 """A source's licence statement (a URL or a name) as a catalogue `rights` value.
 
 Creative Commons URLs and names map to their `cc-*` value, the CC0 and Public Domain Mark
-URLs to `cc0` and `public-domain`; anything not recognised maps to `unknown`, which keeps
-the file dark (preserved, never in a public torrent).
+URLs to `cc0` and `public-domain`, "All rights reserved" to `all-rights-reserved`; anything
+not recognised maps to `unknown`. Both keep the file dark (preserved, never in a public
+torrent).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def licence_rights(licence: str | None) -> str:
         return "cc0"
     if "publicdomain" in low:
         return "public-domain"
+    if "allrightsreserved" in low:
+        return "all-rights-reserved"
     if "attribution" in low:
         parts = ["by"] + [code for word, code in _WORDS[1:] if word in low]
         return _CC_CODES.get("-".join(parts), "unknown")

@@ -7,6 +7,10 @@ number; a folder is a consecutive run of one collection within the size and file
 With a plan, a track of the plan's `zero` tier is packed as its derived rendition (made by
 `musicark transcode` at `[plan] bitrate_zero_popularity`) when there is one; the original
 stays in the store.
+
+Rights come from the catalogue; where it has none (missing or `unknown`), the licence the
+acquiring source stated for the file (`musicark acquire`) sets them, and the candidate
+carries the rights that were used.
 """
 
 from __future__ import annotations
@@ -123,19 +127,27 @@ def select_candidates(
     summary = Selection(already_released=len(rows) - len(fresh))
     with CatalogReader.open(archive.catalog_path) as reader:
         meta = reader.tracks(r[2] for r in fresh)
+    from musicark.acquire.state import acquired_rights
+
+    # per row, taken before the tier swap so that a derived rendition keeps its original's
+    by_sha = acquired_rights(conn, [r[0] for r in fresh])
+    acquired = [by_sha.get(r[0]) for r in fresh]
     ranks, zero = _plan_ranks(plan) if plan is not None else ({}, set())
     if zero:
         fresh = _tier_renditions(archive, conn, fresh, zero)
     out: list[Candidate] = []
     seen_tracks: set[int] = set()
-    for sha, size, track_id, codec, container in fresh:
+    for (sha, size, track_id, codec, container), licensed in zip(fresh, acquired, strict=True):
         m = meta.get(track_id)
         if m is None:
             summary.not_in_catalog += 1
             continue
         if track_id in seen_tracks:  # two preferred renditions of one track: keep one
             continue
-        if m.rights not in REDISTRIBUTABLE and not include_restricted:
+        rights = m.rights
+        if rights in (None, "unknown"):  # the catalogue says nothing: the source's licence
+            rights = licensed or rights
+        if rights not in REDISTRIBUTABLE and not include_restricted:
             summary.withheld_rights += 1
             continue
         seen_tracks.add(track_id)
@@ -153,7 +165,7 @@ def select_candidates(
                 container=container,
                 title=m.title,
                 isrc=m.isrc,
-                rights=m.rights,
+                rights=rights,
                 album=m.album,
                 collection=collection,
                 artists=tuple(m.artist_names),
