@@ -181,16 +181,16 @@ class DaskExecutor:
             return fn(*args, **kwargs)
         except CancelledError:  # the client dropped the futures: the scheduler was lost
             raise self._lost(RuntimeError("the connection was closed")) from None
+        except TimeoutError:  # an OSError, but only slow (a busy machine), not lost
+            raise
         except OSError as exc:
             raise self._lost(exc) from None
 
     def _check_scheduler(self) -> None:
-        if self._client is None or self._client.status != "running":
+        """A client that gave up reconnecting is lost; while it tries ("connecting"), its
+        futures are cancelled if it fails, which `_call` reports."""
+        if self._client is None or self._client.status not in ("running", "connecting"):
             raise self._lost(RuntimeError("the connection is closed"))
-        try:
-            self._client.run_on_scheduler(_alive)
-        except (OSError, TimeoutError, CancelledError) as exc:
-            raise self._lost(exc) from None
 
     def _lost(self, exc: BaseException) -> ClusterError:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -205,10 +205,6 @@ def _quiet_client_logs() -> None:
     for name in ["distributed", *logging.Logger.manager.loggerDict]:
         if name.startswith("distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _alive() -> bool:
-    return True
 
 
 def probe(client: Any, shared: Sequence[str | os.PathLike[str]]) -> dict[str, int]:
