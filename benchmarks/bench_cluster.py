@@ -131,7 +131,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--files", type=int, default=400, help="corpus size")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each file (fingerprinted)")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="length of each file (fingerprinted)"
+    )
     parser.add_argument("--tasks", type=int, default=1000, help="empty tasks for the overhead")
     parser.add_argument("--records", type=int, default=20000, help="records for the commit rate")
     parser.add_argument("--corpus", type=Path, default=None, help="corpus folder (kept)")

@@ -123,6 +123,24 @@ def test_cluster_ingest_records_what_a_local_run_records(
     assert json.loads(again.stdout)["files"] == 22 and records(remote) == records(local)
 
 
+def test_cluster_audit_full_finds_what_a_local_audit_finds(
+    cluster: Cluster, corpus: Path, tmp_path: Path
+) -> None:
+    archive = fresh(tmp_path, "a")
+    ingest(archive, [corpus], jobs=1, fingerprint=False)
+    blobs = sorted(p for p in archive.store_dir.rglob("*") if p.is_file())
+    blobs[0].write_bytes(b"changed")
+    blobs[1].unlink()
+    results = []
+    for where in ("local", cluster.where):
+        out = musicark(archive, "--executor", where, "audit", "--level", "full", "--json")
+        assert out.returncode == 1, out.stderr  # damage found
+        data = json.loads(out.stdout)
+        results.append({k: data[k] for k in ("checked", "bytes", "changed", "missing")})
+    assert results[0] == results[1]
+    assert len(results[0]["changed"]) == 1 and len(results[0]["missing"]) == 1
+
+
 def test_executor_setting_in_musicark_toml(cluster: Cluster, corpus: Path, tmp_path: Path) -> None:
     archive = fresh(tmp_path, "a")
     conf = archive.root / "musicark.toml"

@@ -146,7 +146,10 @@ def audit(
         tick = Progress("audit", 0, total, "blobs")
         # hashing drops the GIL: threads, no process start-up, no pickling of results
         kind = "threads" if level == "full" and jobs > 1 else "inline"
-        with make_executor(jobs=jobs, kind=kind) as executor:
+        where = archive.config.ingest.executor if level == "full" else "local"
+        with make_executor(
+            jobs=jobs, kind=kind, where=where, shared=(archive.store_dir,)
+        ) as executor:
             for out in executor.run(_hash_many, merge.batches(_iter(rows))):
                 for (sha, size, _path), actual in zip(out.task, out.result or [], strict=True):
                     result.bytes += size
