@@ -31,7 +31,7 @@ import orjson
 from musicark.acquire.http import Downloader, Transfer
 from musicark.acquire.model import CHECKSUMS, FetchFailed, Offer
 from musicark.catalog.licences import licence_rights
-from musicark.errors import UsageError
+from musicark.errors import MusicarkError, UsageError
 from musicark.registry import Registry
 
 AUDIO_SUFFIXES = (".mp3", ".flac", ".ogg", ".opus", ".m4a", ".oga", ".wav", ".aac", ".wv")
@@ -174,11 +174,18 @@ class UrlsSource(BaseSource):
                         yield number, row
                     else:
                         self.context.problem(f"{self.path}:{number}: not a JSON object")
+        elif b"\0" in head:
+            raise MusicarkError(f"urls: {self.path} is not a CSV or JSONL list (binary content)")
         else:
-            with open(self.path, encoding="utf-8", newline="") as text:
-                reader = csv.DictReader(text)
-                for number, row in enumerate(reader, start=2):
-                    yield number, {k.strip().lower(): v for k, v in row.items() if k}
+            try:
+                with open(self.path, encoding="utf-8", newline="") as text:
+                    reader = csv.DictReader(text)
+                    for number, row in enumerate(reader, start=2):
+                        yield number, {k.strip().lower(): v for k, v in row.items() if k}
+            except UnicodeDecodeError as exc:
+                raise MusicarkError(f"urls: {self.path} is not UTF-8 text") from exc
+            except csv.Error as exc:
+                raise MusicarkError(f"urls: {self.path}: not CSV ({exc})") from exc
 
     def offers(self) -> Iterator[Offer]:
         for number, row in self._rows():

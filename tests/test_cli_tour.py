@@ -1,0 +1,24 @@
+"""Bad input met while following the README's tour: one-line errors and the right exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from musicark.archive import Archive
+from tests.runner import Runner
+
+
+def test_acquire_urls_list_that_is_not_text_is_one_line_error(
+    archive: Archive, tmp_path: Path
+) -> None:
+    run = Runner(archive)
+    binary = tmp_path / "tracks.parquet"
+    binary.write_bytes(b"PAR1\x15\x04\x15\xa0\x00\x00\xff\xfe" * 50)
+    latin = tmp_path / "list.csv"
+    latin.write_bytes(b"url,track_id\nhttp://127.0.0.1:9/a.ogg,1\ncaf\xe9,2\n")
+    for path, reason in ((binary, "not a CSV or JSONL list"), (latin, "not UTF-8 text")):
+        result = run("acquire", f"urls:{path}", "--plan", "none", check=False)
+        assert result.exit_code == 1, result.output
+        assert reason in result.output
+        assert "unexpected" not in result.output
+        assert "Traceback" not in result.output
