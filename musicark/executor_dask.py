@@ -86,13 +86,13 @@ class DaskExecutor:
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
         except OSError as exc:
             why = exc.strerror or str(exc) or type(exc).__name__
-            raise ClusterError(f"cannot reach the Dask scheduler at {where} ({why})") from None
+            raise ClusterError(f"cannot reach the Dask scheduler at {where} ({why})") from exc
         try:
             self._client: Any = Client(
                 self.address, timeout=timeout, set_as_default=False, direct_to_workers=True
             )
         except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"cannot reach the Dask scheduler at {where} ({exc})") from None
+            raise ClusterError(f"cannot reach the Dask scheduler at {where} ({exc})") from exc
         try:
             self._client.wait_for_workers(1, timeout=timeout)
             self.workers = probe(self._client, shared)
@@ -184,7 +184,7 @@ class DaskExecutor:
         except TimeoutError:  # an OSError, but only slow (a busy machine), not lost
             raise
         except OSError as exc:
-            raise self._lost(exc) from None
+            raise self._lost(exc) from exc
 
     def _check_scheduler(self) -> None:
         """A client that gave up reconnecting is lost; while it tries ("connecting"), its
@@ -220,7 +220,7 @@ def probe(client: Any, shared: Sequence[str | os.PathLike[str]]) -> dict[str, in
         try:
             answers = client.run(_check_token, files, token, on_error="return")
         except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"cannot reach the Dask workers ({exc})") from None
+            raise ClusterError(f"cannot reach the Dask workers ({exc})") from exc
     finally:
         for name in files:
             Path(name).unlink(missing_ok=True)

@@ -74,7 +74,7 @@ def _executor_value(ctx: click.Context, param: click.Parameter, value: str | Non
     try:
         return None if value is None else parse_where(value)
     except UsageError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--executor ")) from None
+        raise click.BadParameter(str(exc).removeprefix("--executor ")) from exc
 
 
 @click.group(
