@@ -22,3 +22,21 @@ def test_acquire_urls_list_that_is_not_text_is_one_line_error(
         assert reason in result.output
         assert "unexpected" not in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_a_plan_exits_1(archive: Archive, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = Runner(archive)
+    other = tmp_path / "tracks.parquet"
+    pq.write_table(pa.table({"x": [1]}), other)
+    text = tmp_path / "notes.parquet"
+    text.write_text("not parquet\n")
+    for path in (other, text):
+        for args in (["plan", "show", path], ["pack", "r1", "--plan", path]):
+            result = run(*args, check=False)
+            assert result.exit_code == 1, (args, result.output)
+            assert result.output.startswith("musicark: error:"), result.output
+    missing = run("plan", "show", tmp_path / "nope.parquet", check=False)
+    assert missing.exit_code == 2

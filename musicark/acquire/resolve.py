@@ -158,7 +158,7 @@ def plan_track_ids(path: Path) -> Iterator[list[int]]:
 
     from musicark.plan.io import read_plan_metadata
 
-    read_plan_metadata(path)  # a plan file, or a UsageError saying what it is
+    read_plan_metadata(path)  # a plan file, or an error saying what it is
     for batch in pq.ParquetFile(path).iter_batches(
         batch_size=65536, columns=["track_id", "status"]
     ):

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from musicark.archive import Archive
-from musicark.errors import UsageError
+from musicark.errors import MusicarkError, UsageError
 from musicark.plan.table import METADATA_KEY, Plan
 
 PLANS_DIR = "plans"
@@ -99,10 +99,10 @@ def read_plan_metadata(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(f"no plan at {path}") from None
     except (OSError, pa.ArrowInvalid) as exc:
-        raise UsageError(f"{path} is not a plan file ({exc})") from exc
+        raise MusicarkError(f"{path} is not a plan file ({exc})") from exc
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
-        raise UsageError(f"{path} is a Parquet file but not a musicark plan")
+        raise MusicarkError(f"{path} is a Parquet file but not a musicark plan")
     data: dict[str, Any] = orjson.loads(raw)
     return data
 
