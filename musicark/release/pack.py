@@ -19,7 +19,6 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from musicark import events
 from musicark.archive import Archive
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.errors import IntegrityError, ReleaseError, UsageError
+from musicark.executor import make_executor, resolve_jobs
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.release import schema
 from musicark.release.candidates import Candidate, cut_folders, select_candidates
@@ -172,26 +172,30 @@ def _place(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
-def _verify(paths: Sequence[tuple[Path, str]], *, jobs: int) -> None:
+def _blob_hash(item: tuple[Path, str]) -> str | None:
+    """A worker function: the sha256 a stored blob reads as, None when it is missing."""
     from musicark.store.blobs import hash_file
 
-    def check(item: tuple[Path, str]) -> None:
-        path, sha = item
-        try:
-            actual, _ = hash_file(path)
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"store blob {sha} is missing; run `musicark audit` (nothing was packed)"
-            ) from None
-        if actual != sha:
-            raise IntegrityError(
-                f"store blob {sha} fails its hash (reads as {actual[:16]}...);"
-                " run `musicark audit` (nothing was packed)"
-            )
+    try:
+        return hash_file(item[0])[0]
+    except FileNotFoundError:
+        return None
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for _ in pool.map(check, paths):
-            pass
+
+def _verify(paths: Sequence[tuple[Path, str]], *, jobs: int) -> None:
+    """Re-hash every blob about to be packed (threads: hashlib drops the GIL)."""
+    with make_executor(jobs=jobs, kind="threads" if jobs > 1 else "inline") as executor:
+        for out in executor.run(_blob_hash, paths):
+            sha, actual = out.task[1], out.result
+            if actual is None:
+                raise IntegrityError(
+                    f"store blob {sha} is missing; run `musicark audit` (nothing was packed)"
+                )
+            if actual != sha:
+                raise IntegrityError(
+                    f"store blob {sha} fails its hash (reads as {actual[:16]}...);"
+                    " run `musicark audit` (nothing was packed)"
+                )
 
 
 def _lay_out(
@@ -213,7 +217,7 @@ def _lay_out(
         (data / rel).parent.mkdir(exist_ok=True)
         sources.append((blob_path(archive, c.sha256), c.sha256))
         placed.append((c, rel, serial))
-    _verify(sources, jobs=jobs or (os.cpu_count() or 1))
+    _verify(sources, jobs=resolve_jobs(jobs or None))
     for (_c, rel, _), (source, _) in zip(placed, sources, strict=True):
         _place(source, data / rel)
     return placed
