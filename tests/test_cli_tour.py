@@ -40,3 +40,16 @@ def test_a_file_that_is_not_a_plan_exits_1(archive: Archive, tmp_path: Path) -> 
             assert result.output.startswith("musicark: error:"), result.output
     missing = run("plan", "show", tmp_path / "nope.parquet", check=False)
     assert missing.exit_code == 2
+
+
+def test_seed_and_seedlist_times_must_be_positive(archive: Archive) -> None:
+    run = Runner(archive)
+    for args in (
+        ["seed", "--seconds", "-5"],
+        ["seed", "--seconds", "0"],
+        ["seed", "--interval", "0"],
+        ["seedlist", "--max-size", "1TB", "--timeout", "0"],
+    ):
+        result = run(*args, check=False)
+        assert result.exit_code == 2, (args, result.output)
+        assert "not in the range" in result.output

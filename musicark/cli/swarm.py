@@ -215,7 +215,11 @@ def _status_line(status: SeedStatus) -> str:
 @click.option(
     "--tracker", "trackers", multiple=True, help="Also announce to this tracker; repeatable."
 )
-@click.option("--seconds", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
 @click.option(
     "--torrent",
     "torrent_files",
@@ -233,7 +237,11 @@ def _status_line(status: SeedStatus) -> str:
 @click.option("--upnp", is_flag=True, help="Map the port with UPnP and NAT-PMP (off by default).")
 @click.option("--upload-limit", help="Upload rate limit in bytes/s, e.g. 5MB (default: none).")
 @click.option(
-    "--interval", type=float, default=1.0, show_default=True, help="Seconds between status updates."
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds between status updates.",
 )
 @archive_option
 def seed_command(
@@ -390,7 +398,7 @@ def _figure(value: int | None) -> str:
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     help="Seconds to wait for each tracker.",
