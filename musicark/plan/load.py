@@ -357,6 +357,7 @@ def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
     )
     del out
     _attach_credits(cols, keys, pop, fol)
+    del keys, pop, fol  # the credit track ids go before the held sizes arrive
     cols.held_size = np.full(n, -1, dtype=np.int64)
     return cols
 

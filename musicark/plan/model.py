@@ -81,13 +81,18 @@ def calibrate_listens(
         raise UsageError("[plan] listens_scale must be > 0 and listens_base > 1")
     if not calibrate:
         return ListensModel(scale, base)
-    both = (popularity > 0) & (play_count >= 0)
-    n = int(np.count_nonzero(both))
+    pops, counts = [], []
+    for start in range(0, len(popularity), 1 << 20):  # no catalogue-wide masks
+        sl = slice(start, start + (1 << 20))
+        both = (popularity[sl] > 0) & (play_count[sl] >= 0)
+        pops.append(popularity[sl][both])
+        counts.append(play_count[sl][both])
+    n = sum(len(p) for p in pops)
     if n < MIN_CALIBRATION:
         return ListensModel(scale, base)
-    x = popularity[both].astype(np.float64) / 100.0
-    plays = play_count[both].astype(np.float64)
-    del both
+    x = np.concatenate(pops).astype(np.float64) / 100.0
+    plays = np.concatenate(counts).astype(np.float64)
+    del pops, counts
     # Fit ln(plays + s) = ln(s) + x ln(b); s enters both sides, so iterate a few times
     # from the configured scale (converges in a handful of steps on real-shaped data).
     # x - mean(x) and its variance do not change between steps; y is worked in place.
