@@ -53,3 +53,11 @@ def test_seed_and_seedlist_times_must_be_positive(archive: Archive) -> None:
         result = run(*args, check=False)
         assert result.exit_code == 2, (args, result.output)
         assert "not in the range" in result.output
+
+
+def test_locate_metadata_folder_that_does_not_exist_is_usage(tmp_path: Path) -> None:
+    run = Runner(None)
+    missing = run("locate", "x - y", "--metadata", tmp_path / "nowhere", check=False)
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    empty = run("locate", "x - y", "--metadata", tmp_path, check=False)
+    assert empty.exit_code == 1 and "no locate.sqlite" in empty.output

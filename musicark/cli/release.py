@@ -159,7 +159,7 @@ def publish_command(
 @click.option(
     "--metadata",
     "metadata",
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="A downloaded metadata release folder: answer offline, without an archive.",
 )
