@@ -61,3 +61,16 @@ def test_locate_metadata_folder_that_does_not_exist_is_usage(tmp_path: Path) -> 
     assert missing.exit_code == 2 and "does not exist" in missing.output
     empty = run("locate", "x - y", "--metadata", tmp_path, check=False)
     assert empty.exit_code == 1 and "no locate.sqlite" in empty.output
+
+
+def test_export_into_a_folder_that_does_not_exist_is_usage(
+    archive: Archive, tmp_path: Path
+) -> None:
+    run = Runner(archive)
+    result = run("catalog", "export", tmp_path / "nowhere" / "out.parquet", check=False)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"musicark: error: cannot write {tmp_path / 'nowhere' / 'out.parquet'}:"
+        f" no folder {tmp_path / 'nowhere'}"
+    )
+    assert not (tmp_path / "nowhere").exists()

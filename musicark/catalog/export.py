@@ -126,6 +126,8 @@ def export_catalog(
     """
     out = Path(out)
     fmt, kind = _format_of(out, format)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: no folder {out.parent}")
     tmp = out.with_name(f".{out.name}.partial")
     conn = archive.connect_catalog(readonly=True)
     written = 0
