@@ -114,8 +114,9 @@ def find_archive(path: Path | str | None = None) -> Path:
     else:
         candidate, origin = Path(path), str(path)
     if not is_archive(candidate):
+        where = origin if origin == str(candidate) else f"{origin} ({candidate})"
         raise ArchiveError(
-            f"no musicark archive at {origin} ({candidate}); "
+            f"no musicark archive at {where}; "
             "create one with `musicark init DIR` or pass --archive DIR"
         )
     return candidate

@@ -74,3 +74,13 @@ def test_export_into_a_folder_that_does_not_exist_is_usage(
         f" no folder {tmp_path / 'nowhere'}"
     )
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_no_archive_names_the_folder_once(tmp_path: Path) -> None:
+    run = Runner(None)
+    nowhere = tmp_path / "nowhere"
+    result = run("--archive", nowhere, "search", "x", check=False)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"musicark: error: no musicark archive at {nowhere};")
+    env = run("search", "x", env={"MUSICARK_ARCHIVE": str(nowhere)}, check=False)
+    assert env.exit_code == 1 and env.output.count(str(nowhere)) == 1
