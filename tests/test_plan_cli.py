@@ -236,6 +236,36 @@ def test_load_catalog_with_credits_out_of_track_order(catalog: Archive, tmp_path
     assert (cols.artist_popularity == -1).sum() >= 10  # the ten left uncredited, and more
 
 
+def test_load_catalog_with_one_credit_run_per_track_in_another_order(  # type: ignore[no-untyped-def]
+    catalog: Archive, monkeypatch
+) -> None:
+    import sqlite3
+
+    from musicark.plan import load
+
+    # As many credit runs as tracks, but the first track's credits stored last: the
+    # tracks read do not match the credits' ids, which are read again.
+    conn = sqlite3.connect(catalog.catalog_path)
+    first = conn.execute("SELECT id FROM tracks ORDER BY rowid LIMIT 1").fetchone()[0]
+    moved = conn.execute("SELECT * FROM track_artists WHERE track_id = ?", (first,)).fetchall()
+    conn.execute("DELETE FROM track_artists WHERE track_id = ?", (first,))
+    conn.executemany("INSERT INTO track_artists VALUES (?, ?, ?, ?)", moved)
+    conn.commit()
+    conn.close()
+    reads: list[int] = []
+    real = load._credit_maxima
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        keys, values = real(*args, **kwargs)
+        reads.append(len(keys))
+        return keys, values
+
+    monkeypatch.setattr(load, "_credit_maxima", counted)
+    cols = _check_against_sql(catalog)
+    assert reads == [len(cols), len(cols)]
+    assert (cols.artist_popularity >= 0).all()
+
+
 # The plan of the `catalog` fixture, as made before the catalogue reader existed: the
 # sha256 of its rows and metadata (see `_plan_digest`). A change here changes plans.
 PINNED_PLAN = {

@@ -12,6 +12,7 @@ over every track.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -285,14 +286,22 @@ def _fill_range(
     above: int,
     upto: int,
     at: int,
+    mismatch: threading.Event | None = None,
 ) -> int:
     """Tracks with rowid in (above, upto], written into `out` from position `at` on (the
-    range has room for `upto - above` rows: rowids are unique); returns how many."""
+    range has room for `upto - above` rows: rowids are unique); returns how many.
+
+    With `mismatch`, `out["track_id"]` already holds the ids the credits named, run by
+    run: each batch is checked against them (and `mismatch` set where they differ).
+    """
     pos = at
     with ColumnReader(path) as reader:
         for b in reader.track_batches(TRACK_COLUMNS, above=above, upto=upto, batch_rows=BATCH_ROWS):
             sl = slice(pos, pos + b.num_rows)
-            out["track_id"][sl] = _ints(b.column("id"), np.int64)
+            ids = _ints(b.column("id"), np.int64)
+            if mismatch is not None and not np.array_equal(out["track_id"][sl], ids):
+                mismatch.set()
+            out["track_id"][sl] = ids
             out["duration_ms"][sl] = _ints(b.column("duration_ms"), np.int32)
             out["popularity"][sl] = _ints(b.column("popularity"), np.int16)
             out["play_count"][sl] = _ints(b.column("play_count"), np.int64)
@@ -319,29 +328,39 @@ def _compact(out: dict[str, np.ndarray], blocks: list[tuple[int, int]]) -> int:
 
 
 def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
-    """Tracks in `ranges` rowid ranges on as many connections, credits on another.
+    """Credits first (reduced to one entry per credited track), then tracks in `ranges`
+    rowid ranges on as many connections.
 
     The columns are allocated once, with a slot per range as wide as its rowid range, and
     filled in place (no per-batch pieces to concatenate): SQLite reads and most numpy
     work release the GIL, so the ranges read in parallel; the result is in rowid order,
-    as one sequential read gives it.
+    as one sequential read gives it. When the credits name one track per rowid (an
+    import writes them in track order), their track ids are the track id column itself:
+    the tracks are checked against them as they are read, not stored a second time.
     """
     albums, artists = _side_tables(path)
     with ColumnReader(path) as reader:
         lo, hi = reader.min_rowid() - 1, reader.max_rowid()
+    keys, (pop, fol) = _credit_maxima(path, artists)
     bounds = [lo + (hi - lo) * i // ranges for i in range(ranges + 1)]
+    shared = len(keys) == hi - lo
     out: dict[str, np.ndarray] = {
-        name: np.empty(hi - lo, dtype) for name, dtype in zip(_NAMES, _DTYPES, strict=True)
+        name: keys if shared and name == "track_id" else np.empty(hi - lo, dtype)
+        for name, dtype in zip(_NAMES, _DTYPES, strict=True)
     }
-    with ThreadPoolExecutor(ranges + 1) as pool:
-        credits = pool.submit(_credit_maxima, path, artists)
+    mismatch = threading.Event() if shared else None
+    with ThreadPoolExecutor(ranges) as pool:
         futures = [
-            (b - lo, pool.submit(_fill_range, path, albums, out, above=b, upto=up, at=b - lo))
+            (
+                b - lo,
+                pool.submit(
+                    _fill_range, path, albums, out, above=b, upto=up, at=b - lo, mismatch=mismatch
+                ),
+            )
             for b, up in itertools.pairwise(bounds)
         ]
         blocks = [(at, f.result()) for at, f in futures]
-        keys, (pop, fol) = credits.result()
-    del albums, artists
+    del albums
     n = _compact(out, blocks)
     cols = CatalogColumns(
         track_id=out["track_id"][:n],
@@ -356,8 +375,12 @@ def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
         held_size=np.zeros(0, np.int64),
     )
     del out
+    if shared and (mismatch is None or mismatch.is_set() or n != len(keys)):
+        # the track ids were written over the credits' ids: read the credits again
+        del keys, pop, fol
+        keys, (pop, fol) = _credit_maxima(path, artists)
     _attach_credits(cols, keys, pop, fol)
-    del keys, pop, fol  # the credit track ids go before the held sizes arrive
+    del keys, pop, fol, artists  # the credit track ids go before the held sizes arrive
     cols.held_size = np.full(n, -1, dtype=np.int64)
     return cols
 
