@@ -15,7 +15,9 @@ listens), then the skipped ones grouped by status, each group by track id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -112,31 +114,33 @@ def exact_sum(x: np.ndarray) -> float:
 
 
 def _share(
-    mask: np.ndarray, nbytes: np.ndarray, covered: np.ndarray | Covered
+    where: Callable[[slice], np.ndarray], nbytes: np.ndarray, covered: np.ndarray | Covered
 ) -> dict[str, float | int]:
+    """Tracks, bytes and listens where `where(chunk)` holds, a chunk at a time."""
     tracks, nb, fixed = 0, 0, 0
-    for start in range(0, len(mask), CHUNK):
-        m = mask[start : start + CHUNK]
+    for start in range(0, len(nbytes), CHUNK):
+        sl = slice(start, start + CHUNK)
+        m = where(sl)
         tracks += int(np.count_nonzero(m))
-        nb += int(np.maximum(nbytes[start : start + CHUNK][m], 0).sum())
-        part = covered[start : start + CHUNK][m]
+        nb += int(np.maximum(nbytes[sl][m], 0).sum())
+        part = covered[sl][m]
         fixed += int(np.rint(part * 1024.0).astype(np.int64).sum())
     return {"tracks": tracks, "bytes": nb, "listens": float(fixed) / 1024.0}
 
 
-def _masked_sum(values: np.ndarray, *masks: np.ndarray, invert_last: bool = False) -> int:
-    """Sum of `values` where every mask holds (the last one negated with `invert_last`)."""
+def _masked_sum(values: np.ndarray, where: Callable[[slice], np.ndarray]) -> int:
+    """Sum of `values` where `where(chunk)` holds, a chunk at a time."""
     total = 0
     for start in range(0, len(values), CHUNK):
         sl = slice(start, start + CHUNK)
-        m = masks[0][sl].copy()
-        for extra in masks[1:-1]:
-            m &= extra[sl]
-        if len(masks) > 1:
-            last = masks[-1][sl]
-            m &= ~last if invert_last else last
-        total += int(values[sl][m].sum())
+        total += int(values[sl][where(sl)].sum())
     return total
+
+
+def _in_tier(
+    sel: Callable[[slice], np.ndarray], tier: np.ndarray, code: int, sl: slice
+) -> np.ndarray:
+    return sel(sl) & (tier[sl] == code)
 
 
 def _chunked(n: int) -> range:
@@ -244,7 +248,7 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
     )
 
 
-ISRC_PART = 1 << 20  # tracks with an ISRC grouped at a time (bounds the sort's temporaries)
+ISRC_PART = 1 << 18  # tracks with an ISRC grouped at a time (bounds the sort's temporaries)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -374,7 +378,11 @@ def _summary(
     n, m = w.n, len(cum)
     nbytes, held, covered = w.nbytes, w.held, w.covered
     total_listens = exact_sum(w.listens)
-    sel = w.status == SELECTED
+    status, tier = w.status, w.tier
+
+    def sel(sl: slice) -> np.ndarray:
+        return status[sl] == SELECTED
+
     sel_bytes, sel_listens = 0, 0.0
     if k:
         at_b, at_l = cum.at(np.array([k - 1]))
@@ -392,7 +400,7 @@ def _summary(
         "catalogue": {
             "tracks": n,
             "expected_listens": total_listens,
-            "redistributable": _share(public, nbytes, w.listens),
+            "redistributable": _share(lambda sl: public[sl], nbytes, w.listens),
             "held": int(np.count_nonzero(held)),
             "unknown_size": int(counts[UNKNOWN_SIZE]),
             "isrc_groups": w.dup_groups,
@@ -406,14 +414,14 @@ def _summary(
             "expected_listens": sel_listens,
             "pct_tracks": round(100.0 * k / n, 4),
             "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
-            "bytes_held": _masked_sum(nbytes, sel, held),
-            "bytes_to_acquire": _masked_sum(nbytes, sel, held, invert_last=True),
+            "bytes_held": _masked_sum(nbytes, lambda sl: sel(sl) & held[sl]),
+            "bytes_to_acquire": _masked_sum(nbytes, lambda sl: sel(sl) & ~held[sl]),
             "tiers": {
-                name: _share(sel & (w.tier == code), nbytes, covered)
+                name: _share(partial(_in_tier, sel, tier, code), nbytes, covered)
                 for code, name in enumerate(TIERS)
             },
-            "redistributable": _share(sel & public, nbytes, covered),
-            "dark": _share(sel & ~public, nbytes, covered),
+            "redistributable": _share(lambda sl: sel(sl) & public[sl], nbytes, covered),
+            "dark": _share(lambda sl: sel(sl) & ~public[sl], nbytes, covered),
         },
         "marginal_listens_per_tb": round(
             marginal_listens_per_tb(cum, selected=k, budget_bytes=options.budget_bytes),
