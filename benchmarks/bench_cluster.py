@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,18 +44,43 @@ from tests.cluster import local_cluster  # noqa: E402
 FILES_86M = 86_000_000
 
 
-def ingest_cli(src: Path, archive: Path, *args: str) -> tuple[float, dict]:
+CPU: dict[str, float] = {}
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def ingest_cli(
+    src: Path, archive: Path, *args: str, extra: tuple[str, ...] = ()
+) -> tuple[float, dict]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shutil.rmtree(archive, ignore_errors=True)
     mk = [sys.executable, "-m", "musicark"]
     subprocess.run([*mk, "init", str(archive)], check=True, capture_output=True, env=env)
-    cmd = [*mk, *args, "ingest", str(src), "--archive", str(archive), "--json"]
-    t = time.perf_counter()
+    cmd = [*mk, *args, "ingest", str(src), "--archive", str(archive), "--json", *extra]
+    t, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - t
+    CPU[args[-1]] = _children_cpu() - cpu  # the command and its worker processes
     if done.returncode not in (0, 1) or not done.stdout:
         raise SystemExit(f"{' '.join(cmd[:6])} ... failed ({done.returncode}):\n{done.stderr}")
     return elapsed, json.loads(done.stdout)
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def workers_cpu(cluster: Any) -> float:
+    """CPU seconds the cluster's worker processes have used so far."""
+    client = cluster.client()
+    try:
+        return float(sum(client.run(_self_cpu).values()))
+    finally:
+        client.close()
 
 
 def _noop(x: int) -> int:
@@ -71,7 +98,7 @@ def task_overhead(where: str, tasks: int) -> float:
         return (time.perf_counter() - t) / n
 
 
-def commit_rate(src: Path, work: Path, records: int) -> tuple[float, int]:
+def commit_rate(src: Path, work: Path, records: int, *, fingerprints: bool = True) -> float:
     """Records/s the coordinator's recorder commits: real worker results (one batch of the
     corpus, fingerprints included) copied with fresh hashes, paths and fingerprint values,
     recorded 200 per transaction as ingest does."""
@@ -84,7 +111,7 @@ def commit_rate(src: Path, work: Path, records: int) -> tuple[float, int]:
     from musicark.store.recorder import IngestSummary, Recorder
     from musicark.store.worker import FileEntry, Task, process_batch
 
-    archive = init_archive(work / "commit")
+    archive = init_archive(work / f"commit-{fingerprints}")
     staging = archive.staging_dir / "ingest"
     staging.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in src.rglob("*") if p.is_file())[:20]
@@ -114,8 +141,8 @@ def commit_rate(src: Path, work: Path, records: int) -> tuple[float, int]:
                     entry=FileEntry(path, path.encode(), proto.size, proto.mtime_ns),
                     sha256=secrets.token_hex(32),
                     tmp=None,
-                    fingerprint=fp.astype("<u4").tobytes(),
-                    fingerprint_ms=MAX_SECONDS * 1000,
+                    fingerprint=fp.astype("<u4").tobytes() if fingerprints else None,
+                    fingerprint_ms=MAX_SECONDS * 1000 if fingerprints else None,
                 )
             )
         recorder.record(results, placed={r.sha256 for r in results if r.sha256}, pid=0)
@@ -123,7 +150,7 @@ def commit_rate(src: Path, work: Path, records: int) -> tuple[float, int]:
     elapsed = time.perf_counter() - t
     matcher.close()
     conn.close()
-    return records / elapsed, fp_values
+    return records / elapsed
 
 
 def main() -> int:
@@ -153,25 +180,46 @@ def main() -> int:
         with local_cluster(work / "dask", workers=2) as cluster:
             t_local, s_local = ingest_cli(corpus_dir, work / "local", "--executor", "local")
             print(f"local processes, --jobs 2: {t_local:.2f} s, {n / t_local:.1f} files/s")
+            before = workers_cpu(cluster)
             t_dask, s_dask = ingest_cli(corpus_dir, work / "dask-a", "--executor", cluster.where)
+            per_file = (workers_cpu(cluster) - before) / n
             print(
-                f"dask, 2 workers x 1 thread: {t_dask:.2f} s, {n / t_dask:.1f} files/s"
+                f"dask, 2 workers x 1 thread: {t_dask:.2f} s, {n / t_dask:.1f} files/s, "
+                f"CPU-ms/file: workers {per_file * 1000:.1f}, "
+                f"coordinator {CPU[cluster.where] * 1000 / n:.1f}"
                 f"   ratio {t_local / t_dask:.2f}x local (goal >= 0.8x)"
             )
             if s_local["counts"] != s_dask["counts"]:
                 print(f"  DIFFERENT outcomes: {s_local['counts']} vs {s_dask['counts']}")
+            before = workers_cpu(cluster)
+            ingest_cli(
+                corpus_dir,
+                work / "dask-b",
+                "--executor",
+                cluster.where,
+                extra=("--no-fingerprint",),
+            )
+            plain = (workers_cpu(cluster) - before) / n
+            print(
+                f"  the same with --no-fingerprint: workers {plain * 1000:.1f} CPU-ms/file; "
+                f"fingerprinting {(per_file - plain) * 1000 / args.seconds:.1f} CPU-ms per "
+                "second of audio"
+            )
             per_task = task_overhead(cluster.where, args.tasks)
             print(
                 f"cluster overhead: {per_task * 1000:.2f} ms per empty task (round trip, "
                 f"{args.tasks} tasks); ingest {(t_dask - t_local) / n * 1000:+.2f} ms per file "
                 "against local (connect + probe included)"
             )
-        rate, fp_values = commit_rate(corpus_dir, work, args.records)
-        print(
-            f"coordinator commit rate: {rate:.0f} records/s ({args.records} records, "
-            f"{fp_values} fingerprint values each, indexed); 86 M files: "
-            f"{FILES_86M / rate / 3600:.1f} hours of commits"
-        )
+        fp_values = int(120 / 0.124)
+        for fingerprints in (True, False):
+            rate = commit_rate(corpus_dir, work, args.records, fingerprints=fingerprints)
+            what = f"{fp_values} fingerprint values each, indexed" if fingerprints else "no fp"
+            print(
+                f"coordinator commit rate: {rate:.0f} records/s ({args.records} records, "
+                f"{what}); 86 M files: {FILES_86M / rate / 3600:.1f} hours of commits, "
+                f"{FILES_86M / rate / 86400 / 30 * 100:.0f} % of 30 days"
+            )
     print("load average at end:   {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 

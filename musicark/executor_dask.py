@@ -13,6 +13,8 @@ folder and every worker must read it back (`probe`); a worker that cannot is nam
 one-line error.
 
 Faults:
+- every task ends with a syncfs of the shared folders on its worker, so what it wrote is
+  durable before the coordinator renames it into the store;
 - a worker that dies mid-task (SIGKILL, a lost machine): the scheduler runs its task again
   on another worker. The dead task left at most a temporary file in staging, which is not
   in the store and is removed by the next clean-up of staging;
@@ -25,6 +27,8 @@ Faults:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import secrets
@@ -80,6 +84,7 @@ class DaskExecutor:
 
         _quiet_client_logs()
         self.where = where
+        self.shared = [str(folder) for folder in shared]
         self.address = "tcp://" + where.partition("://")[2]
         host, _, port = where.partition("://")[2].rpartition(":")
         try:  # a refused connection is known at once; the client would retry until timeout
@@ -142,7 +147,10 @@ class DaskExecutor:
                         if task is _END:
                             exhausted = True
                             break
-                    pending[self._call(self._client.submit, fn, task, pure=False)] = task
+                    fut = self._call(
+                        self._client.submit, _durable, fn, task, self.shared, pure=False
+                    )
+                    pending[fut] = task
                 if not pending:
                     return
                 for fut in self._wait(list(pending)):
@@ -197,6 +205,38 @@ class DaskExecutor:
         return ClusterError(
             f"lost the Dask scheduler at {self.where} ({why}); run the command again to resume"
         )
+
+
+def _durable(fn: Callable[[T], R], task: T, shared: list[str]) -> R:
+    """On a worker: `fn(task)`, then flush what it wrote to the shared folders.
+
+    Locally one syncfs by the coordinator covers its workers' writes (one kernel); on a
+    cluster each worker's client of the shared filesystem holds its own dirty data, so a
+    task's temporary files are durable before its result reaches the coordinator, which
+    renames them into the store."""
+    result = fn(task)
+    for folder in shared:
+        _syncfs(folder)
+    return result
+
+
+def _syncfs(folder: str) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # not a folder this task wrote into; the probe checked it is visible
+    try:
+        syncfs = getattr(_libc, "syncfs", None)
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+_libc: Any = None
 
 
 def _quiet_client_logs() -> None:
