@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from musicark.archive import Archive
+from tests.acquire_server import FaultServer, Running
 from tests.runner import Runner
 
 
@@ -84,3 +85,16 @@ def test_no_archive_names_the_folder_once(tmp_path: Path) -> None:
     assert result.output.startswith(f"musicark: error: no musicark archive at {nowhere};")
     env = run("search", "x", env={"MUSICARK_ARCHIVE": str(nowhere)}, check=False)
     assert env.exit_code == 1 and env.output.count(str(nowhere)) == 1
+
+
+def test_acquire_ia_search_that_fails_is_one_line_error(archive: Archive) -> None:
+    run = Runner(archive)
+    app = FaultServer()  # answers 404 to advancedsearch.php
+    with Running(app):
+        result = run(
+            "acquire", "ia:collection:x", "--ia-base-url", app.base, "--plan", "none",
+            "--dry-run", check=False,
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("musicark: error: ia:collection:x: search failed:")
+    assert "HTTP 404" in result.output and "unexpected" not in result.output

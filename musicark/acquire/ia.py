@@ -17,7 +17,7 @@ from urllib.parse import quote
 from musicark.acquire.model import FetchFailed, Offer
 from musicark.acquire.sources import AUDIO_SUFFIXES, BaseSource, SourceContext, register
 from musicark.catalog.licences import licence_rights
-from musicark.errors import UsageError
+from musicark.errors import MusicarkError, UsageError
 
 ROWS = 100
 AUDIO_FORMATS = ("mp3", "flac", "ogg", "opus", "m4a", "aac", "wave", "wav", "vorbis")
@@ -91,25 +91,31 @@ class IaSource(BaseSource):
         page = 1
         seen = 0
         while True:
-            data = self.context.downloader.get_json(
-                f"{self.base}/advancedsearch.php",
-                params={
-                    "q": self.argument,
-                    "fl[]": "identifier",
-                    "sort[]": "identifier asc",
-                    "rows": str(ROWS),
-                    "page": str(page),
-                    "output": "json",
-                },
-            )
+            try:
+                data = self.context.downloader.get_json(
+                    f"{self.base}/advancedsearch.php",
+                    params={
+                        "q": self.argument,
+                        "fl[]": "identifier",
+                        "sort[]": "identifier asc",
+                        "rows": str(ROWS),
+                        "page": str(page),
+                        "output": "json",
+                    },
+                )
+            except FetchFailed as exc:
+                # without the search there is nothing to offer: say so rather than run empty
+                raise MusicarkError(f"ia:{self.argument}: search failed: {exc.reason}") from exc
             response = data.get("response", {}) if isinstance(data, dict) else {}
+            response = response if isinstance(response, dict) else {}
             docs = response.get("docs") or []
             for doc in docs:
                 ident = doc.get("identifier") if isinstance(doc, dict) else None
                 if ident:
                     yield str(ident)
             seen += len(docs)
-            if not docs or seen >= int(response.get("numFound") or 0):
+            found = response.get("numFound")
+            if not docs or seen >= (int(str(found)) if str(found).isdigit() else 0):
                 return
             page += 1
 
