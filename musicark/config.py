@@ -150,8 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ingest.executor",
         "local",
-        "where the per-file work of ingest and audit --level full runs: local (this "
-        "machine's cores) or "
+        "where the per-file work of ingest, audit --level full and pack's piece hashing runs: "
+        "local (this machine's cores) or "
         "dask://HOST:PORT (a Dask cluster's workers; store, staging and sources at the same "
         "path on every worker, see docs/scaling.md); --executor overrides it",
         _where,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -18,15 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from musicark.archive import Archive, init_archive
+from musicark.archive import Archive, init_archive, open_archive
 from musicark.executor import make_executor, parse_where
 from musicark.store.ingest import ingest
+from tests import release_data
 from tests.audio import make_file
 from tests.cluster import ROOT, Cluster, local_cluster
 
 pytest.importorskip("distributed")
 
 DOCS = ROOT / "docs" / "cli.md"
+template = release_data.template  # an archive with a catalogue and audio to pack
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +142,25 @@ def test_cluster_audit_full_finds_what_a_local_audit_finds(
         results.append({k: data[k] for k in ("checked", "bytes", "changed", "missing")})
     assert results[0] == results[1]
     assert len(results[0]["changed"]) == 1 and len(results[0]["missing"]) == 1
+
+
+def test_cluster_pack_writes_the_same_torrent_bytes(
+    cluster: Cluster, template: Path, tmp_path: Path
+) -> None:
+    torrents = []
+    for where in ("local", cluster.where):
+        root = tmp_path / where.replace("/", "_").replace(":", "_")
+        shutil.copytree(template, root)
+        archive = open_archive(root)
+        out = musicark(archive, "--executor", where, "pack", "r1", "--target-size", "160KB")
+        assert out.returncode == 0, out.stderr
+        folder = root / "releases" / "r1" / "torrents"
+        torrents.append({p.name: p.read_bytes() for p in sorted(folder.glob("*.torrent"))})
+    assert len(torrents[0]) >= 2
+    assert torrents[0] == torrents[1]
+    shutil.copytree(template, tmp_path / "c")  # pack's hashing does go to the executor:
+    out = musicark(open_archive(tmp_path / "c"), "--executor", "dask://127.0.0.1:1", "pack", "r1")
+    assert out.returncode == 1 and "cannot reach the Dask scheduler" in out.stderr
 
 
 def test_executor_setting_in_musicark_toml(cluster: Cluster, corpus: Path, tmp_path: Path) -> None:

@@ -285,6 +285,7 @@ def _build_folder(
         web_seeds=torrent.web_seeds,
         name=name,
         jobs=torrent.jobs,
+        where=archive.config.ingest.executor,
         progress=progress,
     )
     records = _release_files(made, placed)

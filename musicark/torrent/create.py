@@ -130,9 +130,13 @@ def create_torrent(
     private: bool = False,
     comment: str | None = None,
     jobs: int = 0,
+    where: str = "local",
     progress: ProgressCallback | None = None,
 ) -> CreatedTorrent:
-    """Hash the file or folder `root` into a deterministic .torrent (see module docstring)."""
+    """Hash the file or folder `root` into a deterministic .torrent (see module docstring).
+
+    `where`: "local", or a cluster (dask://HOST:PORT) whose workers hash the pieces; they
+    must see `root` at the same path."""
     if format not in FORMATS:
         raise TorrentError(f"unknown torrent format {format!r} (one of: {', '.join(FORMATS)})")
     root = Path(root)
@@ -153,7 +157,9 @@ def create_torrent(
         plan = Plan(plan.spans, piece_length, v1=False, v2=True, size=plan.size)
     elif format == "hybrid" and single:
         plan = Plan(plan.spans, piece_length, v1=True, v2=True, size=plan.size)
-    sha1s, roots = _hash(plan, name, total, jobs=jobs, progress=progress)
+    sha1s, roots = _hash(
+        plan, name, total, jobs=jobs, progress=progress, where=where, shared=(root.parent,)
+    )
 
     info: dict[str, Any] = {"name": name, "piece length": piece_length}
     if private:
@@ -213,7 +219,14 @@ def _data_files(root: Path, name: str, format: str) -> tuple[list[DataFile], boo
 
 
 def _hash(
-    plan: Plan, name: str, total: int, *, jobs: int, progress: ProgressCallback | None
+    plan: Plan,
+    name: str,
+    total: int,
+    *,
+    jobs: int,
+    progress: ProgressCallback | None,
+    where: str = "local",
+    shared: Sequence[Path] = (),
 ) -> tuple[list[bytes], list[bytes | None]]:
     """Every piece's SHA-1 (v1) and merkle root (v2), in order."""
     workers = jobs if jobs > 0 else cpu_count()
@@ -225,7 +238,8 @@ def _hash(
     sha1s: list[bytes] = []
     roots: list[bytes | None] = []
     report(progress, Progress("hash", 0, plan.size, "bytes", name))
-    for _first, last, s1, r2 in hash_ranges(plan, jobs=workers, task_bytes=task_bytes):
+    ranges = hash_ranges(plan, jobs=workers, task_bytes=task_bytes, where=where, shared=shared)
+    for _first, last, s1, r2 in ranges:
         sha1s.extend(s1)
         roots.extend(r2)
         done = min(plan.size, last * plan.piece_length)

@@ -195,7 +195,12 @@ def _ranges(num_pieces: int, piece_length: int, task_bytes: int) -> list[tuple[i
 
 
 def hash_ranges(
-    plan: Plan, *, jobs: int, task_bytes: int = 16 * 2**20
+    plan: Plan,
+    *,
+    jobs: int,
+    task_bytes: int = 16 * 2**20,
+    where: str = "local",
+    shared: Sequence[str | os.PathLike[str]] = (),
 ) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
     """Yield `(first, last, sha1s, roots)` for every range of pieces, in order.
 
@@ -206,6 +211,9 @@ def hash_ranges(
     ranges that finish early wait here until those before them are done.
     """
     ranges = _ranges(plan.num_pieces, plan.piece_length, task_bytes)
+    if where != "local":  # a cluster (`where`, `shared`: see make_executor)
+        yield from _hash_on(plan, ranges, where, shared)
+        return
     if jobs <= 1 or len(ranges) <= 1:
         for first, last in ranges:
             yield (first, last, *hash_range(plan.part(first, last), first, last))
@@ -223,6 +231,33 @@ def hash_ranges(
             (first, last), result = outcome.task, outcome.result
             assert result is not None
             done[first] = (last, *result)
+            while wanted is not None and wanted[0] in done:
+                last, sha1s, roots = done.pop(wanted[0])
+                yield (wanted[0], last, sha1s, roots)
+                wanted = next(order, None)
+
+
+def _hash_part(task: tuple[Plan, int, int]) -> tuple[list[bytes], list[bytes | None]]:
+    part, first, last = task
+    return hash_range(part, first, last)
+
+
+def _hash_on(
+    plan: Plan,
+    ranges: list[tuple[int, int]],
+    where: str,
+    shared: Sequence[str | os.PathLike[str]],
+) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
+    """Ranges hashed by a cluster's workers; each task carries only its own files."""
+    done: dict[int, tuple[int, list[bytes], list[bytes | None]]] = {}
+    order = iter(ranges)
+    wanted: tuple[int, int] | None = next(order, None)
+    tasks = ((plan.part(first, last), first, last) for first, last in ranges)
+    with make_executor(jobs=1, kind="threads", where=where, shared=shared) as executor:
+        for outcome in executor.run(_hash_part, tasks):
+            _part, first, last = outcome.task
+            assert outcome.result is not None
+            done[first] = (last, *outcome.result)
             while wanted is not None and wanted[0] in done:
                 last, sha1s, roots = done.pop(wanted[0])
                 yield (wanted[0], last, sha1s, roots)
