@@ -1,4 +1,4 @@
-"""House rules that review keeps missing, checked on the source."""
+"""House rules that review keeps missing, checked on the source (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -103,3 +103,28 @@ def test_transactions_go_through_sqlite_transaction() -> None:
         if path.name != "sqlite.py" and statement.search(path.read_text("utf-8"))
     )
     assert found == []
+
+
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 100  # outside musicark/cli/
+
+
+def test_no_module_over_600_lines_no_function_over_100_outside_the_cli() -> None:
+    import ast
+
+    root = TESTS.parent / "musicark"
+    over = {}
+    for path in sorted(root.rglob("*.py")):
+        name = str(path.relative_to(root))
+        text = path.read_text("utf-8")
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES:
+            over[name] = lines
+        if name.startswith("cli/"):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    over[f"{name}:{node.name}"] = length
+    assert over == {}, "split these: one module or function per job"
