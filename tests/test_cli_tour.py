@@ -98,3 +98,30 @@ def test_acquire_ia_search_that_fails_is_one_line_error(archive: Archive) -> Non
     assert result.exit_code == 1, result.output
     assert result.output.startswith("musicark: error: ia:collection:x: search failed:")
     assert "HTTP 404" in result.output and "unexpected" not in result.output
+
+
+def test_verify_repair_gives_up_after_repair_timeout(tmp_path: Path) -> None:
+    import random
+    import time
+
+    from musicark.torrent.create import create_torrent
+
+    root = tmp_path / "downloads" / "Album"
+    root.mkdir(parents=True)
+    (root / "01.opus").write_bytes(random.Random(3).randbytes(70_000))
+    torrent = tmp_path / "album.torrent"
+    torrent.write_bytes(create_torrent(root, format="hybrid", piece_size=32 * 1024).data)
+    with open(root / "01.opus", "r+b") as f:
+        f.seek(1000)
+        f.write(b"XXXX")
+    run = Runner(None)
+    t0 = time.monotonic()
+    result = run(
+        "verify", torrent, "--data", root, "--repair", "--repair-timeout", "1", check=False
+    )
+    assert time.monotonic() - t0 < 60
+    assert result.exit_code == 1, result.output
+    assert "up to 1 s per torrent" in result.output
+    assert "failed Album/01.opus: not fetched within 1 s" in result.output
+    bad = run("verify", torrent, "--data", root, "--repair-timeout", "0", check=False)
+    assert bad.exit_code == 2

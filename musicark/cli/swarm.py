@@ -84,6 +84,14 @@ def _print_report(rep: VerifyReport, *, verbose: bool) -> None:
     is_flag=True,
     help="Fetch missing and corrupt files back from the torrent's peers and web seeds.",
 )
+@click.option(
+    "--repair-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --repair: how long to wait for each torrent's swarm.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @archive_option
 def verify_command(
@@ -95,6 +103,7 @@ def verify_command(
     jobs: int,
     verbose: bool,
     repair: bool,
+    repair_timeout: float,
     as_json: bool,
     archive_path: str | None,
 ) -> None:
@@ -121,12 +130,19 @@ def verify_command(
         if repair and not outcome.ok:
             from musicark.swarm.repair import repair_selection
 
+            if not as_json:
+                click.echo(
+                    "fetching missing and corrupt files from the swarm"
+                    f" (up to {repair_timeout:g} s per torrent)",
+                    err=True,
+                )
             repairs, outcome = repair_selection(
                 selection,
                 outcome,
                 listen_host=_listen_host(archive_path),
                 level=level,
                 jobs=jobs,
+                timeout=repair_timeout,
                 progress=progress,
             )
     if as_json:
