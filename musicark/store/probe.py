@@ -103,12 +103,15 @@ def _looks_like_audio(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG sync
 
 
-def _ogg_ends_cleanly(path: Path, size: int) -> bool:
+def _ogg_ends_cleanly(path: Path, size: int, data: bytes | None = None) -> bool:
     """True when the last Ogg page is complete and flagged end-of-stream."""
-    with open(path, "rb") as f:
-        start = max(0, size - 65536 - 282)
-        f.seek(start)
-        tail = f.read()
+    start = max(0, size - 65536 - 282)
+    if data is not None:
+        tail = data[start:]
+    else:
+        with open(path, "rb") as f:
+            f.seek(start)
+            tail = f.read()
     i = tail.rfind(b"OggS")
     while i >= 0:
         if len(tail) - i >= 27:
@@ -191,11 +194,17 @@ def _from_mutagen(path: Path, why: str) -> Analysis | None:
 
 
 def analyse(
-    path: Path, *, fingerprint: bool = True, size: int | None = None, head: bytes | None = None
+    path: Path,
+    *,
+    fingerprint: bool = True,
+    size: int | None = None,
+    head: bytes | None = None,
+    data: bytes | None = None,
 ) -> Analysis:
     """Probe (and optionally fingerprint) one file; raise `Rejected` if it is not usable audio.
 
-    `size` and `head` (its first bytes), when the caller has them, save re-reading.
+    `size`, `head` (its first bytes) and `data` (all of them), when the caller has them,
+    save re-reading.
     """
     import av
 
@@ -217,7 +226,7 @@ def analyse(
             raise Rejected("error_corrupt", f"starts like audio but cannot be read: {exc}") from exc
         raise Rejected("error_not_audio", "not an audio file (no known audio format)") from exc
     try:
-        return _analyse_open(container, path, size, fingerprint=fingerprint)
+        return _analyse_open(container, path, size, fingerprint=fingerprint, data=data)
     except _Undecodable as exc:
         found = _from_mutagen(path, f"the {exc} codec cannot be decoded here")
         if found is None:
@@ -242,7 +251,9 @@ def _declared(container: Any, stream: Any) -> float | None:
     return declared if declared and declared > 0 else None
 
 
-def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -> Analysis:
+def _analyse_open(
+    container: Any, path: Path, size: int, *, fingerprint: bool, data: bytes | None = None
+) -> Analysis:
     if not container.streams.audio:
         if container.streams.video:
             raise Rejected("error_not_audio", "video without an audio stream")
@@ -281,13 +292,17 @@ def _analyse_open(container: Any, path: Path, size: int, *, fingerprint: bool) -
             tolerance = _TOLERANCE_LOSSLESS_S if out.lossless else _TOLERANCE_S
         else:  # seek near the declared end (not for Ogg: its declared length is its last
             # page, so a cut shows in the end-of-stream check below instead)
-            end = _tail_end(container, stream, declared)
             tolerance = _TAIL_TOLERANCE_S
+            end = None
+            if container.format.name == "flac":  # a FLAC seek reads dozens of frames
+                end = flac_tail_end(path, size, data)
+            if end is None or end < declared - tolerance:  # confirm with the demuxer
+                end = _tail_end(container, stream, declared)
         if end is None or end < declared - tolerance:
             have = 0.0 if end is None else end
             problems.append(f"truncated: audio ends at {have:.1f} s of {declared:.1f} s declared")
             out.extra["present_ms"] = round(have * 1000)
-    if is_ogg and not _ogg_ends_cleanly(path, size):
+    if is_ogg and not _ogg_ends_cleanly(path, size, data):
         problems.append("truncated: the Ogg stream has no end-of-stream page")
     if problems:
         out.damaged = "; ".join(problems)
@@ -442,6 +457,102 @@ def _demux_end(container: Any, stream: Any, failure: list[str]) -> float | None:
             if end is None or e > end:
                 end = e
     return None if end is None else float(end * stream.time_base)
+
+
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = _CRC8[crc ^ byte]
+    return crc
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = ((c << 1) ^ 0x07 if c & 0x80 else c << 1) & 0xFF
+        table.append(c)
+    return table
+
+
+_CRC8 = _crc8_table()
+_FLAC_TAIL = 65536
+
+
+def _flac_block_size(code: int, extra: bytes) -> int | None:
+    if code == 1:
+        return 192
+    if 2 <= code <= 5:
+        return 576 << (code - 2)
+    if code == 6:
+        return extra[0] + 1
+    if code == 7:
+        return int.from_bytes(extra[:2], "big") + 1
+    if code >= 8:
+        return 256 << (code - 8)
+    return None
+
+
+def _flac_frame_end(buf: bytes, i: int, block: int) -> int | None:
+    """The sample just after the frame whose header starts at `buf[i]` (None: no valid,
+    CRC-checked frame header there). `block`: the stream's fixed block size."""
+    if len(buf) - i < 6 or buf[i + 2] >> 4 == 0 or buf[i + 2] & 0x0F == 0x0F:
+        return None
+    if buf[i + 3] & 0x01 or buf[i + 3] >> 4 > 10:
+        return None
+    first = buf[i + 4]
+    extra_bytes = 0
+    while extra_bytes < 7 and first & (0x80 >> extra_bytes):
+        extra_bytes += 1
+    if extra_bytes == 1 or first == 0xFF or (extra_bytes == 7 and not buf[i + 1] & 1):
+        return None  # a continuation byte cannot start the number
+    n = max(0, extra_bytes - 1)
+    value = first & (0x7F >> extra_bytes)
+    j = i + 5
+    for _ in range(n):
+        if j >= len(buf) or buf[j] & 0xC0 != 0x80:
+            return None
+        value = value << 6 | buf[j] & 0x3F
+        j += 1
+    code, rate = buf[i + 2] >> 4, buf[i + 2] & 0x0F
+    j += (code == 6) + 2 * (code == 7)
+    j += (rate == 12) + 2 * (rate in (13, 14))
+    if j >= len(buf) or _crc8(buf[i:j]) != buf[j]:
+        return None
+    size = _flac_block_size(code, buf[i + 5 + n : j])
+    if size is None:
+        return None
+    start = value if buf[i + 1] & 1 else value * block
+    return start + size
+
+
+def flac_tail_end(path: Path, size: int, data: bytes | None = None) -> float | None:
+    """Where a FLAC file's audio ends, in seconds, from the last frame header in its last
+    64 KiB (None: none found). Cheaper than a demuxer seek, which reads many frames."""
+    if data is not None:
+        head, tail = data[:42], data[max(0, size - _FLAC_TAIL) :]
+    else:
+        with open(path, "rb") as f:
+            head = f.read(42)
+            f.seek(max(0, size - _FLAC_TAIL))
+            tail = f.read()
+    if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0:
+        return None
+    block = int.from_bytes(head[10:12], "big")  # STREAMINFO's maximum block size
+    rate = int.from_bytes(head[18:21], "big") >> 4
+    total = int.from_bytes(head[21:26], "big") & 0xFFFFFFFFF
+    if not rate or not block:
+        return None
+    i = len(tail)
+    while True:
+        i = tail.rfind(b"\xff", 0, i)
+        if i < 0:
+            return None
+        if i + 1 < len(tail) and tail[i + 1] in (0xF8, 0xF9):
+            end = _flac_frame_end(tail, i, block)
+            if end is not None and (not total or end <= total + block):
+                return end / rate
 
 
 def _tail_end(container: Any, stream: Any, declared: float) -> float | None:

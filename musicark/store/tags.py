@@ -7,8 +7,9 @@ to `MAX_VALUE` characters (a 10 MB tag does not end up in the database).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 MAX_VALUE = 1000
 MAX_VALUES = 20
@@ -143,7 +144,12 @@ _OGG_COMMENTS = {
 _MAX_BOS_PAGES = 32
 
 
-def _ogg_comments(path: Path, codec: str) -> Any:
+def _source(path: Path, data: bytes | None) -> IO[bytes]:
+    """The file's bytes to parse: in memory when the caller holds them (no re-read)."""
+    return io.BytesIO(data) if data is not None else open(path, "rb")
+
+
+def _ogg_comments(path: Path, codec: str, data: bytes | None = None) -> Any:
     """The comment header of an Ogg Vorbis/Opus stream, read from the first pages only
     (mutagen's file classes also seek to the last page for the length, not needed here)."""
     from types import SimpleNamespace
@@ -152,7 +158,7 @@ def _ogg_comments(path: Path, codec: str) -> Any:
 
     marker, module, name = _OGG_COMMENTS[codec]
     reader = getattr(__import__(module, fromlist=[name]), name)
-    with open(path, "rb") as f:
+    with _source(path, data) as f:
         for _ in range(_MAX_BOS_PAGES):
             page = OggPage(f)
             if page.first and page.packets and page.packets[0].startswith(marker):
@@ -160,21 +166,23 @@ def _ogg_comments(path: Path, codec: str) -> Any:
     raise ValueError("no identification header in the first pages")
 
 
-def _open_tags(path: Path, container: str | None, codec: str | None) -> Any:
+def _open_tags(
+    path: Path, container: str | None, codec: str | None, data: bytes | None = None
+) -> Any:
     """The file's tag object (mutagen's), or None."""
     import mutagen
     from mutagen.apev2 import APEv2
 
     if container == "ogg" and codec in _OGG_COMMENTS:
         try:
-            return _ogg_comments(path, codec)
+            return _ogg_comments(path, codec, data)
         except Exception:  # an odd stream layout: mutagen's full parse below
             pass
     cls = _mutagen_class(container, codec)
     f = None
     if cls is not None:
         try:
-            f = cls(str(path))
+            f = cls(str(path)) if data is None else cls(io.BytesIO(data))
         except Exception:  # a header mutagen's parser refuses: let it score the file
             f = None
     if f is None:
@@ -202,11 +210,13 @@ def read_tags(
     codec: str | None = None,
     head: bytes | None = None,
     video: bool | None = None,
+    data: bytes | None = None,
 ) -> tuple[dict[str, list[str]], str | None]:
     """(tags, problem): the known tags of `path`; problem says why none could be read.
 
     `container` and `codec` (PyAV's names, when known) pick mutagen's class directly;
-    `video` False (PyAV found no video stream) skips looking for Theora comments.
+    `video` False (PyAV found no video stream) skips looking for Theora comments;
+    `data` (the file's bytes, when the caller holds them) is parsed instead of re-reading.
     Keys are compared case-insensitively (APEv2, ASF and Vorbis comments all allow
     any case); every format mutagen reads is covered (see docs/formats.md).
     """
@@ -220,10 +230,10 @@ def read_tags(
         tags = _tags_from_ffmpeg(path)
         return tags, f"ID3 tag of {big / 1e6:.1f} MB read by FFmpeg"
     try:
-        found = _open_tags(path, container, codec)
+        found = _open_tags(path, container, codec, data)
         present = _present(found) if found is not None else {}
         if container == "ogg" and video is not False:
-            for key, extra in _other_ogg_streams(path).items():
+            for key, extra in _other_ogg_streams(path, data).items():
                 present.setdefault(key, extra)
     except mutagen.MutagenError as exc:
         return {}, f"tags unreadable: {exc}"
@@ -268,10 +278,13 @@ def _mapped(items: Any, names: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
-def _other_ogg_streams(path: Path) -> dict[str, list[str]]:
+def _other_ogg_streams(path: Path, data: bytes | None = None) -> dict[str, list[str]]:
     """Comments of a Theora stream beside the audio (video files often carry them there)."""
-    with open(path, "rb") as f:
-        start = f.read(65536)
+    if data is not None:
+        start = data[:65536]
+    else:
+        with open(path, "rb") as f:
+            start = f.read(65536)
     if b"\x80theora" not in start:
         return {}
     from mutagen.oggtheora import OggTheora

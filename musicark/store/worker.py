@@ -120,6 +120,7 @@ class StoredCopy:
     mtime_ns: int
     tmp: Path | None  # None: the blob is in the store already
     head: bytes  # the first bytes (format sniffing without another read)
+    data: bytes | None = None  # a small file's bytes: its tags are parsed without a re-read
 
 
 def split(task: Task) -> list[Task]:
@@ -150,7 +151,7 @@ def _process_one(task: Task, entry: FileEntry, staging: Path) -> FileResult:
             return res
         res.tmp = str(copy.tmp)
         res.info, res.tags, res.fingerprint, res.fingerprint_ms = analyse_stage(
-            copy.tmp, fingerprint=task.fingerprint, size=copy.size, head=copy.head
+            copy.tmp, fingerprint=task.fingerprint, size=copy.size, head=copy.head, data=copy.data
         )
         if task.mode == "move":
             res.verified = _hash_or_none(copy.tmp) == copy.sha256
@@ -223,7 +224,7 @@ def store_stage(task: Task, path: str, staging: Path) -> StoredCopy:
                 _link(path, tmp, st)
             else:
                 write_new(tmp, data)
-            return StoredCopy(sha, len(data), st.st_mtime_ns, tmp, data[:16])
+            return StoredCopy(sha, len(data), st.st_mtime_ns, tmp, data[:16], data)
         tmp = _tmp_name(staging, path)
         sha, read, head = _stream_copy(fd, None if task.mode == "hardlink" else tmp)
         if _changed(st, os.fstat(fd), read):
@@ -299,16 +300,27 @@ def _link(path: str, tmp: Path, st: os.stat_result) -> None:
 
 
 def analyse_stage(
-    tmp: Path, *, fingerprint: bool, size: int | None = None, head: bytes | None = None
+    tmp: Path,
+    *,
+    fingerprint: bool,
+    size: int | None = None,
+    head: bytes | None = None,
+    data: bytes | None = None,
 ) -> tuple[AudioInfo, dict[str, list[str]], bytes | None, int | None]:
-    """Probe, tags and fingerprint of a stored temporary file."""
+    """Probe, tags and fingerprint of a stored temporary file (`data`: its bytes, if the
+    caller holds them)."""
     from musicark.store.fingerprint import to_bytes
     from musicark.store.probe import analyse
     from musicark.store.tags import read_tags
 
-    a = analyse(tmp, fingerprint=fingerprint, size=size, head=head)
+    a = analyse(tmp, fingerprint=fingerprint, size=size, head=head, data=data)
     tags, problem = read_tags(
-        tmp, container=a.container, codec=a.codec, head=head, video=a.extra.get("video")
+        tmp,
+        container=a.container,
+        codec=a.codec,
+        head=head,
+        video=a.extra.get("video"),
+        data=data,
     )
     notes = [n for n in (a.note, problem) if n]
     info = AudioInfo(
