@@ -121,3 +121,15 @@ def local_cluster(workdir: Path, *, workers: int = 2) -> Iterator[Cluster]:
     finally:
         for proc in reversed(cluster.procs):
             _stop(proc)
+
+
+def die_on_negative(batch: tuple[int, ...]) -> list[int]:
+    """A worker function whose worker dies (SIGKILL) on a batch holding a negative number,
+    like a codec that segfaults on one file."""
+    if any(x < 0 for x in batch):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [x * 2 for x in batch]
+
+
+def halves(batch: tuple[int, ...]) -> list[tuple[int, ...]]:
+    return [batch[: len(batch) // 2], batch[len(batch) // 2 :]] if len(batch) > 1 else [batch]

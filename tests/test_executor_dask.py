@@ -24,7 +24,7 @@ from musicark.executor import make_executor, parse_where
 from musicark.store.ingest import ingest
 from tests import release_data
 from tests.audio import make_file
-from tests.cluster import ROOT, Cluster, local_cluster
+from tests.cluster import ROOT, Cluster, die_on_negative, halves, local_cluster
 
 pytest.importorskip("distributed")
 
@@ -238,6 +238,18 @@ def test_cluster_executor_runs_plain_tasks_and_reports_width(cluster: Cluster) -
         assert ex.kind == "dask" and ex.jobs == 2
         out = sorted(o.result for o in ex.run(abs, range(-50, 0)) if o.result is not None)
     assert out == list(range(1, 51))
+
+
+@pytest.mark.slow
+def test_a_task_that_kills_its_workers_is_split_to_the_culprit(cluster: Cluster) -> None:
+    with make_executor(jobs=1, where=cluster.where) as ex:
+        outs = list(ex.run(die_on_negative, [(1, 2), (3, -4, 5, 6), (7,)], split=halves))
+    done = sorted(x for o in outs if o.result is not None for x in o.result)
+    crashed = [o.task for o in outs if o.crashed is not None]
+    assert done == [2, 4, 6, 10, 12, 14]  # every other number, once
+    assert crashed == [(-4,)]
+    assert all("killed its Dask workers" in (o.crashed or "") for o in outs if o.crashed)
+    cluster.wait_workers(2)  # the nannies restarted them
 
 
 @pytest.mark.slow
