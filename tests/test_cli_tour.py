@@ -125,3 +125,14 @@ def test_verify_repair_gives_up_after_repair_timeout(tmp_path: Path) -> None:
     assert "failed Album/01.opus: not fetched within 1 s" in result.output
     bad = run("verify", torrent, "--data", root, "--repair-timeout", "0", check=False)
     assert bad.exit_code == 2
+
+
+def test_an_archive_without_a_plan_exits_1(archive: Archive, tmp_path: Path) -> None:
+    run = Runner(archive)
+    urls = tmp_path / "urls.csv"
+    urls.write_text("url,track_id\n")
+    for args in (["plan", "show"], ["acquire", f"urls:{urls}", "--plan", "latest"]):
+        result = run(*args, check=False)
+        assert result.exit_code == 1, (args, result.output)
+        assert "the archive has no plan yet" in result.output
+    assert run("plan", "show", tmp_path / "nope.parquet", check=False).exit_code == 2

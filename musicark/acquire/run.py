@@ -32,7 +32,7 @@ from musicark.acquire.resolve import OfferIndex, Resolver, chunks, plan_track_id
 from musicark.acquire.sources import BaseSource, SourceContext, open_source
 from musicark.archive import Archive
 from musicark.catalog.licences import licence_rights
-from musicark.errors import UsageError
+from musicark.errors import ArchiveError, UsageError
 from musicark.executor import make_executor
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.units import now
@@ -89,7 +89,9 @@ def plan_path(archive: Archive, plan: str | None) -> Path | None:
         return None
     if plan == "latest":
         if not latest.exists():
-            raise UsageError("the archive has no plan yet: run `musicark plan` or pass --plan none")
+            raise ArchiveError(
+                "the archive has no plan yet: run `musicark plan` or pass --plan none"
+            )
         return latest
     path = Path(plan)
     if not path.is_file():

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
+from musicark.errors import ArchiveError
 from musicark.units import parse_bitrate, parse_size
 
 
@@ -132,6 +133,8 @@ def show_command(
     from musicark.plan import format_summary, latest_plan, load_plan_summary, plot_coverage
 
     path = plan if plan is not None else latest_plan(get_archive(archive_path))
+    if plan is None and not path.exists():  # the archive's state, not the command line
+        raise ArchiveError("the archive has no plan yet: make one with `musicark plan`")
     meta = load_plan_summary(path)
     if plot is not None:
         plot_coverage(meta, plot)
