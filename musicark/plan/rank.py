@@ -181,15 +181,20 @@ class Covered:
         self.bits = np.zeros(0, dtype=np.uint8)
 
     def set_groups(self, at: list[np.ndarray], values: list[np.ndarray]) -> None:
-        """The members of every group (positions, any order) and what each covers."""
+        """The members of every group (positions, any order) and what each covers; the
+        lists are emptied as they are taken in."""
         if not at:
             return
         pos = np.concatenate(at)
+        at.clear()
         if len(self.listens) < 2**31:
-            pos = pos.astype(np.int32)
+            pos = pos.astype(np.int32, copy=False)
         order = np.argsort(pos)
         self.at = pos[order]
-        self.values = np.concatenate(values)[order]
+        del pos
+        vals = np.concatenate(values)
+        values.clear()
+        self.values = vals[order]
         self.bits = np.zeros(len(self.listens) // 8 + 1, dtype=np.uint8)
         byte = self.at >> 3
         starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])

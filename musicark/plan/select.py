@@ -301,7 +301,7 @@ def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
         sums = np.add.reduceat(w.listens[members], np.flatnonzero(np.r_[True, np.diff(group)]))
         covered = np.zeros(len(members), dtype=np.float64)
         covered[is_rep] = sums[group[is_rep]]
-        at_all.append(members)
+        at_all.append(members.astype(np.int32) if w.n < 2**31 else members)
         values.append(covered)
         others = members[~is_rep]
         w.status[others[w.status[others] == CANDIDATE]] = ISRC_DUP
