@@ -347,7 +347,9 @@ def _death_reason(pool: _PoolExecutor | None) -> str:
     clean-up of the others)."""
     processes = getattr(pool, "_processes", None) or {}
     for proc in list(processes.values()):
-        proc.join(timeout=1)
+        # The pool has already terminated the others; a fork server reports a child's
+        # status only once it has reaped it, which a loaded machine can delay.
+        proc.join(timeout=10)
         code = proc.exitcode
         if code is None or code == -signal.SIGTERM or code == 0:
             continue
