@@ -115,6 +115,8 @@ def test_verify_repair_gives_up_after_repair_timeout(tmp_path: Path) -> None:
         f.seek(1000)
         f.write(b"XXXX")
     run = Runner(None)
+    ok = run("verify", torrent, "--data", root, "--level", "full", check=False)
+    assert "B hashed in" in ok.output  # bytes read (pieces, and sha256 when known), not data
     t0 = time.monotonic()
     result = run(
         "verify", torrent, "--data", root, "--repair", "--repair-timeout", "1", check=False

@@ -39,7 +39,7 @@ def _print_report(rep: VerifyReport, *, verbose: bool) -> None:
         rate = rep.bytes_hashed / rep.seconds if rep.seconds > 0 else 0
         figures = (
             f"; {rep.pieces_checked} pieces checked, {rep.pieces_failed} failed,"
-            f" {format_size(rep.bytes_hashed)} in {rep.seconds:.2f} s ({format_size(rate)}/s)"
+            f" {format_size(rep.bytes_hashed)} hashed in {rep.seconds:.2f} s ({format_size(rate)}/s)"
         )
     verdict = "OK" if rep.ok else "PROBLEMS"
     click.echo(f"{verdict} {rep.torrent} [{rep.level}] {rep.data}: {counts}{figures}")
