@@ -27,8 +27,6 @@ Faults:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import secrets
@@ -38,11 +36,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from musicark.errors import ClusterError
-from musicark.executor import Outcome
+from musicark.executor import Outcome, _Base
+from musicark.paths import sync_filesystem
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,7 +66,7 @@ def connect(
     return DaskExecutor(where, shared=shared, timeout=timeout)
 
 
-class DaskExecutor:
+class DaskExecutor(_Base):
     """Runs tasks as Dask futures, a bounded number in flight (two per worker thread)."""
 
     kind = "dask"
@@ -104,16 +102,8 @@ class DaskExecutor:
         except BaseException:
             self.close()
             raise
-        self.jobs = sum(self.workers.values())
+        super().__init__(jobs=sum(self.workers.values()))
         self.ahead = 2 * self.jobs
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -216,27 +206,9 @@ def _durable(fn: Callable[[T], R], task: T, shared: list[str]) -> R:
     renames them into the store."""
     result = fn(task)
     for folder in shared:
-        _syncfs(folder)
+        with suppress(OSError):  # not a folder this task wrote into (the probe saw it)
+            sync_filesystem(Path(folder))
     return result
-
-
-def _syncfs(folder: str) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return  # not a folder this task wrote into; the probe checked it is visible
-    try:
-        syncfs = getattr(_libc, "syncfs", None)
-        if syncfs is None or syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-_libc: Any = None
 
 
 def _quiet_client_logs() -> None:

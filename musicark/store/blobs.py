@@ -7,8 +7,6 @@ partial blob; a crash leaves at most a stray temporary file in `staging/`.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import hashlib
 import os
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from musicark.archive import Archive
 from musicark.errors import StoreError
+from musicark.paths import sync_filesystem as sync_filesystem  # its home before
 
 CHUNK = 4 * 1024 * 1024
 SMALL_FILE = 64 * 1024 * 1024  # read in one go below this size
@@ -61,26 +60,6 @@ def hash_file(path: Path | str, *, chunk: int = CHUNK) -> tuple[str, int]:
     finally:
         os.close(fd)
     return h.hexdigest(), size
-
-
-_libc: ctypes.CDLL | None = None
-
-
-def sync_filesystem(path: Path) -> None:
-    """Flush every written byte and rename of the filesystem holding `path` (syncfs(2)).
-
-    One call per batch costs far less than an fsync per file; falls back to os.sync().
-    """
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        syncfs = getattr(_libc, "syncfs", None)
-        if syncfs is None or syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
 
 
 class DirCache:
