@@ -11,7 +11,10 @@ under --corpus) is ingested by:
 4. decoding alone: `ffmpeg -f null` on every file, `--jobs` at a time (and, for reference,
    PyAV decoding in --jobs processes, with no start-up per file)
 
-Figures are files per second; the goals are ratios measured in this run.
+Figures are files per second; the goals are ratios measured in this run. `--stages`
+adds the worker's CPU-ms per file and format for each stage (store: hash + copy; probe:
+PyAV open + damage checks; tags: mutagen), measured in this process (best of 3): steadier
+than whole runs on a busy machine.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -156,6 +160,60 @@ def decode_in_process(paths: list[Path], jobs: int) -> float:
     return time.perf_counter() - t
 
 
+def _best_ms(fn: Callable[[Path], object], paths: list[Path], reps: int = 3) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        cpu = time.process_time()
+        for p in paths:
+            fn(p)
+        best = min(best, time.process_time() - cpu)
+    return best * 1000 / len(paths)
+
+
+def _format_stages(some: list[Path], work: Path) -> tuple[float, float, float]:
+    """(store, probe, tags) CPU-ms per file of files of one format."""
+    from musicark.store.probe import analyse
+    from musicark.store.tags import read_tags
+    from musicark.store.worker import Task, store_stage
+
+    staging = work / "stages"
+    staging.mkdir(exist_ok=True)
+    task = Task((), "copy", False, str(work / "no-store"), str(staging), 2)
+    data = {p: p.read_bytes() for p in some}
+    found = {p: analyse(p, fingerprint=False, data=data[p]) for p in some}
+
+    def store(p: Path) -> None:
+        copy = store_stage(task, str(p), staging)
+        if copy.tmp is not None:
+            copy.tmp.unlink()
+
+    def probe(p: Path) -> None:
+        analyse(p, fingerprint=False, size=len(data[p]), head=data[p][:16], data=data[p])
+
+    def tags(p: Path) -> None:
+        a = found[p]
+        read_tags(
+            p,
+            container=a.container,
+            codec=a.codec,
+            head=data[p][:16],
+            video=a.extra.get("video"),
+            data=data[p],
+        )
+
+    return _best_ms(store, some), _best_ms(probe, some), _best_ms(tags, some)
+
+
+def stages(paths: list[Path], work: Path) -> None:
+    """The worker's CPU-ms per file for each stage and format (no fingerprints)."""
+    print("worker CPU-ms per file (best of 3):  store  probe  tags")
+    for ext in EXTS:
+        some = [p for p in paths if p.suffix == f".{ext}"]
+        if some:
+            store, probe, tags = _format_stages(some, work)
+            print(f"  {ext:<5} {store:30.3f} {probe:6.3f} {tags:5.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,6 +227,9 @@ def main() -> int:
         "--corpus", type=Path, default=None, help="corpus folder (kept between runs)"
     )
     parser.add_argument("--skip-beets", action="store_true", help="do not run beets")
+    parser.add_argument(
+        "--stages", action="store_true", help="also the worker's CPU-ms per stage and format"
+    )
     parser.add_argument(
         "--no-fingerprint-only",
         action="store_true",
@@ -214,6 +275,8 @@ def main() -> int:
             print(f"ffmpeg -f null (decode alone):    {t_dec:.2f} s, {n / t_dec:.0f} files/s")
             t_pyav = decode_in_process(paths, args.jobs)
             print(f"PyAV decode, in-process:          {t_pyav:.2f} s, {n / t_pyav:.0f} files/s")
+        if args.stages:
+            stages(paths, work)
     print("load average at end:   {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print()
     ok = True
