@@ -138,3 +138,20 @@ def test_an_archive_without_a_plan_exits_1(archive: Archive, tmp_path: Path) -> 
         assert result.exit_code == 1, (args, result.output)
         assert "the archive has no plan yet" in result.output
     assert run("plan", "show", tmp_path / "nope.parquet", check=False).exit_code == 2
+
+
+def test_plan_outputs_that_cannot_be_written_exit_1(archive: Archive, tmp_path: Path) -> None:
+    from tests.audio import import_catalog_rows, track
+
+    import_catalog_rows(archive, [track(f"t{i}", f"Song {i}", "Anna") for i in range(3)], tmp_path)
+    run = Runner(archive)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder is needed")
+    for args in (
+        ["plan", "--budget", "1GB", "--plot", blocker / "c.png"],
+        ["plan", "--budget", "1GB", "--out", blocker / "p.parquet"],
+        ["plan", "show", "--plot", blocker / "c.png"],
+    ):
+        result = run(*args, check=False)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.splitlines()[-1].startswith("musicark: error: cannot write")

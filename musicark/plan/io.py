@@ -6,6 +6,7 @@ Where plans are kept: ``ARCHIVE/plans/latest.parquet`` (the last plan made, in f
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,9 @@ def write_plan(plan: Plan, path: Path) -> None:
                 writer.write_batch(batch, row_group_size=ROW_GROUP)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the plan to {path}: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):  # no folder there: nothing to remove
+            tmp.unlink(missing_ok=True)
+        raise MusicarkError(f"cannot write the plan to {path}: {exc.strerror}") from exc
 
 
 def copy_file(src: Path, dest: Path) -> None:
@@ -80,15 +82,16 @@ def copy_file(src: Path, dest: Path) -> None:
         shutil.copyfile(src, tmp)
         tmp.replace(dest)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the plan to {dest}: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):  # no folder there: nothing to remove
+            tmp.unlink(missing_ok=True)
+        raise MusicarkError(f"cannot write the plan to {dest}: {exc.strerror}") from exc
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
     try:
         _atomic_write(Path(path), orjson.dumps(data, option=orjson.OPT_INDENT_2))
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+        raise MusicarkError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def read_plan_metadata(path: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from musicark.errors import UsageError
+from musicark.errors import MusicarkError
 
 _UNITS = ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB"), (1.0, "B"))
 
@@ -68,7 +68,7 @@ def plot_coverage(metadata: dict[str, Any], path: Path, *, title: str | None = N
             fig.savefig(tmp, format="png", metadata={"Software": None})
             tmp.replace(path)
         except OSError as exc:
-            raise UsageError(f"cannot write the plot to {path}: {exc.strerror}") from exc
+            raise MusicarkError(f"cannot write the plot to {path}: {exc.strerror}") from exc
     finally:
         plt.close(fig)
     return path
