@@ -155,3 +155,25 @@ def test_plan_outputs_that_cannot_be_written_exit_1(archive: Archive, tmp_path: 
         result = run(*args, check=False)
         assert result.exit_code == 1, (args, result.output)
         assert result.output.splitlines()[-1].startswith("musicark: error: cannot write")
+
+
+def test_acquire_again_tells_earlier_failures_from_earlier_fetches(
+    archive: Archive, tmp_path: Path
+) -> None:
+    from tests.audio import make_file
+
+    good = make_file(tmp_path / "good.ogg", seed=11, seconds=4).read_bytes()
+    bad = make_file(tmp_path / "bad.ogg", seed=12, seconds=4).read_bytes()
+    run = Runner(archive)
+    app = FaultServer()
+    with Running(app):
+        urls = tmp_path / "urls.csv"
+        urls.write_text(
+            f"url,sha256\n{app.add('/good.ogg', good)},\n{app.add('/bad.ogg', bad)},{'0' * 64}\n"
+        )
+        first = run("acquire", f"urls:{urls}", "--plan", "none", check=False)
+        assert first.exit_code == 1 and "error_checksum" in first.output
+        again = run("acquire", f"urls:{urls}", "--plan", "none", check=False)
+    head = again.output.splitlines()[0]
+    assert "1 done by earlier runs" in head, again.output
+    assert "1 failed in earlier runs, not retried" in head, again.output

@@ -49,6 +49,7 @@ class AcquireSummary:
     mode: str
     counts: Counter[str] = field(default_factory=Counter)
     unchanged: int = 0  # offers a previous run finished
+    unchanged_failed: int = 0  # of those, the ones that ended in a final error
     repeated: int = 0  # offers of a track already fetched or in flight in this run
     unmatched_offers: int = 0
     bytes_fetched: int = 0
@@ -68,6 +69,7 @@ class AcquireSummary:
             "mode": self.mode,
             "counts": dict(sorted(self.counts.items())),
             "unchanged": self.unchanged,
+            "unchanged_failed": self.unchanged_failed,
             "repeated": self.repeated,
             "unmatched_offers": self.unmatched_offers,
             "bytes_fetched": self.bytes_fetched,
@@ -324,6 +326,7 @@ class _Run:
             offers = [o for o in job.offers if done.get(o.ledger_key) not in FINAL]
             if not offers:
                 self.summary.unchanged += 1
+                self.summary.unchanged_failed += 1
                 continue
             offers = [o for o in offers if o.ledger_key not in self.keys_in_flight]
             if not offers:  # the same offer listed twice: one transfer into one .part

@@ -27,8 +27,11 @@ def _lines(data: dict[str, Any], *, dry_run: bool) -> list[str]:
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items()) or "nothing new"
     head = f"acquired in {data['seconds']:.1f} s ({data['mode']} mode): {counts}"
     extra = []
-    if data["unchanged"]:
-        extra.append(f"{data['unchanged']} done by earlier runs")
+    failed = data.get("unchanged_failed", 0)
+    if data["unchanged"] - failed:
+        extra.append(f"{data['unchanged'] - failed} done by earlier runs")
+    if failed:
+        extra.append(f"{failed} failed in earlier runs, not retried (see the ledger)")
     if data["unmatched_offers"]:
         extra.append(f"{data['unmatched_offers']} offers match no catalogue track")
     if extra:
