@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from musicark.progress import ProgressCallback
 
 # Packages whose import subscribes their followers.
-FOLLOWERS = ("musicark.search",)
+FOLLOWERS = ("musicark.search", "musicark.store")
 
 
 @dataclass(frozen=True, slots=True)
