@@ -177,3 +177,10 @@ def test_acquire_again_tells_earlier_failures_from_earlier_fetches(
     head = again.output.splitlines()[0]
     assert "1 done by earlier runs" in head, again.output
     assert "1 failed in earlier runs, not retried" in head, again.output
+
+
+def test_plan_score_is_a_usage_error_out_of_range(archive: Archive) -> None:
+    run = Runner(archive)
+    out = run("plan", "--budget", "1GB", "--min-zero-score", "200", check=False)
+    assert out.exit_code == 2
+    assert "0<=x<=100" in out.output or "range" in out.output

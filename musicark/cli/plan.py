@@ -43,7 +43,7 @@ from musicark.units import parse_bitrate, parse_size
 )
 @click.option(
     "--min-zero-score",
-    type=float,
+    type=click.FloatRange(0, 100),
     help="Skip tracks with no expected listens whose secondary score (0-100) is below this.",
 )
 @click.option(

@@ -17,7 +17,8 @@ def _summary_lines(data: dict[str, Any]) -> list[str]:
         lines.append(f"  ... and {data['more_problems']} more (see the ledger)")
     counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items()) or "nothing new"
     rate = f", {data['files_per_second']} files/s" if data["files_per_second"] else ""
-    head = f"ingested {data['files']} files in {data['seconds']:.1f} s{rate}: {counts}"
+    files = f"{data['files']} file" + ("" if data["files"] == 1 else "s")
+    head = f"ingested {files} in {data['seconds']:.1f} s{rate}: {counts}"
     extra = []
     if data["unchanged"]:
         extra.append(f"{data['unchanged']} unchanged since the last run")

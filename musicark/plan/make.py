@@ -108,7 +108,7 @@ def format_summary(metadata: dict[str, Any]) -> str:
         f" {dark['tracks']} dark-archive tracks ({format_size(dark['bytes'])})"
     )
     lines.append(
-        f"marginal value at the budget: {s['marginal_listens_per_tb']:.4g} listens per extra TB"
+        f"marginal value at the budget: {s['marginal_listens_per_tb']:,.0f} listens per extra TB"
     )
     k = s.get("knee")
     if k:
