@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,3 +25,22 @@ def test_ids_are_stable_values() -> None:
     assert stable_hash("abc") == 1318289917348992669
     assert stable_hash("") != stable_hash("\x00")
     assert entity_id("a", "track", "b") != entity_id("a", "album", "b")
+
+
+def test_hash_strings_matches_stable_hash_on_long_columns() -> None:
+    # Enough rows for every vectorised pass: short values, values past the first words
+    # hashed over all rows, a long one finished alone, nulls, slices and chunks.
+    rng = random.Random(7)
+    alphabet = "ab\x00\x1fé€𝄞 "
+    values: list[str | None] = [
+        None if rng.random() < 0.1 else "".join(rng.choices(alphabet, k=rng.randint(0, 90)))
+        for _ in range(3000)
+    ]
+    values[5] = "x" * 5000
+    for column in (
+        pa.array(values, pa.string()),
+        pa.array(values, pa.large_string()).slice(3),
+        pa.chunked_array([pa.array(values[:100]), pa.array(values[100:])]),
+    ):
+        expected = [stable_hash(v or "") for v in column.to_pylist()]
+        assert hash_strings(column).tolist() == expected
