@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from musicark.archive import Archive, init_archive
 from musicark.catalog.importer import import_catalog
 from musicark.catalog.synthetic import generate_catalog
 from tests.audio import import_catalog_rows, make_file, track
-from tests.net import free_port
+from tests.net import serve_process
 from tests.runner import Runner
 
 CHROMIUM = "/usr/bin/chromium"
@@ -99,31 +96,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Arch
     from musicark.search import update_index
 
     update_index(archive)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "musicark", "serve", "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"server did not start: {proc.stderr.read() if proc.stderr else ''}"
-                )
-            time.sleep(0.1)
+    with serve_process(archive.root, "--log-level", "warning") as (base, _port):
         yield base, archive
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from musicark.archive import Archive, init_archive
 from musicark.web import create_app
 from tests.audio import import_catalog_rows, make_file, track
+from tests.net import serve_process
 from tests.runner import Runner
 
 ROWS = [
@@ -215,35 +216,13 @@ def test_nothing_else_on_disk_is_reachable(client: TestClient, archive: Archive)
 def test_serve_cli_no_audio_with_workers(archive: Archive) -> None:
     """`musicark serve --workers 2 --no-audio --header-timeout`: the options reach every
     worker process (they are started from an import string, not this process's app)."""
-    import os
     import socket
-    import subprocess
-    import sys
     import time
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     options = ["--workers", "2", "--no-audio", "--threads", "2", "--header-timeout", "0.5"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "musicark", "serve", "--port", str(port), *options],
-        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-            time.sleep(0.1)
+    with serve_process(archive.root, *options) as (base, port):
         with httpx.Client(base_url=base, timeout=10) as c:
             for _ in range(4):  # whichever worker answers
                 t = _track(c, "Numbat Aria")  # type: ignore[arg-type]
@@ -260,6 +239,3 @@ def test_serve_cli_no_audio_with_workers(archive: Archive) -> None:
                     break
                 time.sleep(0.1)
             assert time.monotonic() - started < 3
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
