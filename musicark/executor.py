@@ -326,7 +326,7 @@ class ProcessExecutor(_PoolBase):
                 for name in self.preload:
                     importlib.import_module(name)
             self._pool = ProcessPoolExecutor(
-                self.jobs, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+                self.jobs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
             )
         return self._pool
 
@@ -361,7 +361,7 @@ def _death_reason(pool: _PoolExecutor | None) -> str:
     return "the worker process died"
 
 
-def _init_worker(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Workers die with the process that made the executor: a killed run must not leave
     workers running (and adding files nobody records).
 

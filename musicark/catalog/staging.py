@@ -27,7 +27,7 @@ from musicark.catalog.formats import CatalogFormat, read_batches
 from musicark.catalog.formats.base import ReadOptions, Reject
 from musicark.catalog.formats.interchange import LINE
 from musicark.catalog.normalize import Normalized, normalize
-from musicark.executor import _init_worker as die_with_parent
+from musicark.executor import die_with_parent
 
 SLOTS = 3
 
