@@ -10,6 +10,7 @@ ingest matches a new file, and their ledger rows become `success`.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ def rematch_unmatched(
 
 
 def _rematch(
-    conn: Any, matcher: Matcher, total: int, progress: ProgressCallback | None
+    conn: sqlite3.Connection, matcher: Matcher, total: int, progress: ProgressCallback | None
 ) -> RematchSummary:
     looked = matched = 0
     after = ""
