@@ -3,6 +3,11 @@
     make bench-scale                     # N = 50 M tracks
     make bench-scale N=2000000
     .venv/bin/python benchmarks/bench_scale.py --n 2000000 [--workdir DIR] [--out FILE]
+    .venv/bin/python benchmarks/bench_scale.py --n 50000000 --keep DIR [--redo plan ...]
+
+With --keep DIR the files stay in DIR and each finished stage's figures are written to
+DIR/results.json at once: a run that is stopped resumes at the first unfinished stage, and
+--redo re-measures the named stages on the kept files.
 
 Each stage runs in its own process, so its peak RSS (VmHWM, from wait4) and CPU time
 (user + system, its children included) are its own:
@@ -242,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, default=50_000_000, help="tracks (default 50 M)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the files here")
+    parser.add_argument("--workdir", type=Path, default=None, help="temporary files here")
+    parser.add_argument("--keep", type=Path, default=None, help="work in DIR, keep it, resume")
+    parser.add_argument("--redo", nargs="+", choices=STAGES, default=[], help="re-measure")
     parser.add_argument("--out", type=Path, default=HERE / "scale.md", help="the report")
     parser.add_argument("--publish-catalog", action="store_true", help="export it on publish")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -257,24 +264,57 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     rows: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            work = args.keep.resolve()
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.workdir)))
+        saved = work / "results.json"
+        done: dict[str, Any] = json.loads(saved.read_text()) if saved.exists() else {}
+        if done.get("n", args.n) != args.n:
+            raise SystemExit(f"{work} holds a run at n={done['n']}, not {args.n}")
+        for name in args.redo:
+            done.get("stages", {}).pop(name, None)
         base = "import musicark.plan.make, musicark.cli, numpy, pyarrow.parquet"
-        base_rss = _run([sys.executable, "-c", base], env, work / "base.log")["rss"]
+        base_rss = (
+            done.get("base_rss")
+            or _run([sys.executable, "-c", base], env, work / "base.log")["rss"]
+        )
         for name in STAGES:
+            if name in done.get("stages", {}):
+                r = done["stages"][name]
+                rows[name] = r
+                extra[name] = r.get("extra", {})
+                print(f"{name:<9} (kept from {saved})", flush=True)
+                continue
             cmd = _commands(args, work)[name]
             r = _run(cmd, env, work / f"{name}.log")
             r["disk"] = _disk(work)
-            rows[name] = r
+            r["load"] = os.getloadavg()[0]
             for line in r["stdout"].splitlines():
                 if line.startswith("RESULT "):
                     extra[name] = json.loads(line[7:])
+            r["extra"] = extra.get(name, {})
+            rows[name] = r
+            if args.keep:
+                done = {
+                    "n": args.n,
+                    "base_rss": base_rss,
+                    "load0": done.get("load0", load0),
+                    "stages": {
+                        **done.get("stages", {}),
+                        name: {k: v for k, v in r.items() if k != "stdout"},
+                    },
+                }
+                saved.write_text(json.dumps(done, indent=1))
             print(
                 f"{name:<9} wall {r['wall']:8.1f} s  CPU {r['cpu']:8.1f} s"
                 f"  peak RSS {r['rss'] / 2**30:6.2f} GiB  disk {r['disk'] / 2**30:7.2f} GiB"
-                f"  {json.dumps(extra.get(name, {}))}",
+                f"  load {r['load']:.1f}  {json.dumps(extra.get(name, {}))}",
                 flush=True,
             )
+        load0 = tuple(done.get("load0", load0))
     load1 = os.getloadavg()
     table = _table(args.n, rows, base_rss)
     search = extra.get("search", {})
