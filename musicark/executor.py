@@ -152,12 +152,12 @@ def cpu_count() -> int:
 
 
 def resolve_jobs(jobs: int | None, configured: int = 0) -> int:
-    """`--jobs` when given, else the configured `jobs` setting, else one per core."""
+    """`--jobs` when given, else the configured `jobs` setting; 0 means one per core."""
     if jobs is None:
-        jobs = configured or cpu_count()
-    if jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    return jobs
+        jobs = configured
+    if jobs < 0:
+        raise UsageError("--jobs must be 0 (one per core) or more")
+    return jobs or cpu_count()
 
 
 class _Base:

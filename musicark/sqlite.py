@@ -36,7 +36,9 @@ def run_script(conn: sqlite3.Connection, sql: str) -> None:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+def transaction(
+    conn: sqlite3.Connection, *, immediate: bool = True
+) -> Iterator[sqlite3.Connection]:
     """One transaction on an autocommit connection: committed when the block ends, rolled
     back when it raises (anything, `KeyboardInterrupt` included).
 

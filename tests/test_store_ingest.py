@@ -190,10 +190,15 @@ def test_parallel_workers_give_the_same_result(run, archive, library, tmp_path) 
     assert run("audit", "--level", "full").exit_code == 0
 
 
-def test_ingest_usage_errors(run, tmp_path) -> None:
-    result = run("ingest", tmp_path, "--jobs", "0", check=False)
+def test_ingest_jobs(run, tmp_path) -> None:
+    result = run("ingest", tmp_path, "--jobs", "-1", check=False)
     assert result.exit_code == 2
-    assert "musicark: error: --jobs must be at least 1" in result.output
+    assert "musicark: error: --jobs must be 0 (one per core) or more" in result.output
+    # 0 is one per core, as in pack and verify
+    (tmp_path / "lib").mkdir()
+    make_file(tmp_path / "lib" / "one.ogg", seed=7, seconds=2)
+    data = json.loads(run("ingest", tmp_path / "lib", "--jobs", "0", "--json").output)
+    assert data["files"] == 1
 
 
 def test_resumes_after_a_crash_between_rename_and_record(run, archive, tmp_path) -> None:

@@ -42,7 +42,7 @@ def _summary_lines(data: dict[str, Any]) -> list[str]:
     "--jobs",
     type=int,
     default=None,
-    help="Worker processes (default: [ingest] jobs, else one per core).",
+    help="Worker processes (0: one per core; default: [ingest] jobs, else one per core).",
 )
 @click.option(
     "--no-fingerprint",
@@ -163,7 +163,7 @@ def dupes_command(
     "--jobs",
     type=int,
     default=None,
-    help="Hashing threads for --level full (default: [ingest] jobs, else one per core).",
+    help="Hashing threads for --level full (0: one per core; default: [ingest] jobs).",
 )
 @click.option(
     "--sample",

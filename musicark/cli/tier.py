@@ -37,7 +37,7 @@ from musicark.cli.common import archive_option, echo_json, get_archive, progress
     "--jobs",
     type=int,
     default=None,
-    help="Encoder processes (default: [ingest] jobs, else one per core).",
+    help="Encoder processes (0: one per core; default: [ingest] jobs).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @archive_option

@@ -217,7 +217,7 @@ def _lay_out(
         (data / rel).parent.mkdir(exist_ok=True)
         sources.append((blob_path(archive, c.sha256), c.sha256))
         placed.append((c, rel, serial))
-    _verify(sources, jobs=resolve_jobs(jobs or None))
+    _verify(sources, jobs=resolve_jobs(jobs))
     for (_c, rel, _), (source, _) in zip(placed, sources, strict=True):
         _place(source, data / rel)
     return placed

@@ -136,8 +136,8 @@ def transcode(
     if not 6_000 <= bitrate <= 510_000:
         raise UsageError(f"--bitrate must be between 6k and 510k for {codec}, not {bitrate}")
     settings = Settings(codec, bitrate)
-    plan_path, track_ids = plan_tracks(archive, plan, tier)
     workers = resolve_jobs(jobs, archive.config.ingest.jobs)
+    plan_path, track_ids = plan_tracks(archive, plan, tier)
     summary = TranscodeSummary(plan_path, tier, codec, bitrate, selected=len(track_ids))
     summary.jobs = workers
     t0 = time.perf_counter()
