@@ -141,6 +141,6 @@ def test_usage_errors(run, torrent: tuple[Path, Path], tmp_path: Path) -> None: 
     result = run("verify", path, check=False)
     assert result.exit_code == 2 and "--data" in result.output
     result = run("verify", path, "--data", tmp_path / "nowhere", check=False)
-    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
     result = run("verify", check=False)  # an archive without releases
     assert result.exit_code == 1 and "no release torrents" in result.output

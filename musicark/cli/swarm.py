@@ -60,7 +60,7 @@ def _print_report(rep: VerifyReport, *, verbose: bool) -> None:
 @click.option(
     "--data",
     "data",
-    type=click.Path(path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Data folder: the torrent's own folder as a client saves it, or the folder holding it.",
 )
 @click.option(
