@@ -204,3 +204,12 @@ def test_seedlist_cli_with_unreachable_and_garbage_trackers(
     assert bad.exit_code == 2 and "not a size" in bad.output
     none = run("seedlist", "--max-size", "1GB", check=False)
     assert none.exit_code == 1 and "no torrents" in none.output
+
+
+def test_an_archive_without_releases_lists_no_torrents(run) -> None:  # type: ignore[no-untyped-def]
+    listing = run("torrents")
+    assert listing.exit_code == 0 and listing.output == ""
+    assert orjson.loads(run("torrents", "--json").stdout) == []
+    # choosing what to seed from nothing is still an error
+    none = run("seedlist", "--max-size", "1GB", check=False)
+    assert none.exit_code == 1 and "no torrents" in none.output

@@ -443,6 +443,8 @@ def seedlist_command(
     limit = parse_size(max_size, what="--max-size")
     archive = get_archive(archive_path)
     selection = _torrents(archive, paths)
+    if not selection.targets and not selection.failures:
+        raise SwarmError("no torrents: the archive has no releases and no --torrent was given")
     conn = archive.connect_state()
     try:
         with progress_bar(enabled=not (as_json or magnets)) as progress:

@@ -320,6 +320,4 @@ def listed_torrents(archive: Archive, paths: Sequence[Path]) -> Selection[SwarmT
             return st
 
         selection.attempt(str(path), listed)
-    if not selection.targets and not selection.failures:
-        raise SwarmError("no torrents: the archive has no releases and no --torrent was given")
     return selection
