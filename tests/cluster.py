@@ -1,8 +1,11 @@
 """A real Dask cluster on 127.0.0.1 for tests and benchmarks: `dask scheduler` and
-`dask worker` processes (one thread each), started and stopped with bounded waits."""
+`dask worker` processes (one thread each), started and stopped with bounded waits; and
+what the cluster tests of each stage share (running musicark against an archive, killing
+a busy worker, comparing stores)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -14,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from musicark.archive import Archive
 from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +139,86 @@ def die_on_negative(batch: tuple[int, ...]) -> list[int]:
 
 def halves(batch: tuple[int, ...]) -> list[tuple[int, ...]]:
     return [batch[: len(batch) // 2], batch[len(batch) // 2 :]] if len(batch) > 1 else [batch]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One local cluster for a test module (import it into the module to use it)."""
+    with local_cluster(tmp_path_factory.mktemp("dask")) as c:
+        yield c
+
+
+def _archive_env(archive: Archive) -> dict[str, str]:
+    return {**os.environ, "MUSICARK_ARCHIVE": str(archive.root), "PYTHONPATH": str(ROOT)}
+
+
+def musicark(
+    archive: Archive, *args: str | os.PathLike[str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """`python -m musicark ARGS` on `archive`, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "musicark", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_archive_env(archive),
+    )
+
+
+def start_musicark(archive: Archive, *args: str | os.PathLike[str]) -> subprocess.Popen[str]:
+    """`python -m musicark ARGS` on `archive`, started (read it with `communicate`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "musicark", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_archive_env(archive),
+    )
+
+
+def kill_a_busy_worker(
+    cluster: Cluster, proc: subprocess.Popen[str], *, after: float = 0.1
+) -> str | None:
+    """SIGKILL the first worker seen running a task of `proc`, `after` seconds into it
+    (well inside the task); its address, or None if no task was seen before `proc` ended."""
+    pids = cluster.worker_pids()
+    client = cluster.client()
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            busy = [w for w, keys in client.processing().items() if keys and w in pids]
+            if busy:
+                time.sleep(after)
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                return str(busy[0])
+            time.sleep(0.01)
+        return None
+    finally:
+        client.close()
+
+
+def kill_scheduler_when_busy(cluster: Cluster) -> None:
+    """SIGKILL the scheduler as soon as a task runs."""
+    client = cluster.client()
+    deadline = time.monotonic() + 60
+    while not any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.close()
+    os.killpg(cluster.procs[0].pid, signal.SIGKILL)
+
+
+def store_files(archive: Archive) -> dict[str, str]:
+    """Every file under store/ (relative path -> sha256 of its bytes)."""
+    return {
+        str(p.relative_to(archive.store_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in archive.store_dir.rglob("*")
+        if p.is_file()
+    }
+
+
+def hide_from_worker(folder: Path) -> list[str]:
+    """A command prefix under which a worker sees an empty filesystem of its own at `folder`
+    (skips the test where `unshare -m` is not allowed)."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -m (root or CAP_SYS_ADMIN) to hide a folder from a worker")
+    return ["unshare", "-m", "sh", "-c", f'mount -t tmpfs none "{folder}" && exec "$0" "$@"']

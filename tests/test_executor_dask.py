@@ -5,16 +5,9 @@ work; a lost scheduler is one line and the next run resumes."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,18 +17,26 @@ from musicark.executor import make_executor, parse_where
 from musicark.store.ingest import ingest
 from tests import release_data
 from tests.audio import make_file
-from tests.cluster import ROOT, Cluster, die_on_negative, halves, local_cluster
+from tests.cluster import (
+    ROOT,
+    Cluster,
+    cluster,
+    die_on_negative,
+    halves,
+    hide_from_worker,
+    kill_a_busy_worker,
+    kill_scheduler_when_busy,
+    local_cluster,
+    musicark,
+    start_musicark,
+    store_files,
+)
 
 pytest.importorskip("distributed")
 
 DOCS = ROOT / "docs" / "cli.md"
 template = release_data.template  # an archive with a catalogue and audio to pack
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with local_cluster(tmp_path_factory.mktemp("dask")) as c:
-        yield c
+__all__ = ["cluster"]  # a fixture
 
 
 @pytest.fixture(scope="module")
@@ -71,27 +72,6 @@ def records(archive: Archive) -> dict[str, list[tuple[object, ...]]]:
         return {k: sorted(conn.execute(q).fetchall(), key=repr) for k, q in queries.items()}
     finally:
         conn.close()
-
-
-def store_files(archive: Archive) -> dict[str, str]:
-    """Every file under store/ (relative path -> sha256 of its bytes)."""
-    out = {}
-    for path in archive.store_dir.rglob("*"):
-        if path.is_file():
-            out[str(path.relative_to(archive.store_dir))] = hashlib.sha256(
-                path.read_bytes()
-            ).hexdigest()
-    return out
-
-
-def musicark(archive: Archive, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "musicark", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MUSICARK_ARCHIVE": str(archive.root), "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_parse_where() -> None:
@@ -179,11 +159,8 @@ def test_executor_setting_in_musicark_toml(cluster: Cluster, corpus: Path, tmp_p
 def test_a_worker_that_cannot_see_the_archive_is_named_before_any_work(
     cluster: Cluster, corpus: Path, tmp_path: Path
 ) -> None:
-    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
-        pytest.skip("needs unshare -m (root or CAP_SYS_ADMIN) to hide a folder from a worker")
+    hide = hide_from_worker(tmp_path)  # a worker whose tmp_path is an empty filesystem
     archive = fresh(tmp_path, "a")
-    # a worker whose view of tmp_path is an empty filesystem of its own
-    hide = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs none "{tmp_path}" && exec "$0" "$@"']
     blind = cluster.add_worker(name="blind", prefix=hide)
     try:
         cluster.wait_workers(3)
@@ -206,27 +183,8 @@ def test_a_worker_killed_mid_task_loses_nothing(
 ) -> None:
     local, remote = fresh(tmp_path, "local"), fresh(tmp_path, "remote")
     ingest(local, [corpus], jobs=2)
-    pids = cluster.worker_pids()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "musicark", "--executor", cluster.where, "ingest", str(corpus)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MUSICARK_ARCHIVE": str(remote.root), "PYTHONPATH": str(ROOT)},
-    )
-    client = cluster.client()
-    killed = None
-    try:
-        deadline = time.monotonic() + 60
-        while killed is None and proc.poll() is None and time.monotonic() < deadline:
-            busy = [w for w, keys in client.processing().items() if keys and w in pids]
-            if busy:
-                time.sleep(0.2)  # well inside the task: it has files open in staging
-                os.kill(pids[busy[0]], signal.SIGKILL)
-                killed = busy[0]
-            time.sleep(0.02)
-    finally:
-        client.close()
+    proc = start_musicark(remote, "--executor", cluster.where, "ingest", corpus)
+    killed = kill_a_busy_worker(cluster, proc, after=0.2)  # it has files open in staging
     _, err = proc.communicate(timeout=120)
     assert killed is not None, "no task was seen running"
     assert proc.returncode == 1 and "error" not in err, err  # 1: junk.mp3
@@ -261,19 +219,8 @@ def test_a_lost_scheduler_is_one_line_and_the_next_run_resumes(
     local, remote = fresh(tmp_path, "local"), fresh(tmp_path, "remote")
     ingest(local, [corpus], jobs=2)
     with local_cluster(tmp_path / "dask") as c:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "musicark", "--executor", c.where, "ingest", str(corpus)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "MUSICARK_ARCHIVE": str(remote.root), "PYTHONPATH": str(ROOT)},
-        )
-        client = c.client()
-        deadline = time.monotonic() + 60
-        while not any(client.processing().values()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        client.close()
-        os.killpg(c.procs[0].pid, signal.SIGKILL)  # the scheduler
+        proc = start_musicark(remote, "--executor", c.where, "ingest", corpus)
+        kill_scheduler_when_busy(c)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert err.count("\n") == 1 and "lost the Dask scheduler" in err, err

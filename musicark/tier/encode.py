@@ -3,8 +3,12 @@
 `render(job)` is pure (a file in, a temporary file and a result record out; no SQLite, no
 renames into the store): it decodes the source with PyAV, feeds the encoder and, from the
 same decoded frames, a Chromaprint fingerprint of the source; then it decodes the file it
-wrote and compares duration and fingerprint (`check.py`). A failed check deletes the
-temporary file.
+wrote and compares duration and fingerprint (`check.py`). The file is written under a name
+of its own (`*.part`, unique per attempt) and only a checked file, synced, is renamed to
+`job.tmp_path`: that name never holds a partial file, even when a task is run twice on a
+cluster or its worker is killed mid-write (only a `.part` stays, removed by the run). A
+failed check deletes the file. `render_batch` runs one task's batch (the unit of a
+cluster task).
 
 Determinism: every encoder and muxer setting is given explicitly, and both the codec and
 the muxer run with FFmpeg's `bitexact` flag (no version strings, Ogg serial numbers from
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,23 +199,39 @@ class _Feed:
         return self.fp.finish()
 
 
+def render_batch(jobs: tuple[Job, ...]) -> list[Rendered]:
+    """`render` for each job of one task, in order."""
+    return [render(job) for job in jobs]
+
+
+def split_batch(jobs: tuple[Job, ...]) -> list[tuple[Job, ...]]:
+    """Halves of a batch whose worker died, to find the one source that kills it."""
+    half = len(jobs) // 2
+    return [jobs[:half], jobs[half:]] if len(jobs) > 1 else [jobs]
+
+
 def render(job: Job) -> Rendered:
     """Encode `job.source_path` to `job.tmp_path` and check it (see the module docstring)."""
+    part = f"{job.tmp_path}.{secrets.token_hex(4)}.part"
+    try:
+        return _render(job, part)
+    finally:
+        _unlink(part)  # renamed when it passed; otherwise nothing of it is wanted
+
+
+def _render(job: Job, part: str) -> Rendered:
     import av
 
     try:
-        source = _encode(job)
+        source = _encode(job, part)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        _unlink(job.tmp_path)
         return Rendered(job.source_sha256, False, job.tmp_path, reason=f"encode: {exc}")
     if source is None:
-        _unlink(job.tmp_path)
         return Rendered(job.source_sha256, False, job.tmp_path, reason="no decodable audio")
     seconds, channels, source_fp, tags = source
     try:
-        derived_seconds, derived_fp = decode_fingerprint(job.tmp_path)
+        derived_seconds, derived_fp = decode_fingerprint(part)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        _unlink(job.tmp_path)
         return Rendered(job.source_sha256, False, job.tmp_path, reason=f"decode: {exc}")
     verdict = compare(
         source_seconds=seconds,
@@ -226,21 +247,36 @@ def render(job: Job) -> Rendered:
         "channels": channels,
     }
     if not verdict.ok:
-        _unlink(job.tmp_path)
         return Rendered(job.source_sha256, False, job.tmp_path, reason=verdict.reason, **measured)
-    sha, size = hash_file(job.tmp_path)
+    sha, size = hash_file(part)
+    try:
+        _publish(part, job.tmp_path)
+    except OSError as exc:
+        why = f"cannot write {job.tmp_path}: {exc.strerror}"
+        return Rendered(job.source_sha256, False, job.tmp_path, reason=why, **measured)
     return Rendered(
         job.source_sha256, True, job.tmp_path, sha256=sha, size=size, tags=tags, **measured
     )
+
+
+def _publish(part: str, tmp_path: str) -> None:
+    """Sync the checked file and rename it to its final temporary name (atomic within the
+    staging folder, which may be a shared filesystem the coordinator reads)."""
+    fd = os.open(part, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(part, tmp_path)
 
 
 def _unlink(path: str) -> None:
     Path(path).unlink(missing_ok=True)
 
 
-def _encode(job: Job) -> tuple[float, int, np.ndarray | None, dict[str, str]] | None:
-    """Decode the source once into the encoder and a fingerprint: (seconds, channels,
-    fingerprint values, tags), or None when the source holds no audio."""
+def _encode(job: Job, output: str) -> tuple[float, int, np.ndarray | None, dict[str, str]] | None:
+    """Decode the source once into the encoder (writing `output`) and a fingerprint:
+    (seconds, channels, fingerprint values, tags), or None when the source holds no audio."""
     import av
 
     codec = CODECS[job.settings.codec]
@@ -255,9 +291,7 @@ def _encode(job: Job) -> tuple[float, int, np.ndarray | None, dict[str, str]] | 
         channels = 1 if layout_in is not None and layout_in.nb_channels == 1 else 2
         layout = "mono" if channels == 1 else "stereo"
         tags = {**dict(src.metadata), **dict(ist.metadata)}
-        with av.open(
-            job.tmp_path, "w", format=codec.container, options={"fflags": "+bitexact"}
-        ) as out:
+        with av.open(output, "w", format=codec.container, options={"fflags": "+bitexact"}) as out:
             ost: Any = out.add_stream(
                 codec.encoder,
                 rate=codec.sample_rate,

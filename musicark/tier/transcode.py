@@ -9,6 +9,12 @@ what the check measured). A failed check is recorded in `transcode_failures` and
 is stored. Re-running skips what is derived or failed already; a crash leaves at most a
 temporary file (removed by the next run) or a stored blob not yet recorded (recorded by
 the next run, which derives the same bytes).
+
+Tasks carry batches of sources (`_batches`: sized by bytes, a few per worker), so the same
+run goes to a Dask cluster (`--executor dask://...`): its workers read the sources from
+the shared store and write checked files into `staging/transcode` on the shared path; the
+coordinator alone renames them into the store and records them. A worker killed mid-task
+leaves only a `.part` file (its task runs again elsewhere), which the run removes.
 """
 
 from __future__ import annotations
@@ -31,11 +37,21 @@ from musicark.sqlite import transaction
 from musicark.store import schema as store_schema
 from musicark.store.blobs import blob_path, replace_durably
 from musicark.tier import schema
-from musicark.tier.encode import CODECS, Job, Rendered, Settings, library_versions, render
+from musicark.tier.encode import (
+    CODECS,
+    Job,
+    Rendered,
+    Settings,
+    library_versions,
+    render_batch,
+    split_batch,
+)
 
 TIERS = ("zero", "main")
 MAX_LISTED = 1000
 _CHUNK = 500
+TASK_BYTES = 32 << 20  # source bytes per task at most: ~10 real files, tens of CPU-seconds
+TASKS_PER_WORKER = 4  # at least this many tasks per worker while there are files enough
 
 
 @dataclass
@@ -150,23 +166,62 @@ def transcode(
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError("another `musicark transcode` is running in this archive") from None
-        for leftover in work.glob("*.tmp"):  # from a run that crashed
-            leftover.unlink(missing_ok=True)
+        _clear(work)  # what a crashed run (or a killed worker) left
         jobs_todo = _todo(archive, conn, track_ids, settings, work, summary)
         versions = library_versions()
         done = 0
         report(progress, Progress("transcode", 0, len(jobs_todo), "tracks"))
         kind = "processes" if workers > 1 else "inline"
-        with make_executor(jobs=workers, kind=kind) as executor:
-            for out in executor.run(render, jobs_todo):
-                _settle(archive, conn, settings, versions, out, summary)
-                done += 1
+        with make_executor(
+            jobs=workers,
+            kind=kind,
+            where=archive.config.ingest.executor,
+            shared=(work, archive.store_dir),
+        ) as executor:
+            summary.jobs = executor.jobs
+            tasks = _batches(jobs_todo, executor.jobs)
+            for out in executor.run(render_batch, tasks, split=split_batch):
+                for job, res in _pairs(out):
+                    _settle(archive, conn, settings, versions, job, res, out.crashed, summary)
+                done += len(out.task)
                 report(progress, Progress("transcode", done, len(jobs_todo), "tracks"))
+        _clear(work)
     finally:
         os.close(lock)
         conn.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _clear(work: Path) -> None:
+    """Remove temporary files: every task of this run has ended (one run at a time)."""
+    for pattern in ("*.tmp", "*.part"):
+        for leftover in work.glob(pattern):
+            leftover.unlink(missing_ok=True)
+
+
+def _batches(jobs: list[Job], width: int) -> list[tuple[Job, ...]]:
+    """Tasks of up to TASK_BYTES of sources, at least TASKS_PER_WORKER per worker."""
+    sizes = [Path(j.source_path).stat().st_size for j in jobs]
+    cap = max(1, min(TASK_BYTES, sum(sizes) // (width * TASKS_PER_WORKER)))
+    out: list[tuple[Job, ...]] = []
+    batch: list[Job] = []
+    size = 0
+    for job, here in zip(jobs, sizes, strict=True):
+        if batch and size + here > cap:
+            out.append(tuple(batch))
+            batch, size = [], 0
+        batch.append(job)
+        size += here
+    if batch:
+        out.append(tuple(batch))
+    return out
+
+
+def _pairs(out: Outcome[tuple[Job, ...], list[Rendered]]) -> list[tuple[Job, Rendered | None]]:
+    if out.result is None:
+        return [(job, None) for job in out.task]
+    return list(zip(out.task, out.result, strict=True))
 
 
 def _todo(
@@ -223,13 +278,21 @@ def _settle(
     conn: sqlite3.Connection,
     settings: Settings,
     versions: dict[str, str],
-    out: Outcome[Job, Rendered],
+    job: Job,
+    res: Rendered | None,
+    crashed: str | None,
     summary: TranscodeSummary,
 ) -> None:
     """Store and record one worker's result (or its failure)."""
-    job, res = out.task, out.result
+    if res is not None and res.ok and res.sha256 is not None and not _whole(job, res):
+        # not the file the worker checked (staging changed under the run): tried next run
+        summary.failed += 1
+        if len(summary.failures) < MAX_LISTED:
+            why = f"{job.tmp_path} is missing or not the {res.size} bytes checked"
+            summary.failures.append({"source_sha256": job.source_sha256, "reason": why})
+        return
     if res is None or not res.ok or res.sha256 is None:
-        reason = f"the encoder crashed: {out.crashed}" if res is None else str(res.reason)
+        reason = f"the encoder crashed: {crashed}" if res is None else str(res.reason)
         Path(job.tmp_path).unlink(missing_ok=True)
         summary.failed += 1
         if len(summary.failures) < MAX_LISTED:
@@ -289,6 +352,13 @@ def _settle(
     summary.transcoded += 1
     summary.bytes_out += res.size
     summary.audio_seconds += res.source_duration_ms / 1000
+
+
+def _whole(job: Job, res: Rendered) -> bool:
+    try:
+        return os.stat(job.tmp_path).st_size == res.size
+    except OSError:
+        return False
 
 
 def _place(archive: Archive, tmp: Path, sha256: str) -> None:
