@@ -51,6 +51,8 @@ USAGE = [
     (["transcode", "--plan", "{missing}"], "no plan"),
     (["transcode", "--bitrate", "fast"], "not a bit rate"),
     (["plan", "show", "{missing}"], "no plan"),
+    (["plan", "--budget", "1TB", "--plot", "{junk}/curve.png"], "is not a folder"),
+    (["plan", "--budget", "1TB", "--out", "{junk}/sub/plan.parquet"], "is not a folder"),
     (["audit", "--budget", "lots"], "not a duration"),
     (["init", "{junk}"], "is a file"),
 ]

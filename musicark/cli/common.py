@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -50,6 +52,22 @@ def archive_option(func: F) -> F:
         callback=_archive_value,
         help=ARCHIVE_HELP,
     )(func)
+
+
+def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Callback of an output file's option: checked before any work starts, so that a long
+    plan is not lost to a typo. Missing folders are made later; the nearest one that exists
+    must be a writable folder."""
+    if value is None:
+        return None
+    folder = value.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"{value}: {folder} is not a folder", ctx, param)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{value}: the folder {folder} is not writable", ctx, param)
+    return value
 
 
 class _LevelFormatter(logging.Formatter):

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
+from musicark.cli.common import (
+    archive_option,
+    echo_json,
+    get_archive,
+    progress_bar,
+    writable_file,
+)
 from musicark.errors import ArchiveError
 from musicark.units import parse_bitrate, parse_size
 
@@ -49,11 +55,13 @@ from musicark.units import parse_bitrate, parse_size
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=writable_file,
     help="Also write the plan (Parquet) here; it is always kept as ARCHIVE/plans/latest.parquet.",
 )
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=writable_file,
     help="Write the coverage curve (PNG): % of listens and of tracks against storage.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -123,6 +131,7 @@ def plan_group(
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=writable_file,
     help="Write the saved plan's coverage curve (PNG) here.",
 )
 @archive_option
