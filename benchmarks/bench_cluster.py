@@ -147,6 +147,7 @@ def commit_rate(src: Path, work: Path, records: int, *, fingerprints: bool = Tru
             )
         recorder.record(results, placed={r.sha256 for r in results if r.sha256}, pid=0)
         done += len(results)
+    recorder.finish()  # the end of a run: the buffered fingerprint postings are written
     elapsed = time.perf_counter() - t
     matcher.close()
     conn.close()

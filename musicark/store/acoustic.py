@@ -1,8 +1,9 @@
 """Acoustic near-duplicates: an inverted index over Chromaprint values, alignment, bit errors.
 
-At ingest each fingerprint's values go into `fp_index(value, fp_id, pos)`, keeping a
-content-defined sample of them (a value is indexed when a hash of it falls in 1/SAMPLE
-of the range), so two renditions index the same values whatever their offset. To find a
+At ingest each fingerprint's values go into an inverted index (value -> fp_id, pos;
+`fpindex.py`), keeping a content-defined sample of them (a value is indexed when a hash
+of it falls in 1/SAMPLE of the range), so two renditions index the same values whatever
+their offset. To find a
 file's near-duplicates, its sampled values are looked up in the index; each hit votes
 for an alignment offset; the best-voted candidates are compared at that offset (and
 its neighbours) by bit error rate over the overlap. Renditions of one recording differ
@@ -19,39 +20,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from musicark.store import fpindex
 from musicark.store.fingerprint import SECONDS_PER_VALUE, from_bytes
 
-SAMPLE = 4  # index one value in SAMPLE (content-defined)
 MAX_POSTINGS = 2000  # values this common (silence, hum) are not evidence
 MIN_VOTES = 2
 MIN_OVERLAP = 24  # values (~3 s)
 THRESHOLD = 0.15
 
 
-def _sampled(values: np.ndarray) -> np.ndarray:
-    """Positions of the values to index (a hash of the value, not of the position)."""
-    mixed = (values.astype(np.uint64) * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
-    return np.nonzero((mixed >> np.uint64(28)) % np.uint64(SAMPLE) == 0)[0]
+def add_fingerprint(
+    conn: sqlite3.Connection, sha256: str, fp_id: int, data: bytes, duration_ms: int | None
+) -> bool:
+    """Store a fingerprint (inside the caller's transaction); False when the blob has one.
+    Its values are indexed by an `fpindex.IndexWriter` once the transaction commits."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO fingerprints (sha256, id, duration_ms, fp) VALUES (?,?,?,?)",
+        (sha256, fp_id, duration_ms, data),
+    )
+    return cur.rowcount == 1
 
 
 def _signed(v: int) -> int:
     return v - (1 << 32) if v >= 1 << 31 else v
-
-
-def add_fingerprint(
-    conn: sqlite3.Connection, sha256: str, fp_id: int, data: bytes, duration_ms: int | None
-) -> None:
-    """Store a fingerprint and index its sampled values (inside the caller's transaction)."""
-    conn.execute(
-        "INSERT OR IGNORE INTO fingerprints (sha256, id, duration_ms, fp) VALUES (?,?,?,?)",
-        (sha256, fp_id, duration_ms, data),
-    )
-    values = from_bytes(data)
-    positions = _sampled(values)
-    conn.executemany(
-        "INSERT OR IGNORE INTO fp_index (value, fp_id, pos) VALUES (?,?,?)",
-        [(_signed(int(values[p])), fp_id, int(p)) for p in positions],
-    )
 
 
 def bit_error_rate(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
@@ -82,15 +73,14 @@ def _load(conn: sqlite3.Connection, fp_id: int) -> tuple[str, np.ndarray] | None
 
 
 def candidates(
-    conn: sqlite3.Connection, fp_id: int, values: np.ndarray
+    conn: sqlite3.Connection, fp_id: int, values: np.ndarray, segments: list[int] | None = None
 ) -> Counter[tuple[int, int]]:
     """Votes for (other fp_id, offset) from the index hits of `values`' sampled values."""
     votes: Counter[tuple[int, int]] = Counter()
-    for p in _sampled(values):
-        rows = conn.execute(
-            "SELECT fp_id, pos FROM fp_index WHERE value = ? LIMIT ?",
-            (_signed(int(values[p])), MAX_POSTINGS + 1),
-        ).fetchall()
+    if segments is None:
+        segments = fpindex.live_segments(conn)
+    for p in fpindex.sampled(values):
+        rows = fpindex.lookup(conn, _signed(int(values[p])), MAX_POSTINGS + 1, segments)
         if len(rows) > MAX_POSTINGS:
             continue
         for other, pos in rows:
@@ -100,10 +90,15 @@ def candidates(
 
 
 def near_duplicates_of(
-    conn: sqlite3.Connection, fp_id: int, values: np.ndarray, *, threshold: float = THRESHOLD
+    conn: sqlite3.Connection,
+    fp_id: int,
+    values: np.ndarray,
+    *,
+    threshold: float = THRESHOLD,
+    segments: list[int] | None = None,
 ) -> Iterator[tuple[int, float, int, int]]:
     """(other fp_id, ber, offset, overlap) for every indexed fingerprint close to `values`."""
-    votes = candidates(conn, fp_id, values)
+    votes = candidates(conn, fp_id, values, segments)
     best: dict[int, tuple[int, int]] = {}
     for (other, offset), n in votes.items():
         if n >= MIN_VOTES and (other not in best or n > best[other][0]):
@@ -124,6 +119,7 @@ def find_near_duplicates(
 ) -> list[NearDuplicate]:
     """Every pair of fingerprinted blobs that sound the same (each pair once)."""
     out: list[NearDuplicate] = []
+    segments = fpindex.live_segments(conn)
     cursor = conn.execute("SELECT id, sha256, fp FROM fingerprints ORDER BY id")
     while True:
         rows = cursor.fetchmany(256)
@@ -132,7 +128,7 @@ def find_near_duplicates(
         for fp_id, sha, data in rows:
             values = from_bytes(data)
             for other, ber, offset, overlap in near_duplicates_of(
-                conn, fp_id, values, threshold=threshold
+                conn, fp_id, values, threshold=threshold, segments=segments
             ):
                 if other < fp_id:
                     continue

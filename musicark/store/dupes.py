@@ -243,7 +243,9 @@ def find_dupes(archive: Archive, *, acoustic: bool = False, limit: int = 1000) -
         )
         if acoustic:
             from musicark.store.acoustic import find_near_duplicates
+            from musicark.store.fpindex import index_all
 
+            index_all(conn)  # what a killed ingest left unindexed
             report.acoustic = [
                 AcousticPair(d.a, d.b, d.ber, d.offset_s, d.overlap_s)
                 for d in find_near_duplicates(conn)

@@ -41,7 +41,7 @@ from musicark.errors import StoreError, UsageError
 from musicark.executor import Executor, make_executor, resolve_jobs
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
-from musicark.store import dupes, schema
+from musicark.store import schema
 from musicark.store.blobs import (
     DirCache,
     blob_path_in,
@@ -117,7 +117,7 @@ def ingest(
             matcher.close()
             _clean_staging(staging)
         summary.repeated = stats.repeated
-        dupes.update_preferred(conn, recorder.touched_tracks)
+        recorder.finish()
         summary.seconds = time.perf_counter() - started
         with transaction(conn):
             conn.execute(
@@ -216,11 +216,7 @@ class _Run:
         blobs that are in place."""
         if not fresh:
             return set()
-        with transaction(self.recorder.conn):
-            self.recorder.conn.executemany(
-                "INSERT OR IGNORE INTO ingest_pending (sha256, pid) VALUES (?, ?)",
-                [(res.sha256, self.pid) for res in fresh],
-            )
+        self.recorder.mark_pending({res.sha256 for res in fresh if res.sha256}, pid=self.pid)
         placed: set[str] = set()
         for res in fresh:
             assert res.sha256 is not None and res.tmp is not None

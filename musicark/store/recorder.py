@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from musicark.sqlite import transaction
-from musicark.store import acoustic, dupes, ledger, schema
+from musicark.store import acoustic, dupes, fpindex, ledger, schema
+from musicark.store.fingerprint import from_bytes
 from musicark.store.ledger import FINAL, display
 from musicark.store.match import Matcher
 from musicark.store.walk import Entry, Issue
 from musicark.store.worker import FileEntry, FileResult
 
 MAX_PROBLEM_LINES = 1000
+CACHE_KIB = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,14 @@ class Recorder:
         self.source = source
         self.known: dict[bytes, ledger.Known] = {}
         self.touched_tracks: set[int] = set()
+        # the pages of the sha256-keyed indexes each record inserts into at random stay in
+        # memory (SQLite's default cache is 2 MB: each insert would read its page again)
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self.fp_next = (conn.execute("SELECT max(id) FROM fingerprints").fetchone()[0] or 0) + 1
+        # postings are buffered and written as index segments (fpindex.py), not per batch
+        self.fp_index = fpindex.IndexWriter(conn)
+        self.fp_index.catch_up()
+        self.fp_batch: list[tuple[int, bytes]] = []
 
     def _problem(self, path: str, status: str, reason: str | None) -> None:
         if len(self.summary.problems) < MAX_PROBLEM_LINES:
@@ -186,12 +195,22 @@ class Recorder:
             )
         return found
 
+    def mark_pending(self, shas: set[str], *, pid: int) -> None:
+        """Committed before the blobs are renamed into the store: a run killed before their
+        rows exist leaves these marks for the next run (`ingest.recover`)."""
+        with transaction(self.conn):
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO ingest_pending (sha256, pid) VALUES (?, ?)",
+                [(sha, pid) for sha in sorted(shas)],
+            )
+
     def record(self, results: list[FileResult], *, placed: set[str], pid: int) -> None:
         """One transaction: the rows of a batch whose new blobs (`placed`) are in the store
         now, and the end of their pending marks."""
         now = schema.now()
         rows = []
         unrecorded = set(placed)
+        self.fp_batch = []
         with transaction(self.conn):
             for res in results:
                 self.summary.files += 1
@@ -202,9 +221,21 @@ class Recorder:
                     "DELETE FROM ingest_pending WHERE sha256 = ? AND pid = ?",
                     [(sha, pid) for sha in placed],
                 )
+        for fp_id, data in self.fp_batch:  # committed: index them
+            self.fp_index.add(fp_id, from_bytes(data))
+        self.fp_batch = []
+        if self.fp_index.full():
+            self.fp_index.flush()
         if len(self.touched_tracks) >= 10_000:  # keep memory flat on huge runs
             dupes.update_preferred(self.conn, self.touched_tracks)
             self.touched_tracks.clear()
+
+    def finish(self) -> None:
+        """The end of a run: what the recorder deferred (the buffered fingerprint postings,
+        the preferred renditions of the tracks it touched)."""
+        self.fp_index.flush()
+        dupes.update_preferred(self.conn, self.touched_tracks)
+        self.touched_tracks.clear()
 
     def _record_one(self, res: FileResult, now: str, unrecorded: set[str]) -> LedgerRow:
         previous = self.known.pop(res.key, None)
@@ -265,9 +296,10 @@ class Recorder:
         if match:
             self.touched_tracks.add(match.track_id)
         if res.fingerprint:
-            acoustic.add_fingerprint(
+            if acoustic.add_fingerprint(
                 self.conn, res.sha256, self.fp_next, res.fingerprint, res.fingerprint_ms
-            )
+            ):
+                self.fp_batch.append((self.fp_next, res.fingerprint))
             self.fp_next += 1
         self.summary.bytes_stored += res.size
         if info.damaged:

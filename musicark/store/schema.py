@@ -6,8 +6,9 @@
 - `provenance`: every path a blob was ingested from (many per blob).
 - `ledger`: one row per ingested path with its latest outcome (`success`, `duplicate`, ...).
 - `ingest_runs`: one row per `musicark ingest` with its summary.
-- `fingerprints` / `fp_index`: Chromaprint fingerprints and the inverted index over
-  (a content-defined sample of) their values, for acoustic near-duplicates.
+- `fingerprints` / `fp_segments`, `fp_chunks`: Chromaprint fingerprints and the inverted
+  index over (a content-defined sample of) their values, for acoustic near-duplicates
+  (`fpindex.py`: segments of sorted postings, packed a few hundred to a row).
 - `match_titles` / `match_state`: the normalised-title index used to match by artist + title.
 - `audits`: each audit's result (the web UI shows the last one).
 - `ingest_pending`: blobs an ingest is renaming into the store before their rows are
@@ -123,6 +124,26 @@ CREATE TABLE ingest_pending (
     pid         INTEGER NOT NULL,         -- by this ingest process, before its rows exist
     PRIMARY KEY (sha256, pid)
 ) WITHOUT ROWID
+""",
+    # the inverted index as segments of packed, sorted postings (fpindex.py); the rows of
+    # the old one-posting-per-row index are rebuilt from `fingerprints` by the next writer
+    """
+DROP TABLE fp_index;
+CREATE TABLE fp_segments (
+    id          INTEGER PRIMARY KEY,
+    level       INTEGER NOT NULL,         -- merged this many times (FANIN segments each)
+    first_fp    INTEGER NOT NULL,         -- the fingerprint ids it covers
+    last_fp     INTEGER NOT NULL,
+    postings    INTEGER NOT NULL,
+    live        INTEGER NOT NULL          -- 0 while being written
+);
+CREATE TABLE fp_chunks (
+    segment     INTEGER NOT NULL,
+    first_value INTEGER NOT NULL,         -- signed 32-bit fingerprint values
+    last_value  INTEGER NOT NULL,
+    data        BLOB NOT NULL             -- n x int32 value, n x uint32 fp id, n x uint16 pos
+);
+CREATE INDEX fp_chunks_at ON fp_chunks(segment, first_value)
 """,
 ]
 
