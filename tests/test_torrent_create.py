@@ -14,7 +14,7 @@ import pytest
 from musicark.errors import TorrentError
 from musicark.torrent.bencode import decode
 from musicark.torrent.create import _layout, create_torrent, list_files, sort_files
-from musicark.torrent.hashing import hash_ranges
+from musicark.torrent.hashing import hash_ranges, hash_runs
 from musicark.torrent.magnet import magnet_link
 from musicark.torrent.metainfo import load_torrent
 from musicark.torrent.piece_size import auto_piece_size, estimate_torrent_bytes, padding
@@ -157,13 +157,27 @@ def test_trackers_web_seeds_magnet(tmp_path: Path) -> None:
     assert params.name == "album" and list(params.trackers) == trackers
 
 
-def test_worker_threads_give_the_same_hashes(tmp_path: Path) -> None:
+def test_worker_threads_and_processes_give_the_same_hashes(tmp_path: Path) -> None:
     root = _tree(tmp_path / "album")
     for fmt in ("v1", "hybrid"):
         plan = _layout(sort_files(list_files(root), format=fmt), 16384, fmt == "hybrid")
         one = list(hash_ranges(plan, jobs=1, task_bytes=16384 * 3))
-        two = list(hash_ranges(plan, jobs=2, task_bytes=16384 * 3))
-        assert one == two and len(one) > 4
+        assert len(one) > 4
+        assert [r[:2] for r in one] == [
+            (a, min(a + 3, plan.num_pieces)) for a in range(0, plan.num_pieces, 3)
+        ]
+        runs = [(r[0], r[1]) for r in one]
+        for kind in ("threads", "processes"):
+            assert list(hash_runs(plan, runs, jobs=2, kind=kind)) == one
+
+
+def test_a_file_that_shrinks_under_a_worker_process_is_a_clear_error(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "album")
+    plan = _layout(sort_files(list_files(root), format="hybrid"), 16384, True)
+    (root / "cd" / "é.mp3").write_bytes(b"short")
+    runs = [(a, min(a + 2, plan.num_pieces)) for a in range(0, plan.num_pieces, 2)]
+    with pytest.raises(TorrentError, match="é.mp3 is shorter than when it was listed"):
+        list(hash_runs(plan, runs, jobs=2, kind="processes"))
 
 
 @pytest.mark.parametrize("fmt", ["v1", "v2", "hybrid"])

@@ -232,8 +232,8 @@ def _hash(
     workers = jobs if jobs > 0 else cpu_count()
     if total < ONE_THREAD_BYTES:
         workers = 1
-    # several ranges per worker keep them all busy to the end; ranges of a few MiB
-    # or more keep the per-range cost negligible
+    # ranges of up to 32 MiB keep the per-range cost (a hand-off to a worker process)
+    # negligible; hash_ranges shrinks them towards the end so the workers finish together
     task_bytes = min(32 * 2**20, max(2 * 2**20, plan.size // (workers * 8)))
     sha1s: list[bytes] = []
     roots: list[bytes | None] = []

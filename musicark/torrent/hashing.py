@@ -6,7 +6,7 @@ range of pieces is hashed from memory-mapped files (no copy out of the page cach
 plain read where mapping fails): the v1 SHA-1 is fed each piece's bytes in place,
 across file boundaries and padding zeros, and the v2 hash of a piece is the root of its
 16 KiB-block merkle subtree, from the same bytes. Ranges are independent, so
-`hash_ranges` spreads them over worker threads.
+`hash_runs` spreads them over worker processes or threads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import hashlib
 import mmap
 import os
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from musicark.executor import make_executor
 
 BLOCK = 16 * 1024
 ZERO32 = bytes(32)
+PROCESS_BYTES = 64 * 2**20  # below this, local hashing runs on threads (see local_kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +68,15 @@ def zero_subtree(levels: int) -> bytes:
 
 def merkle_root(leaves: Sequence[bytes], width: int, pad: bytes = ZERO32) -> bytes:
     """Root over `leaves` padded with `pad` to `width` (a power of two) leaves."""
+    sha = hashlib.sha256
     layer = list(leaves)
     while width > 1:
         if len(layer) % 2:
             layer.append(pad)
-        sha = hashlib.sha256
         layer = [sha(layer[i] + layer[i + 1]).digest() for i in range(0, len(layer), 2)]
-        pad = sha(pad + pad).digest()
         width //= 2
+        if width > len(layer):  # the padding's own subtree is needed only when it is used
+            pad = sha(pad + pad).digest()
     return layer[0] if layer else pad
 
 
@@ -151,9 +154,13 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
                     if plan.v1:
                         h1.update(chunk)
                     if plan.v2:
-                        blocks = [
-                            _leaf(sha256, chunk[b : b + BLOCK]) for b in range(0, take, BLOCK)
-                        ]
+                        blocks = []
+                        for b in range(0, take, BLOCK):
+                            # update(), not the constructor: it releases the GIL for a
+                            # 16 KiB block (3.11's constructor does not)
+                            leaf = sha256()
+                            leaf.update(chunk[b : b + BLOCK])
+                            blocks.append(leaf.digest())
                         width = leaves_per_piece if span.length > p else next_pow2(len(blocks))
                         root = merkle_root(blocks, width)
                     chunk.release()
@@ -181,17 +188,20 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
     return sha1s, roots
 
 
-def _leaf(sha256: Any, block: memoryview) -> bytes:
-    # update() releases the GIL for a 16 KiB block; the constructor given the data does
-    # not in every Python build (3.11 holds it), which serialised the hashing threads
-    h = sha256()
-    h.update(block)
-    return h.digest()
-
-
-def _ranges(num_pieces: int, piece_length: int, task_bytes: int) -> list[tuple[int, int]]:
-    per = max(1, task_bytes // piece_length)
-    return [(a, min(a + per, num_pieces)) for a in range(0, num_pieces, per)]
+def _ranges(
+    num_pieces: int, piece_length: int, task_bytes: int, jobs: int = 1
+) -> list[tuple[int, int]]:
+    """Runs of at most `task_bytes`, shrinking towards the end (to a quarter of each
+    worker's share of what is left, down to 1 MiB) so that the workers finish together."""
+    most = max(1, task_bytes // piece_length)
+    least = min(most, max(1, 2**20 // piece_length))
+    out = []
+    first = 0
+    while first < num_pieces:
+        per = max(least, min(most, (num_pieces - first) // (4 * jobs)))
+        out.append((first, min(first + per, num_pieces)))
+        first += per
+    return out
 
 
 def hash_ranges(
@@ -202,63 +212,71 @@ def hash_ranges(
     where: str = "local",
     shared: Sequence[str | os.PathLike[str]] = (),
 ) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
-    """Yield `(first, last, sha1s, roots)` for every range of pieces, in order.
+    """Yield `(first, last, sha1s, roots)` for every range of pieces (at most `task_bytes`
+    each), in order."""
+    ranges = _ranges(plan.num_pieces, plan.piece_length, task_bytes, jobs)
+    return hash_runs(plan, ranges, jobs=jobs, where=where, shared=shared)
 
-    With `jobs` > 1 ranges are hashed on that many threads of the executor factory:
-    hashlib releases the GIL while it hashes a buffer, so threads scale like processes
-    here without forking or pickling (measured: the same wall time, 10-20 % less CPU).
-    The executor keeps ranges queued ahead, so a worker never waits for the caller;
-    ranges that finish early wait here until those before them are done.
+
+def hash_runs(
+    plan: Plan,
+    runs: Iterable[tuple[int, int]],
+    *,
+    jobs: int,
+    where: str = "local",
+    shared: Sequence[str | os.PathLike[str]] = (),
+    kind: str | None = None,
+) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
+    """Yield `(first, last, sha1s, roots)` for each run of pieces `first..last-1`, in the
+    order given.
+
+    Each task carries only its own part of the plan, so it runs the same on this
+    machine's workers and on a cluster's (`where`, `shared`: see make_executor). Locally,
+    with `jobs` > 1, on worker processes or threads (`kind`; by default `local_kind`).
+    The executor keeps tasks queued ahead, so a worker never waits for the
+    caller; runs that finish early wait here until those before them are done.
     """
-    ranges = _ranges(plan.num_pieces, plan.piece_length, task_bytes)
-    if where != "local":  # a cluster (`where`, `shared`: see make_executor)
-        yield from _hash_on(plan, ranges, where, shared)
-        return
-    if jobs <= 1 or len(ranges) <= 1:
-        for first, last in ranges:
+    if where == "local" and jobs <= 1:
+        for first, last in runs:
             yield (first, last, *hash_range(plan.part(first, last), first, last))
         return
-
-    def work(piece_range: tuple[int, int]) -> tuple[list[bytes], list[bytes | None]]:
-        first, last = piece_range
-        return hash_range(plan.part(first, last), first, last)
-
+    if where != "local":
+        kind = "threads"
+    elif kind is None:
+        kind = local_kind(plan)
     done: dict[int, tuple[int, list[bytes], list[bytes | None]]] = {}
-    order = iter(ranges)
-    wanted: tuple[int, int] | None = next(order)
-    with make_executor(jobs=jobs, kind="threads") as executor:
-        for outcome in executor.run(work, ranges):
-            (first, last), result = outcome.task, outcome.result
-            assert result is not None
-            done[first] = (last, *result)
-            while wanted is not None and wanted[0] in done:
-                last, sha1s, roots = done.pop(wanted[0])
-                yield (wanted[0], last, sha1s, roots)
-                wanted = next(order, None)
+    order = deque[tuple[int, int]]()
+
+    def tasks() -> Iterator[tuple[Plan, int, int]]:
+        for first, last in runs:
+            order.append((first, last))
+            yield plan.part(first, last), first, last
+
+    options = {"preload": ["musicark.torrent.hashing"]} if kind == "processes" else {}
+    with make_executor(jobs=jobs, kind=kind, where=where, shared=shared, **options) as executor:
+        for outcome in executor.run(_hash_part, tasks()):
+            _part, first, last = outcome.task
+            if outcome.result is None:
+                raise TorrentError(f"hashing pieces {first}-{last - 1}: {outcome.crashed}")
+            done[first] = (last, *outcome.result)
+            while order and order[0][0] in done:
+                first, _last = order.popleft()
+                last, sha1s, roots = done.pop(first)
+                yield (first, last, sha1s, roots)
+
+
+def local_kind(plan: Plan) -> str:
+    """The local executor kind for hashing `plan`'s pieces: processes, unless the plan
+    is too small to repay forking them.
+
+    Threads share the GIL between `update()` calls: the Python around every v1 piece,
+    every v2 16 KiB leaf and merkle node. Measured per task (scheduler statistics), 1 GB
+    on 2 threads: hybrid workers blocked (off-CPU, not runnable) 12-21 % of their time, v1
+    22-30 %; as processes 2-4 % (page faults). A pool costs ~20-50 ms to start.
+    """
+    return "processes" if plan.size >= PROCESS_BYTES else "threads"
 
 
 def _hash_part(task: tuple[Plan, int, int]) -> tuple[list[bytes], list[bytes | None]]:
     part, first, last = task
     return hash_range(part, first, last)
-
-
-def _hash_on(
-    plan: Plan,
-    ranges: list[tuple[int, int]],
-    where: str,
-    shared: Sequence[str | os.PathLike[str]],
-) -> Iterator[tuple[int, int, list[bytes], list[bytes | None]]]:
-    """Ranges hashed by a cluster's workers; each task carries only its own files."""
-    done: dict[int, tuple[int, list[bytes], list[bytes | None]]] = {}
-    order = iter(ranges)
-    wanted: tuple[int, int] | None = next(order, None)
-    tasks = ((plan.part(first, last), first, last) for first, last in ranges)
-    with make_executor(jobs=1, kind="threads", where=where, shared=shared) as executor:
-        for outcome in executor.run(_hash_part, tasks):
-            _part, first, last = outcome.task
-            assert outcome.result is not None
-            done[first] = (last, *outcome.result)
-            while wanted is not None and wanted[0] in done:
-                last, sha1s, roots = done.pop(wanted[0])
-                yield (wanted[0], last, sha1s, roots)
-                wanted = next(order, None)
