@@ -301,3 +301,35 @@ def test_load_catalog_in_small_batches(catalog: Archive, monkeypatch) -> None:  
     monkeypatch.setattr(load, "BATCH_ROWS", 7)  # credit runs cut by batches join up again
     cols = _check_against_sql(catalog)
     assert (cols.artist_popularity >= 0).all()
+
+
+def test_load_catalog_reads_every_kind_of_isrc_text(catalog: Archive, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from musicark.plan import load
+
+    # Texts of twelve bytes that are not ISRCs as stored, and of every other length (one
+    # longer than a whole batch's spill buffer), a few rows apart so batches of 7 mix them.
+    odd = [
+        "usabc1234567",
+        " USABC123456",
+        "US-AB-12-34567",
+        "",
+        "  usabc1234567  ",
+        "é" * 6,
+        "x" * 5000,
+        "ZZZZZZZZZZZZ",
+        "US\x00BC1234567",
+        "USABC1234567",
+    ]
+    conn = sqlite3.connect(catalog.catalog_path)
+    rowids = [r[0] for r in conn.execute("SELECT rowid FROM tracks ORDER BY rowid")]
+    for i, text in enumerate(odd * 3):
+        conn.execute("UPDATE tracks SET isrc = ? WHERE rowid = ?", (text, rowids[i * 5 + 2]))
+    conn.execute("UPDATE tracks SET isrc = NULL WHERE rowid = ?", (rowids[-1],))
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(load, "BATCH_ROWS", 7)
+    cols = _check_against_sql(catalog)
+    assert len(set(cols.isrc_key[[i * 5 + 2 for i in range(10)]].tolist())) == 8  # 3 equal
+    assert cols.isrc_key[-1] == 0

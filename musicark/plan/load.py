@@ -1,9 +1,9 @@
 """Reading what a plan needs from the catalogue (and the store) into compact numpy columns.
 
-The catalogue is read through `musicark.catalog.reader.ColumnReader` (SQLite query
-results straight into Arrow), in record batches that are turned into numpy columns one at
-a time, so the whole tracks table never sits in memory as Arrow. Side tables are sorted
-by id once and joined by binary search: albums to each batch of tracks as it is read,
+Tracks and credits are read through `musicark.catalog.scan.Scanner` (SQLite's values
+straight into numpy from a compiled loop), in batches written into columns allocated
+once; the small side tables through `ColumnReader` (Arrow). Side tables are sorted by id
+once and joined by binary search: albums to each batch of tracks as it is read,
 artists to each batch of credits (streamed too, reduced to one maximum per track), held
 sizes from the store by looking tracks up among the held ones. Nothing holds a hash table
 over every track.
@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from musicark.archive import Archive
 from musicark.catalog.ids import hash_strings
 from musicark.catalog.reader import ColumnReader
+from musicark.catalog.scan import CREDITS_SQL, ScanBatch, Scanner, track_scan_sql
 from musicark.errors import CatalogError, MusicarkError
 from musicark.progress import Progress, ProgressCallback, report
 
@@ -76,6 +77,14 @@ def _ints(col: pa.Array | pa.ChunkedArray, dtype: type[np.integer]) -> np.ndarra
         arr = np.clip(arr, info.min, info.max)
     # Always a copy: a zero-copy view would keep the whole record batch it came from alive.
     return np.array(arr, dtype=dtype, copy=True)
+
+
+def _fit(arr: np.ndarray, dtype: type[np.integer]) -> np.ndarray:
+    """int64 values as `dtype`, clipped to its range."""
+    info = np.iinfo(dtype)
+    if dtype is not np.int64 and len(arr) and (arr.max() > info.max or arr.min() < info.min):
+        arr = np.clip(arr, info.min, info.max)
+    return arr.astype(dtype)
 
 
 def _int_column(table: pa.Table, name: str) -> np.ndarray:
@@ -168,6 +177,31 @@ def isrc_keys(isrc: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def _strings(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """A large_string array over `data` (as SQLite returned it: not validated again)."""
+    return pa.Array.from_buffers(
+        pa.large_string(),
+        len(offsets) - 1,
+        [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(np.ascontiguousarray(data))],
+    )
+
+
+def scanned_isrc_keys(batch: ScanBatch) -> np.ndarray:
+    """`isrc_keys` of a scanned batch's text column (12-byte slots, the rest spilled)."""
+    n = len(batch)
+    key, ok = _isrc_words(batch.slots.reshape(-1), np.arange(n, dtype=np.int64) * 12)
+    done = (batch.length == 12) & ok
+    out = np.where(done, key, 0)
+    odd = np.flatnonzero((batch.length == 12) & ~ok)
+    if odd.size:  # twelve bytes, but lower case, spaces or not an ISRC
+        offsets = np.arange(odd.size + 1, dtype=np.int64) * 12
+        out[odd] = isrc_keys(_strings(offsets, batch.slots[odd].reshape(-1)))
+    rows, offsets, data = batch.spilled()
+    if rows.size:
+        out[rows] = isrc_keys(_strings(offsets, data))
+    return out
+
+
 def _first_line(exc: BaseException) -> str:
     """A database error in one line (ADBC's messages span several)."""
     text = str(exc).strip()
@@ -215,9 +249,16 @@ class _Keyed:
         return cls(ids[order], values)
 
     def index(self, ids: np.ndarray) -> np.ndarray:
-        """Position of each id (`len(self.ids)`, the trailing -1, where unknown)."""
+        """Position of each id (`len(self.ids)`, the trailing -1, where unknown).
+
+        Ids come in runs (an album's tracks, an artist's credits): each run is looked up once.
+        """
         if len(self.ids) == 0:
             return np.zeros(len(ids), dtype=np.intp)
+        starts = _runs(ids)
+        if len(starts) * 2 < len(ids):
+            found = self.index(ids[starts])
+            return np.repeat(found, np.diff(np.r_[starts, len(ids)]))
         pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
         return np.where(self.ids[pos] == ids, pos, len(self.ids))
 
@@ -254,17 +295,14 @@ def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.nda
     """
     with ColumnReader(path) as reader:
         room = reader.credit_rows_bound()
-        keys = np.empty(room, np.int64)
-        pops = np.empty(room, np.int16)
-        fols = np.empty(room, np.int32)
-        n = 0
-        for b in reader.credit_batches(("track_id", "artist_id"), batch_rows=BATCH_ROWS):
-            at = artists.index(_ints(b.column("artist_id"), np.int64))
-            k, (p, f) = _max_by_runs(
-                _ints(b.column("track_id"), np.int64),
-                artists.values[0][at],
-                artists.values[1][at],
-            )
+    keys = np.empty(room, np.int64)
+    pops = np.empty(room, np.int16)
+    fols = np.empty(room, np.int32)
+    n = 0
+    with Scanner(path) as scan:
+        for b in scan.batches(CREDITS_SQL, ints=2, batch_rows=BATCH_ROWS):
+            at = artists.index(b.ints[1])
+            k, (p, f) = _max_by_runs(b.ints[0], artists.values[0][at], artists.values[1][at])
             if n and len(k) and keys[n - 1] == k[0]:  # a run cut by the batch boundary
                 pops[n - 1] = max(pops[n - 1], p[0])
                 fols[n - 1] = max(fols[n - 1], f[0])
@@ -274,6 +312,8 @@ def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.nda
     return keys[:n], [pops[:n], fols[:n]]
 
 
+# read by `Scanner` (NULL as -1), with the ISRC as text after them
+_SCANNED = ("id", "duration_ms", "popularity", "play_count", "album_id", "redistributable")
 _NAMES = ("track_id", "duration_ms", "popularity", "play_count", "isrc_key", "public", "album")
 _DTYPES = (np.int64, np.int32, np.int16, np.int64, np.int64, np.bool_, np.int16)
 
@@ -295,20 +335,21 @@ def _fill_range(
     run: each batch is checked against them (and `mismatch` set where they differ).
     """
     pos = at
-    with ColumnReader(path) as reader:
-        for b in reader.track_batches(TRACK_COLUMNS, above=above, upto=upto, batch_rows=BATCH_ROWS):
-            sl = slice(pos, pos + b.num_rows)
-            ids = _ints(b.column("id"), np.int64)
+    sql = track_scan_sql(_SCANNED, "isrc", above=above, upto=upto)
+    with Scanner(path) as scan:
+        for b in scan.batches(sql, ints=len(_SCANNED), text_width=12, batch_rows=BATCH_ROWS):
+            sl = slice(pos, pos + len(b))
+            ids, duration, popularity, plays, album, public = b.ints
             if mismatch is not None and not np.array_equal(out["track_id"][sl], ids):
                 mismatch.set()
             out["track_id"][sl] = ids
-            out["duration_ms"][sl] = _ints(b.column("duration_ms"), np.int32)
-            out["popularity"][sl] = _ints(b.column("popularity"), np.int16)
-            out["play_count"][sl] = _ints(b.column("play_count"), np.int64)
-            out["isrc_key"][sl] = isrc_keys(b.column("isrc"))
-            out["public"][sl] = _ints(b.column("redistributable"), np.int8) > 0
-            out["album"][sl] = albums.values[0][albums.index(_ints(b.column("album_id"), np.int64))]
-            pos += b.num_rows
+            out["duration_ms"][sl] = _fit(duration, np.int32)
+            out["popularity"][sl] = _fit(popularity, np.int16)
+            out["play_count"][sl] = plays
+            out["isrc_key"][sl] = scanned_isrc_keys(b)
+            out["public"][sl] = public > 0
+            out["album"][sl] = albums.values[0][albums.index(album)]
+            pos += len(b)
     return pos - at
 
 
