@@ -109,7 +109,8 @@ def make_executor(
 
     `where`: "local" (this machine), or a cluster (`parse_where`) whose workers run the
     tasks of every kind; `shared` names the folders its workers must see at the same path
-    (checked before the first task). Options of `processes`: `preload`, modules imported
+    (checked before the first task; a file is checked without writing anything: data that
+    is only read). Options of `processes`: `preload`, modules imported
     once before workers start (by this process when it forks them, else by the fork
     server).
     """

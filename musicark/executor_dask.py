@@ -9,8 +9,9 @@ into staging.
 
 Store, staging and sources live on a filesystem every worker sees at the same path. That
 is checked before the first task: the coordinator writes a token file into each shared
-folder and every worker must read it back (`probe`); a worker that cannot is named in a
-one-line error.
+folder and every worker must read it back; data that is only read is checked by a few of
+its files, which every worker must see with the same size and modification time
+(`probe`). A worker that cannot is named in a one-line error.
 
 Faults:
 - every task ends with a syncfs of the shared folders on its worker, so what it wrote is
@@ -220,17 +221,26 @@ def _quiet_client_logs() -> None:
 
 
 def probe(client: Any, shared: Sequence[str | os.PathLike[str]]) -> dict[str, int]:
-    """Check that every worker sees each of the `shared` folders (the coordinator writes a
-    token file into each; every worker must read it back). Returns the workers' threads."""
+    """Check that every worker sees each of the `shared` paths as this machine does, and
+    return the workers' threads.
+
+    A folder: the coordinator writes a token file into it and every worker must read it
+    back. A file (data that is only read, such as the folders `verify` checks): nothing is
+    written; every worker must see it with the same size and modification time."""
     token = secrets.token_hex(16)
     files: list[str] = []
+    seen: dict[str, tuple[int, int]] = {}
     try:
-        for folder in shared:
-            path = Path(folder) / f"{PROBE_NAME}{token}"
+        for name in map(str, shared):
+            if os.path.isfile(name):
+                st = os.stat(name)
+                seen[name] = (st.st_size, st.st_mtime_ns)
+                continue
+            path = Path(name) / f"{PROBE_NAME}{token}"
             path.write_text(token, encoding="ascii")
             files.append(str(path))
         try:
-            answers = client.run(_check_token, files, token, on_error="return")
+            answers = client.run(_check_token, files, token, seen, on_error="return")
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"cannot reach the Dask workers ({exc})") from exc
     finally:
@@ -250,8 +260,11 @@ def probe(client: Any, shared: Sequence[str | os.PathLike[str]]) -> dict[str, in
     return {addr: int(w.get("nthreads", 1)) for addr, w in info.items()}
 
 
-def _check_token(files: list[str], token: str) -> str | None:
-    """On a worker: None if every token file reads back as `token`, else why not."""
+def _check_token(
+    files: list[str], token: str, seen: dict[str, tuple[int, int]] | None = None
+) -> str | None:
+    """On a worker: None if every token file reads back as `token` and every file of
+    `seen` has its size and modification time, else why not."""
     for name in files:
         try:
             text = Path(name).read_text(encoding="ascii")
@@ -259,6 +272,13 @@ def _check_token(files: list[str], token: str) -> str | None:
             return f"cannot see the shared folder {os.path.dirname(name)} ({exc.strerror})"
         if text != token:
             return f"sees a different {os.path.dirname(name)} than this machine"
+    for name, (size, mtime_ns) in (seen or {}).items():
+        try:
+            st = os.stat(name)
+        except OSError as exc:
+            return f"cannot see the shared file {name} ({exc.strerror})"
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            return f"sees a different {name} than this machine (size or modification time)"
     return None
 
 

@@ -149,30 +149,57 @@ def test_missing_data_folder_is_a_clear_error(release: tuple[Torrent, Path]) -> 
         verify_torrent(torrent, root, level="quick")
 
 
-def test_files_are_unmapped_once_checked(release: tuple[Torrent, Path]) -> None:
-    from musicark.swarm.pieces import Hasher, PiecePlan, piece_runs
+def test_batches_are_plain_data_carrying_only_their_files(
+    release: tuple[Torrent, Path],
+) -> None:
+    """What a cluster's worker gets: a pickled batch of piece runs with the expected hashes
+    and the paths of the files those pieces touch, nothing else; back comes a small record."""
+    import pickle
+
+    from musicark.swarm.pieces import (
+        FileBatch,
+        PieceBatch,
+        PiecePlan,
+        batches,
+        check_batch,
+        files_of_piece,
+        layout,
+    )
 
     torrent, root = release
-    files = [root.joinpath(*f.path) for f in torrent.files]
-    plan = PiecePlan(
-        torrent=torrent,
-        root=root,
-        paths=files,
-        starts=[f.offset for f in torrent.files],
-        checkable=[True] * len(files),
-        sha256={0: "0" * 64},
-    )
+    paths = [root.joinpath(*f.path) for f in torrent.files]
+    big = next(i for i, f in enumerate(torrent.files) if f.length == 250_000)
     piece_ok = [True] * torrent.num_pieces
-    hasher = Hasher(plan, piece_ok)
-    runs = list(piece_runs(piece_ok, 2))
-    for first, last in runs[: len(runs) // 2]:
-        hasher.check(first, last)
-    assert hasher.maps  # some files are still being checked
-    for first, last in runs[len(runs) // 2 :]:
-        hasher.check(first, last)
-    assert hasher.maps.keys() == {0}  # waits for its sha256
-    hasher.file_sha256(0)
-    assert not hasher.maps and not hasher.mmaps and not hasher.leftover
+    for p in range(torrent.files[0].first_piece, torrent.files[0].last_piece + 1):
+        piece_ok[p] = False  # as if the first file were missing: its pieces are not sent
+    sums = {big: hashlib.sha256(paths[big].read_bytes()).hexdigest()}
+    plan = PiecePlan(torrent, layout(torrent, paths), piece_ok, sums)
+    tasks = [pickle.loads(pickle.dumps(b)) for b in batches(plan, 3 * PIECE)]
+    pieces = [b for b in tasks if isinstance(b, PieceBatch)]
+    assert len(pieces) > 1 and [b for b in tasks if isinstance(b, FileBatch)]
+    sent = [p for b in pieces for run in b.runs for p in range(run.first, run.last)]
+    assert sent == [p for p, ok in enumerate(piece_ok) if ok]  # each checkable piece once
+    for b in pieces:
+        touched = {
+            i
+            for run in b.runs
+            for p in range(run.first, run.last)
+            for i in files_of_piece(torrent, p)
+            if torrent.files[i].length
+        }
+        assert {s.source for s in b.plan.spans if s.length} == {str(paths[i]) for i in touched}
+    results = [check_batch(b) for b in tasks]
+    assert all(not r.bad and not r.error for r in results)
+    assert sum(r.nbytes for r in results) == plan.total
+    assert [d for r in results for d in r.digests] == [sums[big]]
+    raw = bytearray(paths[big].read_bytes())
+    raw[PIECE + 7] ^= 1
+    paths[big].write_bytes(bytes(raw))
+    bad = sorted(p for b in pieces for p in check_batch(b).bad)
+    assert bad == [(torrent.files[big].offset + PIECE + 7) // torrent.piece_length]
+    paths[big].write_bytes(b"short")  # changed under the check: an error, not an exception
+    errors = {check_batch(b).error for b in tasks} - {""}
+    assert errors and all(str(paths[big]) in e for e in errors)
 
 
 def test_a_folder_where_a_file_should_be_and_an_inconsistent_manifest(

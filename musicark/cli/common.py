@@ -93,11 +93,16 @@ def configure_logging(*, debug: bool) -> None:
     logger.setLevel(logging.DEBUG)
 
 
+def executor_option() -> str | None:
+    """The global `--executor` (or MUSICARK_EXECUTOR), when given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().params.get("executor") if ctx is not None else None
+
+
 def get_archive(archive_path: str | None) -> Archive:
     """The archive, with the global `--executor` (when given) over its setting."""
     archive = open_archive(archive_path)
-    ctx = click.get_current_context(silent=True)
-    executor = ctx.find_root().params.get("executor") if ctx is not None else None
+    executor = executor_option()
     if executor:
         archive = archive.with_settings({"ingest.executor": executor})
     return archive

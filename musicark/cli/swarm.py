@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from musicark.archive import Archive
-from musicark.cli.common import archive_option, echo_json, get_archive, progress_bar
+from musicark.cli.common import (
+    archive_option,
+    echo_json,
+    executor_option,
+    get_archive,
+    progress_bar,
+)
 from musicark.errors import ArchiveError, SwarmError, UsageError
 from musicark.units import format_size, parse_size
 
@@ -77,7 +83,12 @@ def _print_report(rep: VerifyReport, *, verbose: bool) -> None:
 @click.option(
     "--level", type=LEVEL_CHOICE, default="full", show_default=True, help="How deep to check."
 )
-@click.option("--jobs", type=int, default=0, help="Hashing threads (0: two per core).")
+@click.option(
+    "--jobs",
+    type=int,
+    default=0,
+    help="Hashing threads (0: two per core); with --executor dask://..., the cluster's workers hash.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="List every file, not only the problems.")
 @click.option(
     "--repair",
@@ -122,10 +133,15 @@ def verify_command(
         if data is None:
             raise UsageError("--data DIR is needed to say where the downloaded data is")
         selection = verify_files(torrent, metadata, data)
+        where = executor_option() or "local"
     else:
-        selection = verify_archive(get_archive(archive_path), releases, data)
+        archive = get_archive(archive_path)
+        selection = verify_archive(archive, releases, data)
+        where = archive.config.ingest.executor
     with progress_bar(enabled=not as_json) as progress:
-        outcome = verify_selection(selection, level=level, jobs=jobs, progress=progress)
+        outcome = verify_selection(
+            selection, level=level, jobs=jobs, where=where, progress=progress
+        )
         repairs: list[Any] = []
         if repair and not outcome.ok:
             from musicark.swarm.repair import repair_selection

@@ -11,13 +11,15 @@ torrent was read leniently for (see `torrent.metainfo`) comes back as warnings.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from musicark.archive import Archive
-from musicark.errors import MusicarkError, SwarmError
+from musicark.errors import Cancelled, ClusterError, MusicarkError, SwarmError
+from musicark.executor import Executor, make_executor, parse_where
 from musicark.progress import ProgressCallback
 from musicark.swarm.seed import SeedItem
 from musicark.swarm.sources import (
@@ -29,7 +31,7 @@ from musicark.swarm.sources import (
     release_rows,
     torrent_files,
 )
-from musicark.swarm.verify import VerifyReport, data_root, verify_torrent
+from musicark.swarm.verify import VerifyReport, data_root, verify_torrent, witnesses
 from musicark.torrent.metainfo import Torrent, load_torrent
 
 T = TypeVar("T")
@@ -223,31 +225,56 @@ def verify_selection(
     *,
     level: str = "full",
     jobs: int = 0,
+    where: str = "local",
     progress: ProgressCallback | None = None,
 ) -> VerifyOutcome:
-    """Verify each target; one whose data cannot be read is a failure, not the end."""
+    """Verify each target; one whose data cannot be read is a failure, not the end.
+
+    `where`: "local" (`jobs` threads), or a cluster (dask://HOST:PORT) whose workers hash
+    the pieces of the full check, reading the data at the same paths (checked first)."""
     reports: list[VerifyReport] = []
     failures = list(selection.failures)
-    for target in selection.targets:
-        try:
-            reports.append(
-                verify_torrent(
-                    target.torrent,
-                    target.data,
-                    level=level,
-                    manifest=target.manifest,
-                    jobs=jobs,
-                    progress=progress,
+    with _hashing_executor(selection.targets, level=level, where=where) as executor:
+        for target in selection.targets:
+            try:
+                reports.append(
+                    verify_torrent(
+                        target.torrent,
+                        target.data,
+                        level=level,
+                        manifest=target.manifest,
+                        jobs=jobs,
+                        executor=executor,
+                        progress=progress,
+                    )
                 )
-            )
-        except MusicarkError as exc:
-            failures.append(Failure(target.source, str(exc)))
+            except (Cancelled, ClusterError):
+                raise  # the whole run stops, not this torrent's check
+            except MusicarkError as exc:
+                failures.append(Failure(target.source, str(exc)))
     return VerifyOutcome(
         reports=tuple(reports),
         absent=tuple(selection.absent),
         failures=tuple(failures),
         warnings=tuple(selection.warnings),
     )
+
+
+@contextmanager
+def _hashing_executor(
+    targets: Sequence[VerifyTarget], *, level: str, where: str
+) -> Iterator[Executor | None]:
+    """One cluster executor for every target's full check (None: threads here), its
+    workers checked first to see the targets' data as this machine does."""
+    if level != "full" or parse_where(where) == "local":
+        yield None
+        return
+    seen = [path for t in targets for path in witnesses(t.torrent, t.data)]
+    if not seen:  # no data to hash anywhere: nothing for a cluster to do
+        yield None
+        return
+    with make_executor(jobs=1, kind="threads", where=where, shared=seen) as executor:
+        yield executor
 
 
 # ---------------------------------------------------------------- seed

@@ -4,7 +4,7 @@ The report names every file `ok`, `missing`, `corrupt` (wrong size, failing piec
 a sha256 that differs from the manifest) or `unexpected` (in the folder, not in the
 torrent). A present file whose pieces could not all be checked, because a v1 piece it
 shares with a neighbour lacks the neighbour's bytes, is `unverified`. The hashing itself
-(memory-mapped files, threads of the executor factory) is in `swarm.pieces`.
+(batches of pieces hashed on threads here or on a cluster's workers) is in `swarm.pieces`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from musicark.errors import SwarmError
+from musicark.executor import Executor, cpu_count, make_executor
 from musicark.progress import ProgressCallback
-from musicark.swarm.pieces import (
-    UNIT_BYTES,
-    Hasher,
-    PiecePlan,
-    files_of_piece,
-    piece_runs,
-    run_checks,
-)
+from musicark.swarm.pieces import PiecePlan, files_of_piece, layout, run_checks
 from musicark.torrent.metainfo import Torrent, TorrentFile
 
 LEVELS = ("presence", "size", "full")
@@ -161,6 +155,31 @@ class _Findings:
     hashed: int = 0
 
 
+def witnesses(torrent: Torrent, data: Path) -> list[Path]:
+    """The first and the last of the torrent's files present under `data`: what a
+    cluster's workers must see as this machine does before they hash the rest."""
+    try:
+        root = data_root(torrent, data)
+    except SwarmError:
+        return []
+    files = torrent.files
+    found: list[Path] = []
+    for order in (range(len(files)), range(len(files) - 1, -1, -1)):
+        for i in order:
+            path = _file_path(torrent, root, files[i])
+            if files.lengths[i] and _is_file(path):
+                found.append(path)
+                break
+    return list(dict.fromkeys(found))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _stat_files(
     torrent: Torrent, files: list[TorrentFile], root: Path
 ) -> tuple[list[Path], list[int | None]]:
@@ -181,50 +200,35 @@ def _stat_files(
 def _full_check(
     torrent: Torrent,
     files: list[TorrentFile],
-    root: Path,
     paths: list[Path],
     checkable: list[bool],
     findings: _Findings,
     *,
     jobs: int,
+    executor: Executor | None,
     progress: ProgressCallback | None,
 ) -> None:
     """Hash every piece whose files are all present with the right size, and the
-    manifest's files."""
-    plan = PiecePlan(
-        torrent=torrent,
-        root=root,
-        paths=paths,
-        starts=torrent.files.offsets,
-        checkable=checkable,
-        sha256=findings.expected_sha,
-    )
+    manifest's files, on `executor` (None: `jobs` threads here, 0: two per core)."""
     piece_ok = [True] * torrent.num_pieces
     for i, f in enumerate(files):
         if not checkable[i] and f.length:
             for p in range(f.first_piece, f.last_piece + 1):
                 piece_ok[p] = False
                 findings.unchecked.add(p)
-    per_unit = max(UNIT_BYTES // torrent.piece_length, 1)
-    hasher = Hasher(plan, piece_ok)
-    pl, padded = torrent.piece_length, torrent.padded_size
-    total = sum(min(pl, padded - p * pl) for p, ok in enumerate(piece_ok) if ok)
-    total += sum(torrent.files.lengths[i] for i in findings.expected_sha)
-    try:
-        findings.pieces_checked, findings.pieces_failed, findings.hashed = run_checks(
-            hasher,
-            plan,
-            piece_runs(piece_ok, per_unit),
-            jobs=jobs,
-            total=total,
-            progress=progress,
-            bad_by_file=findings.bad_by_file,
-            sha_results=findings.sha_results,
-        )
-    except OSError as exc:
-        raise SwarmError(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
-    finally:
-        hasher.close()
+    plan = PiecePlan(torrent, layout(torrent, paths), piece_ok, findings.expected_sha)
+    if executor is None:
+        with make_executor(jobs=jobs or 2 * cpu_count(), kind="threads") as local:
+            tally = run_checks(plan, local, progress=progress)
+    else:
+        tally = run_checks(plan, executor, progress=progress)
+    if tally.errors:
+        raise SwarmError(tally.errors[0])
+    findings.bad_by_file = tally.bad_by_file
+    findings.sha_results = tally.sha_results
+    findings.pieces_checked = tally.pieces_checked
+    findings.pieces_failed = tally.pieces_failed
+    findings.hashed = tally.hashed
 
 
 def _file_result(
@@ -273,13 +277,15 @@ def verify_torrent(
     level: str = "full",
     manifest: Mapping[str, str] | None = None,
     jobs: int = 0,
+    executor: Executor | None = None,
     progress: ProgressCallback | None = None,
 ) -> VerifyReport:
     """Check `data` (the torrent's folder or the folder holding it) against `torrent`.
 
     `manifest` maps file paths (as in the torrent, relative to its root) to sha256 hex;
     at level `full` each listed file's sha256 is checked too. `jobs` threads hash in
-    parallel (0: two per core).
+    parallel (0: two per core), or the workers of `executor` (a cluster's: they read the
+    data at the same path).
     """
     if level not in LEVELS:
         raise SwarmError(f"unknown level {level!r} (choose {', '.join(LEVELS)})")
@@ -297,7 +303,16 @@ def verify_torrent(
             digest = manifest.get(_display(torrent, f)) or manifest.get(f.path_str)  # type: ignore[union-attr]
             if digest and checkable[i]:
                 findings.expected_sha[i] = digest.lower()
-        _full_check(torrent, files, root, paths, checkable, findings, jobs=jobs, progress=progress)
+        _full_check(
+            torrent,
+            files,
+            paths,
+            checkable,
+            findings,
+            jobs=jobs,
+            executor=executor,
+            progress=progress,
+        )
     results = [
         _file_result(torrent, files[i], i, sizes[i], paths[i], level, findings)
         for i in range(len(torrent.files))

@@ -48,14 +48,18 @@ class Plan:
 
     def part(self, first: int, last: int) -> Plan:
         """The same plan with only the spans that pieces `first..last-1` touch."""
-        starts = [s.offset for s in self.spans]
-        lo = max(0, bisect_right(starts, first * self.piece_length) - 1)
-        hi = bisect_right(starts, last * self.piece_length - 1)
+        # a bisect on the spans themselves: no list of offsets per part of a large torrent
+        lo = max(0, bisect_right(self.spans, first * self.piece_length, key=_offset) - 1)
+        hi = bisect_right(self.spans, last * self.piece_length - 1, key=_offset)
         return Plan(self.spans[lo:hi], self.piece_length, self.v1, self.v2, self.size)
 
     @property
     def num_pieces(self) -> int:
         return -(-self.size // self.piece_length)
+
+
+def _offset(span: Span) -> int:
+    return span.offset
 
 
 def zero_subtree(levels: int) -> bytes:
@@ -84,7 +88,7 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _map(source: str, lo: int, hi: int) -> tuple[memoryview, Any]:
+def map_range(source: str, lo: int, hi: int) -> tuple[memoryview, Any]:
     """Bytes `lo..hi` of a file, mapped (no copy) or, where mapping fails, read."""
     try:
         fd = os.open(source, os.O_RDONLY)
@@ -145,7 +149,7 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
             break
         lo, hi = max(pos, span.offset), min(end, span_end)
         if hi > lo:
-            view, mapped = _map(span.source, lo - span.offset, hi - span.offset)
+            view, mapped = map_range(span.source, lo - span.offset, hi - span.offset)
             try:
                 i, n = 0, hi - lo
                 while i < n:
