@@ -11,8 +11,14 @@ Both must find every piece good. Prints wall times, throughput and the ratio
 musicark comes to the all-core hash limit measured in the same round (one core's CPU
 time to hash the bytes from memory, divided by the cores), with the load average.
 
+With --cluster, also `musicark --executor dask://... verify` on a local Dask cluster
+(`dask scheduler` and two one-thread `dask worker` processes on 127.0.0.1, started before
+the clock starts, as a long-lived cluster would be; each run connects and checks that the
+workers see the data): its time against the local threads' in the same run.
+
     .venv/bin/python benchmarks/bench_verify.py                       # ~300 MB, v1
     .venv/bin/python benchmarks/bench_verify.py --size 2GB --format hybrid
+    .venv/bin/python benchmarks/bench_verify.py --size 1GB --cluster
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import libtorrent as lt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.cluster
 from bench_torrent import (  # the same data generator and limit as the creator benchmark
     generate,
     hash_limit,
@@ -38,7 +46,8 @@ from bench_torrent import (  # the same data generator and limit as the creator 
 )
 
 from musicark.swarm.session import SessionOptions, open_session
-from musicark.swarm.verify import verify_torrent
+from musicark.swarm.targets import Selection, VerifyTarget, verify_selection
+from musicark.swarm.verify import VerifyReport, verify_torrent
 from musicark.torrent.create import create_torrent
 from musicark.torrent.metainfo import load_torrent
 from musicark.units import format_size, parse_size
@@ -85,11 +94,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=0, help="musicark hashing threads (0: auto)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--cluster", action="store_true", help="also verify on a local 2-worker Dask cluster"
+    )
     args = parser.parse_args()
     size = parse_size(args.size)
     piece = parse_size(args.piece_size)
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench-verify-", dir=args.dir))
+    stack = ExitStack()
     try:
         root = work / "Bench Release"
         generate(root, size, args.files, args.seed)
@@ -101,7 +114,13 @@ def main() -> None:
             f" {format_size(piece)} pieces ({torrent.num_pieces}), {cores} cores"
         )
         warm(root)
+        where = None
+        if args.cluster:
+            from tests.cluster import local_cluster
+
+            where = stack.enter_context(local_cluster(work / "dask", workers=2)).where
         lt_times, ma_times, lt_cpu, ma_cpu, limits, loads = [], [], [], [], [], []
+        dask_times: list[float] = []
         for i in range(args.repeat):
             limits.append(hash_limit(total, piece, v2=args.format != "v1"))
             for who in ("libtorrent", "musicark") if i % 2 == 0 else ("musicark", "libtorrent"):
@@ -114,8 +133,13 @@ def main() -> None:
                 report = verify_torrent(torrent, work, level="full", jobs=args.jobs)
                 ma_times.append(time.perf_counter() - t0)
                 ma_cpu.append(cpu_seconds() - c0)
-                if not report.ok or report.pieces_checked != torrent.num_pieces:
-                    raise SystemExit(f"musicark verify found problems: {report.problems()[:3]}")
+                check(report, torrent.num_pieces)
+            if where is not None:
+                t0 = time.perf_counter()
+                target = VerifyTarget(torrent, work, None, "bench")
+                outcome = verify_selection(Selection(targets=[target]), where=where)
+                dask_times.append(time.perf_counter() - t0)
+                check(outcome.reports[0], torrent.num_pieces)
             loads.append(os.getloadavg()[0])
         best_lt, best_ma = min(lt_times), min(ma_times)
         print(
@@ -145,9 +169,27 @@ def main() -> None:
             + ", ".join(f"{lim / cores / w:.2f} ({ld:.1f})" for lim, w, ld in rounds)
             + f"; hash CPU / musicark CPU (best): {min(limits) / min(ma_cpu):.2f}"
         )
+        if dask_times:
+            best_dask = min(dask_times)
+            print(
+                f"musicark --executor dask://... verify (2 workers x 1 thread): {best_dask:.3f} s"
+                f"  {format_size(total / best_dask)}/s   runs:"
+                f" {', '.join(f'{t:.3f}' for t in dask_times)}"
+            )
+            print(
+                f"ratio cluster/local threads: {best_ma / best_dask:.2f}x best wall,"
+                f" {statistics.median(ma_times) / statistics.median(dask_times):.2f}x median"
+                " (above 1: the cluster is faster)"
+            )
         print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check(report: VerifyReport, pieces: int) -> None:
+    if not report.ok or report.pieces_checked != pieces:
+        raise SystemExit(f"musicark verify found problems: {report.problems()[:3]}")
 
 
 if __name__ == "__main__":
