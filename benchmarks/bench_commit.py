@@ -28,6 +28,7 @@ import io
 import os
 import pstats
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -151,6 +152,22 @@ def run_records(
     return wall + time.perf_counter() - t, cpu + time.process_time() - c
 
 
+def _levels(archive: Path) -> str:
+    """The fingerprint index's segments per level (merges done so far)."""
+    conn = sqlite3.connect(archive / "state.sqlite")
+    try:
+        rows = conn.execute(
+            "SELECT level, count(*) FROM fp_segments WHERE live GROUP BY level"
+        ).fetchall()
+    except sqlite3.Error:
+        return ""
+    finally:
+        conn.close()
+    return (
+        "; index segments per level: " + ", ".join(f"{lv}: {n}" for lv, n in rows) if rows else ""
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,11 +211,12 @@ def main() -> int:
                 have, run = have + args.window, run + 1
                 rate = args.window / spent
                 mb = (archive / "state.sqlite").stat().st_size / 1e6
+                levels = _levels(archive)
                 print(
                     f"{mode:>4}: at {size:>9,} files ({mb:6.0f} MB): {rate:6.0f} records/s, "
                     f"{args.window / cpu:6.0f} per CPU-second, {what} ({args.window} records);"
                     f" 86 M files: {FILES_86M / rate / 3600:5.1f} h of coordinator time"
-                    f" (load {_load()})",
+                    f" (load {_load()}){levels}",
                     flush=True,
                 )
     finally:

@@ -93,6 +93,24 @@ def test_acoustic_finds_reencodes_and_trimmed_copies_not_other_songs(
     cut = pairs[frozenset((sha(original), sha(trimmed)))]
     assert 2.0 <= abs(cut["offset_s"]) <= 3.0  # aligned by the trim
     assert len(others) == 4 and data["blobs"] == 7
+    # an ingest killed before it wrote its buffered postings: `dupes` indexes them first
+    conn = sqlite3.connect(archive.state_path)
+    with conn:
+        conn.execute("DELETE FROM fp_chunks")
+        conn.execute("DELETE FROM fp_segments")
+    conn.close()
+    assert json.loads(run("dupes", "--acoustic", "--json").output)["acoustic"] == data["acoustic"]
+    # an archive from before the index had segments: the upgrade drops the old table and
+    # the index is rebuilt from the fingerprints, to the same answer
+    conn = sqlite3.connect(archive.state_path)
+    conn.executescript(
+        "DROP TABLE fp_chunks; DROP TABLE fp_segments;"
+        " CREATE TABLE fp_index (value INTEGER NOT NULL, fp_id INTEGER NOT NULL,"
+        " pos INTEGER NOT NULL, PRIMARY KEY (value, fp_id, pos)) WITHOUT ROWID;"
+        " UPDATE schema_versions SET version = 2 WHERE domain = 'store';"
+    )
+    conn.close()
+    assert json.loads(run("dupes", "--acoustic", "--json").output)["acoustic"] == data["acoustic"]
 
 
 def test_bit_error_rate_alignment() -> None:

