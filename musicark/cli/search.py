@@ -56,7 +56,8 @@ def search_command(
         )
     shown = results.offset + len(results.hits)
     kind = "exact identifier match" if results.mode == "id" else "tracks match"
-    click.echo(f"{results.offset + 1}-{shown} of {results.total} ({kind})")
+    at_least = "" if results.total_exact else "at least "
+    click.echo(f"{results.offset + 1}-{shown} of {at_least}{results.total} ({kind})")
 
 
 @click.group("index")

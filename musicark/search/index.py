@@ -42,9 +42,10 @@ from musicark.search.analysis import (
 )
 from musicark.search.scan import Row as Row  # re-exported: the rows `write_index` takes
 from musicark.search.scan import rows_for, scan_catalog
+from musicark.search.tiers import tier_of
 from musicark.units import now
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 WRITER_HEAP = 1_000_000_000  # split over the indexing threads; fewer segments to merge
 CHANGE_BATCH = 20_000
 # An update with more pending changes than this (or a quarter of the index) rebuilds.
@@ -60,6 +61,9 @@ def build_schema() -> tantivy.Schema:
     sb.add_text_field("title", stored=False, tokenizer_name=ANALYZER, index_option="freq")
     sb.add_text_field("keys", stored=False, tokenizer_name=KEYS_ANALYZER, index_option="basic")
     sb.add_integer_field("popularity", stored=True, fast=True)
+    # the popularity band (see tiers.py): queries score the popular bands first and stop
+    # once no track of a lower band can reach the page
+    sb.add_integer_field("tier", stored=False, indexed=True)
     # what a result shows, as one JSON value: [title, artists, album, album_id, isrc, duration_ms]
     sb.add_bytes_field("show", stored=True, indexed=False)
     return sb.build()
@@ -173,6 +177,7 @@ def make_document(row: Row) -> tantivy.Document:
     if keys:
         doc.add_text("keys", " ".join(keys))
     doc.add_integer("popularity", pop)
+    doc.add_integer("tier", tier_of(pop))
     doc.add_bytes("show", orjson.dumps([title, artists, album, album_id, isrc, duration]))
     return doc
 
@@ -205,7 +210,14 @@ def write_index(
 ) -> int:
     """Create a fresh tantivy index at `path` from row batches; returns the rows written."""
     path.mkdir(parents=True, exist_ok=False)
-    index = tantivy.Index(build_schema(), path=str(path), reuse=False)
+    # documents in descending popularity, so a band is one run of doc ids per segment
+    index = tantivy.Index(
+        build_schema(),
+        path=str(path),
+        reuse=False,
+        sort_by_field="popularity",
+        sort_order=tantivy.Order.Desc,
+    )
     register_analyzer(index)
     writer = index.writer(heap_size=WRITER_HEAP)
     done = 0

@@ -32,6 +32,7 @@ def run_search(request: Request, *, limit: int, offset: int, q: str) -> dict[str
             "query": "",
             "mode": "text",
             "total": 0,
+            "total_exact": True,
             "offset": offset,
             "limit": limit,
             "hits": [],
@@ -361,6 +362,8 @@ OPENAPI: dict[str, Any] = {
                     "query": {"type": "string"},
                     "mode": {"type": "string", "enum": ["id", "text"]},
                     "total": {"type": "integer", "minimum": 0},
+                    # false: at least `total` match (counted up to what paging needs)
+                    "total_exact": {"type": "boolean"},
                     "offset": {"type": "integer", "minimum": 0},
                     "limit": {"type": "integer", "minimum": 1},
                     "hits": {"type": "array", "items": _ref("SearchHit"), "maxItems": MAX_LIMIT},

@@ -70,7 +70,7 @@
       status.textContent = "No tracks match.";
     } else {
       status.textContent = (data.offset + 1) + "–" + (data.offset + data.hits.length) + " of " +
-        data.total + (data.mode === "id" ? " (exact identifier match)" : "");
+        (data.total_exact === false ? "at least " : "") + data.total + (data.mode === "id" ? " (exact identifier match)" : "");
     }
     pager.replaceChildren();
     const pages = Math.ceil(data.total / PAGE);
