@@ -13,6 +13,10 @@ Rules for the worker functions given to `Executor.run`:
   same function runs unchanged on a cluster's workers (`where="dask://HOST:PORT"`).
 - they do not raise for bad input; an exception is a bug and stops the run.
 
+A task source may yield `WAIT` instead of a task: nothing more is submitted until a task in
+flight has finished (a caller that limits what runs at once, such as acquire's per-host
+limits on a cluster, hands out the next task once it sees a result).
+
 Processes die with their parent (Linux: the parent-death signal), so a killed run
 leaves no worker adding files behind it. A worker that dies outright (a segfault in a
 codec, the OOM killer) costs only the task it held: the pool is rebuilt, the tasks that
@@ -179,6 +183,18 @@ class _Base:
         pass
 
 
+class _Wait:
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT: Any = _Wait()  # yielded by a task source: submit nothing until a task has finished
+
+
+def waited_for_nothing() -> RuntimeError:
+    return RuntimeError("the task source waited with no task in flight")
+
+
 class InlineExecutor(_Base):
     """Runs every task in the calling thread (debugging, tiny inputs)."""
 
@@ -192,6 +208,8 @@ class InlineExecutor(_Base):
         split: Callable[[T], Sequence[T]] | None = None,
     ) -> Iterator[Outcome[T, R]]:
         for task in tasks:
+            if task is WAIT:  # every task before it has finished already
+                raise waited_for_nothing()
             yield Outcome(task, fn(task))
 
 
@@ -223,6 +241,10 @@ class _PoolBase(_Base):
                     task = next(source, _END)
                     if task is _END:
                         exhausted = True
+                        break
+                    if task is WAIT:
+                        if not pending and not suspects:
+                            raise waited_for_nothing()
                         break
                     try:
                         pending[self._get_pool().submit(fn, task)] = task
@@ -402,6 +424,7 @@ register_executor("processes", ProcessExecutor)
 
 __all__ = [
     "KINDS",
+    "WAIT",
     "Executor",
     "Outcome",
     "cpu_count",

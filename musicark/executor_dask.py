@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from musicark.errors import ClusterError
-from musicark.executor import Outcome, _Base
+from musicark.executor import WAIT, Outcome, _Base, waited_for_nothing
 from musicark.paths import sync_filesystem
 
 T = TypeVar("T")
@@ -137,6 +137,10 @@ class DaskExecutor(_Base):
                         task = next(source, _END)
                         if task is _END:
                             exhausted = True
+                            break
+                        if task is WAIT:
+                            if not pending:
+                                raise waited_for_nothing()
                             break
                     fut = self._call(
                         self._client.submit, _durable, fn, task, self.shared, pure=False

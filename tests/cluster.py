@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,17 +177,22 @@ def start_musicark(archive: Archive, *args: str | os.PathLike[str]) -> subproces
 
 
 def kill_a_busy_worker(
-    cluster: Cluster, proc: subprocess.Popen[str], *, after: float = 0.1
+    cluster: Cluster,
+    proc: subprocess.Popen[str],
+    *,
+    after: float = 0.1,
+    when: Callable[[], bool] = lambda: True,
 ) -> str | None:
     """SIGKILL the first worker seen running a task of `proc`, `after` seconds into it
-    (well inside the task); its address, or None if no task was seen before `proc` ended."""
+    (well inside the task) and once `when()` holds; its address, or None if no task was
+    seen before `proc` ended."""
     pids = cluster.worker_pids()
     client = cluster.client()
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             busy = [w for w, keys in client.processing().items() if keys and w in pids]
-            if busy:
+            if busy and when():
                 time.sleep(after)
                 os.kill(pids[busy[0]], signal.SIGKILL)
                 return str(busy[0])

@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from musicark.errors import UsageError
-from musicark.executor import Outcome, make_executor, resolve_jobs
+from musicark.executor import WAIT, Outcome, make_executor, resolve_jobs
 
 
 def square(x: int) -> int:
@@ -111,3 +112,23 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_task_source_that_waits_holds_submission_until_a_result() -> None:
+    """WAIT: nothing more is submitted until a task in flight has finished (what acquire's
+    per-host limits on a cluster rely on)."""
+    results: list[int] = []
+
+    def source() -> Iterator[object]:
+        for i in range(6):
+            yield -i
+            before = len(results)
+            yield WAIT
+            assert len(results) > before  # handed out again only after a result
+
+    with make_executor(jobs=4, kind="threads") as ex:
+        for out in ex.run(abs, source()):
+            results.append(out.result)
+    assert sorted(results) == [0, 1, 2, 3, 4, 5]
+    with make_executor(jobs=1, kind="inline") as ex, pytest.raises(RuntimeError, match="waited"):
+        list(ex.run(abs, iter([WAIT])))

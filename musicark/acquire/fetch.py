@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class Outcome:
     stored: tuple[Offer, Fetched] | None = None
     failures: list[tuple[Offer, str, str]] = field(default_factory=list)
     stopped: bool = False  # the run is stopping; the job is left for the next run
+    rest: list[Offer] = field(default_factory=list)  # offers of another host, not tried
 
 
 def offer_hash(offer: Offer) -> str:
@@ -55,6 +57,8 @@ class Worker:
         sources: dict[str, BaseSource],
         downloader: Downloader,
         staging: Path,
+        *,
+        clean: bool = True,
     ) -> None:
         self.sources = sources
         self.downloader = downloader
@@ -62,13 +66,25 @@ class Worker:
         self.ready = staging / "ready"
         self.parts.mkdir(parents=True, exist_ok=True)
         self.ready.mkdir(parents=True, exist_ok=True)
-        for meta in self.parts.glob("*.part.json"):  # its part was finished or dropped
-            if not meta.with_suffix("").exists():
-                meta.unlink(missing_ok=True)
+        if clean:  # once per run, before any transfer (a cluster task does not)
+            for meta in self.parts.glob("*.part.json"):  # its part was finished or dropped
+                if not meta.with_suffix("").exists():
+                    meta.unlink(missing_ok=True)
 
-    def run(self, job: Job) -> Outcome:
+    def run(
+        self,
+        job: Job,
+        *,
+        host: str | None = None,
+        host_of: Callable[[Offer], str] | None = None,
+    ) -> Outcome:
+        """The job's offers in turn until one is stored; with `host`, only the offers
+        `host_of` places there (the first of another host and all after it are `rest`)."""
         out = Outcome(job)
-        for offer in job.offers:
+        for i, offer in enumerate(job.offers):
+            if host is not None and host_of is not None and host_of(offer) != host:
+                out.rest = job.offers[i:]
+                return out
             try:
                 out.stored = (offer, self.fetch_one(offer))
                 return out

@@ -52,6 +52,9 @@ class FmaSource(BaseSource):
         if self.audio is None and self.zip is None:
             raise UsageError(f"fma: no audio folder (000/000002.mp3 ...) or zip in {argument}")
 
+    def shared_folders(self) -> list[Path]:
+        return [self.zip.parent if self.zip is not None else self.audio or Path(self.argument)]
+
     def offers(self) -> Iterator[Offer]:
         assert self.tracks_csv is not None
         members = self._members()

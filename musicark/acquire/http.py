@@ -78,10 +78,14 @@ class _Retry(Exception):
 
 
 class HostGate:
-    """Per-host concurrency, request rate and pauses (Retry-After, Crawl-delay)."""
+    """Per-host concurrency, request rate and pauses (Retry-After, Crawl-delay).
 
-    def __init__(self, per_host: int, rate_limit: float) -> None:
+    `share`: how many gates (cluster tasks) fetch from one host at once; a Crawl-delay is
+    multiplied by it so that together they keep it (the rate is divided by the caller)."""
+
+    def __init__(self, per_host: int, rate_limit: float, share: int = 1) -> None:
         self.per_host = per_host
+        self.share = share
         self.interval = 1.0 / rate_limit if rate_limit > 0 else 0.0
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
@@ -90,7 +94,7 @@ class HostGate:
 
     def set_interval(self, host: str, seconds: float) -> None:
         with self._lock:
-            self._interval[host] = max(self.interval, seconds)
+            self._interval[host] = max(self.interval, seconds * self.share)
 
     def pause(self, host: str, seconds: float) -> None:
         with self._lock:
@@ -182,11 +186,18 @@ def looks_like_html(head: bytes) -> bool:
 
 
 class Downloader:
-    def __init__(self, client: httpx.Client, settings: HttpSettings, stop: threading.Event):
+    def __init__(
+        self,
+        client: httpx.Client,
+        settings: HttpSettings,
+        stop: threading.Event,
+        *,
+        share: int = 1,
+    ) -> None:
         self.client = client
         self.settings = settings
         self.stop = stop
-        self.gate = HostGate(settings.per_host, settings.rate_limit)
+        self.gate = HostGate(settings.per_host, settings.rate_limit, share)
         self._robots: dict[str, urllib.robotparser.RobotFileParser | None] = {}
         self._robots_lock = threading.Lock()
 

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -389,45 +389,86 @@ class _Run:
                 yield job
                 self._flush()
 
+        def settle(outcome: Outcome | None) -> None:
+            nonlocal done
+            if outcome is None or outcome.stopped:
+                return
+            follow = self._outcome(outcome, storer)
+            if follow is not None:
+                followups.append(follow)
+            done += 1
+            report(progress, Progress("acquire", done, self.total, "files", _rate(self.summary)))
+
         try:
-            with make_executor(jobs=self.settings.concurrency, kind="threads") as pool:
-                try:
-                    source: Iterator[Job] = tasks()
-                    while True:
-                        for result in pool.run(worker.run, source):
-                            outcome = result.result
-                            if outcome is None or outcome.stopped:
-                                continue
-                            follow = self._outcome(outcome, storer)
-                            if follow is not None:
-                                followups.append(follow)
-                            done += 1
-                            report(
-                                progress,
-                                Progress("acquire", done, self.total, "files", _rate(self.summary)),
-                            )
-                        if not followups:
-                            break
-                        source = iter(list(followups))
-                        followups.clear()
-                except BaseException:
-                    self.stop.set()  # workers stop at their next chunk; .part files stay
-                    assert self.context.downloader is not None
-                    self.context.downloader.client.close()  # unblock reads in progress
-                    raise
+            if self.archive.config.ingest.executor != "local":
+                self._fetch_on_cluster(tasks, followups, settle)
+            else:
+                self._fetch_here(worker, tasks, followups, settle)
             for results in storer.finish():
                 self._stored(results)
         finally:
             storer.close()
             self._flush()
 
+    def _fetch_here(
+        self,
+        worker: Worker,
+        tasks: Callable[[], Iterator[Job]],
+        followups: deque[Job],
+        settle: Callable[[Outcome | None], None],
+    ) -> None:
+        """Downloads on threads of this process (the host gate holds the limits)."""
+        with make_executor(jobs=self.settings.concurrency, kind="threads") as pool:
+            try:
+                source: Iterator[Job] = tasks()
+                while True:
+                    for result in pool.run(worker.run, source):
+                        settle(result.result)
+                    if not followups:
+                        break
+                    source = iter(list(followups))
+                    followups.clear()
+            except BaseException:
+                self.stop.set()  # workers stop at their next chunk; .part files stay
+                assert self.context.downloader is not None
+                self.context.downloader.client.close()  # unblock reads in progress
+                raise
+
+    def _fetch_on_cluster(
+        self,
+        tasks: Callable[[], Iterator[Job]],
+        followups: deque[Job],
+        settle: Callable[[Outcome | None], None],
+    ) -> None:
+        """Downloads as tasks of a Dask cluster, handed out per host (`acquire.cluster`)."""
+        from musicark.acquire.cluster import fetch_on_cluster
+
+        def crashed(job: Job, why: str) -> None:
+            self._record(job.offers[0], job.track_id, "error_io", why)
+            self._release(job)
+
+        fetch_on_cluster(
+            self.archive.config.ingest.executor,
+            sources=self.sources,
+            staging=self.staging,
+            settings=self.settings,
+            ia_base_url=self.context.ia_base_url,
+            jobs=tasks,
+            followups=followups,
+            settle=settle,
+            crashed=crashed,
+        )
+
     def _outcome(self, outcome: Outcome, storer: Any) -> Job | None:
-        """Record a finished job; returns a job for the track's other offers if it failed."""
+        """Record a finished job; returns a job for the track's other offers if it failed
+        (offers of another host a cluster task left, then fallbacks seen meanwhile)."""
         job = outcome.job
         if outcome.stored is None:
             for offer, status, reason in outcome.failures:
                 self._record(offer, job.track_id, status, reason)
-            more = self.deferred.pop(job.track_id, None) if job.track_id is not None else None
+            more = list(outcome.rest)
+            if job.track_id is not None:
+                more += self.deferred.pop(job.track_id, [])
             if more:
                 self.keys_in_flight.difference_update(o.ledger_key for o in job.offers)
                 self.keys_in_flight.update(o.ledger_key for o in more)

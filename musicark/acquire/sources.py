@@ -74,6 +74,10 @@ class BaseSource:
     def offers(self) -> Iterator[Offer]:
         raise NotImplementedError
 
+    def shared_folders(self) -> list[Path]:
+        """Folders `fetch` reads, which every cluster worker must see (none for HTTP)."""
+        return []
+
     def fetch(self, offer: Offer, part: Path, downloader: Downloader) -> Transfer:
         if offer.url is not None:
             return downloader.download(offer, part)
@@ -262,6 +266,9 @@ class DirSource(BaseSource):
         self.root = Path(argument)
         if not self.root.is_dir():
             raise UsageError(f"dir: no such folder {argument}")
+
+    def shared_folders(self) -> list[Path]:
+        return [self.root]
 
     def offers(self) -> Iterator[Offer]:
         for path in walk_audio(self.root):
