@@ -378,3 +378,24 @@ def test_covered_listens_stored_for_groups_only_read_as_dense() -> None:
     assert np.array_equal(cov[0:1_000], dense) and np.array_equal(cov[990:995], dense[990:995])
     idx = rng.integers(0, 1_000, 300)
     assert np.array_equal(cov[idx], dense[idx]) and np.array_equal(listens, before)
+
+
+def test_sizes_computed_when_read_equal_the_dense_sizes() -> None:
+    from musicark.plan.model import TIER_ZERO, Sizes
+    from musicark.plan.sparse import Overrides
+
+    rng = np.random.default_rng(8)
+    n = 5_000
+    duration = rng.integers(-1, 400_000, n).astype(np.int32)
+    tier = rng.integers(0, 2, n).astype(np.int8)
+    at = rng.choice(n, 300, replace=False)
+    held = rng.integers(0, 10**10, 300)  # sizes beyond 32 bits too
+    sizes = Sizes(duration, tier, Overrides(n, at, held), bitrate=160_000, bitrate_zero=75_000)
+    rate = np.where(tier == TIER_ZERO, 75_000, 160_000)
+    dense = np.where(duration > 0, (duration.astype(np.int64) * rate + 7999) // 8000, -1)
+    dense[at] = held
+    assert np.array_equal(sizes[0:n], dense) and np.array_equal(sizes[17:40], dense[17:40])
+    idx = rng.integers(0, n, 2_000)
+    assert np.array_equal(sizes[idx], dense[idx])
+    assert np.array_equal(sizes.held.mask(idx), np.isin(idx, at))
+    assert np.array_equal(sizes.held.mask(slice(100, 900)), np.isin(np.arange(100, 900), at))

@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from musicark.catalog.reader import tracks_sql
+from musicark.catalog.reader import (
+    ALBUM_FIELDS,
+    ARTIST_FIELDS,
+    CREDIT_FIELDS,
+    _select,
+    _simple_fields,
+    tracks_sql,
+)
 from musicark.errors import CatalogError
 
 _ROW, _DONE = 100, 101
@@ -166,6 +173,11 @@ class Scanner:
         raw = self._lib.sqlite3_errmsg(self._db) if self._db else None
         return raw.decode(errors="replace") if raw else "unknown error"
 
+    def ints(self, sql: str, columns: int) -> np.ndarray:
+        """Every row of a query of `columns` integers, as `columns` arrays (small tables)."""
+        parts = [b.ints.copy() for b in self.batches(sql, ints=columns)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((columns, 0), np.int64)
+
     def batches(
         self, sql: str, *, ints: int, text_width: int = 0, batch_rows: int = 1 << 18
     ) -> Iterator[ScanBatch]:
@@ -216,4 +228,23 @@ def track_scan_sql(
     return tracks_sql(columns, defaults=dict.fromkeys(ints, -1), above=above, upto=upto)
 
 
-CREDITS_SQL = "SELECT ta.track_id, ta.artist_id FROM track_artists ta"
+_TABLES = {
+    "albums": ("al", ALBUM_FIELDS),
+    "artists": ("a", ARTIST_FIELDS),
+    "track_artists": ("ta", CREDIT_FIELDS),
+}
+
+
+def table_scan_sql(table: str, ints: Sequence[str]) -> str:
+    """Integer columns (NULL read as -1) of albums, artists or credits (`track_artists`),
+    in stored order."""
+    alias, fields = _TABLES[table]
+    select = _select(ints, _simple_fields(alias, fields), dict.fromkeys(ints, -1))
+    return f"SELECT {select} FROM {table} {alias}"
+
+
+CREDITS_SQL = table_scan_sql("track_artists", ("track_id", "artist_id"))
+# The rowid span of tracks (1, 0 when empty) and of credits (0 when empty)
+TRACK_ROWIDS_SQL = "SELECT coalesce(min(rowid), 1), coalesce(max(rowid), 0) FROM tracks"
+CREDIT_SPAN_SQL = "SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM track_artists"
+CREDIT_COUNT_SQL = "SELECT count(*) FROM track_artists"

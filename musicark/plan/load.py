@@ -1,9 +1,9 @@
 """Reading what a plan needs from the catalogue (and the store) into compact numpy columns.
 
-Tracks and credits are read through `musicark.catalog.scan.Scanner` (SQLite's values
-straight into numpy from a compiled loop), in batches written into columns allocated
-once; the small side tables through `ColumnReader` (Arrow). Side tables are sorted by id
-once and joined by binary search: albums to each batch of tracks as it is read,
+Everything is read through `musicark.catalog.scan.Scanner` (SQLite's values straight
+into numpy from a compiled loop; no Arrow, whose many small buffers would stay in the
+heap), tracks in batches written into columns allocated once. Side tables are sorted by
+id once and joined by binary search: albums to each batch of tracks as it is read,
 artists to each batch of credits (streamed too, reduced to one maximum per track), held
 sizes from the store by looking tracks up among the held ones. Nothing holds a hash table
 over every track.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +24,21 @@ import pyarrow.compute as pc
 
 from musicark.archive import Archive
 from musicark.catalog.ids import hash_strings
-from musicark.catalog.reader import ColumnReader
-from musicark.catalog.scan import CREDITS_SQL, ScanBatch, Scanner, track_scan_sql
+from musicark.catalog.scan import (
+    CREDIT_COUNT_SQL,
+    CREDIT_SPAN_SQL,
+    CREDITS_SQL,
+    TRACK_ROWIDS_SQL,
+    ScanBatch,
+    Scanner,
+    table_scan_sql,
+    track_scan_sql,
+)
 from musicark.errors import CatalogError, MusicarkError
+from musicark.plan.sparse import Overrides
 from musicark.progress import Progress, ProgressCallback, report
 
-BATCH_ROWS = 1 << 18
+BATCH_ROWS = 1 << 16
 # Arrow work of a plan allocates from the system allocator, which (see `map_large_allocations`)
 # hands large freed buffers straight back; a caching pool would keep them resident.
 POOL = pa.system_memory_pool()
@@ -48,8 +57,9 @@ TRACK_COLUMNS = (
 class CatalogColumns:
     """One entry per catalogue track, in the order the catalogue returned them.
 
-    Unknown values are -1 (isrc_key 0 = no ISRC; held_size -1 = not held). Integer widths
-    are the smallest that hold the values (any integer dtype is accepted).
+    Unknown values are -1 (isrc_key 0 = no ISRC). Integer widths are the smallest that
+    hold the values (any integer dtype is accepted). `held_size`: the held tracks' sizes
+    (`Overrides`: most tracks hold nothing), or one int64 per track (-1 = not held).
     """
 
     track_id: np.ndarray  # int64
@@ -61,10 +71,17 @@ class CatalogColumns:
     artist_popularity: np.ndarray  # int16, highest over credited artists
     artist_followers: np.ndarray  # int32 (clipped), highest over credited artists
     album_popularity: np.ndarray  # int16
-    held_size: np.ndarray  # int64
+    held_size: np.ndarray | Overrides
 
     def __len__(self) -> int:
         return len(self.track_id)
+
+    def held(self) -> Overrides:
+        """The held tracks' sizes, whichever way `held_size` gives them."""
+        if isinstance(self.held_size, Overrides):
+            return self.held_size
+        at = np.flatnonzero(self.held_size >= 0)
+        return Overrides(len(self), at, self.held_size[at].astype(np.int64))
 
 
 def _ints(col: pa.Array | pa.ChunkedArray, dtype: type[np.integer]) -> np.ndarray:
@@ -239,12 +256,16 @@ class _Keyed:
     values: list[np.ndarray]
 
     @classmethod
-    def of(cls, table: pa.Table, columns: Iterable[tuple[str, type[np.integer]]]) -> _Keyed:
-        ids = _ints(table.column("id"), np.int64)
+    def of(
+        cls, scan: Scanner, table: str, columns: Sequence[tuple[str, type[np.integer]]]
+    ) -> _Keyed:
+        ids, *rest = scan.ints(
+            table_scan_sql(table, ["id", *(c for c, _ in columns)]), 1 + len(columns)
+        )
         order = np.argsort(ids, kind="stable")  # equal ids: the first stored wins
         values = [
-            np.r_[_ints(table.column(name), dtype)[order], np.array([-1], dtype=dtype)]
-            for name, dtype in columns
+            np.r_[_fit(v, dtype)[order], np.array([-1], dtype=dtype)]
+            for v, (_, dtype) in zip(rest, columns, strict=True)
         ]
         return cls(ids[order], values)
 
@@ -265,12 +286,9 @@ class _Keyed:
 
 def _side_tables(path: Path) -> tuple[_Keyed, _Keyed]:
     """Albums (popularity) and artists (popularity, followers), keyed by id."""
-    with ColumnReader(path) as reader:
-        albums = _Keyed.of(reader.albums(("id", "popularity")), [("popularity", np.int16)])
-        artists = _Keyed.of(
-            reader.artists(("id", "popularity", "followers")),
-            [("popularity", np.int16), ("followers", np.int32)],
-        )
+    with Scanner(path) as scan:
+        albums = _Keyed.of(scan, "albums", [("popularity", np.int16)])
+        artists = _Keyed.of(scan, "artists", [("popularity", np.int16), ("followers", np.int32)])
     return albums, artists
 
 
@@ -293,8 +311,10 @@ def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.nda
     entries are written into arrays allocated once for as many entries as there are
     credits (pages never written are never resident).
     """
-    with ColumnReader(path) as reader:
-        room = reader.credit_rows_bound()
+    with Scanner(path) as scan:
+        room = int(scan.ints(CREDIT_SPAN_SQL, 1)[0, 0])
+        if room > 1 << 32:  # rowids too sparse for their span to be sensible: count
+            room = int(scan.ints(CREDIT_COUNT_SQL, 1)[0, 0])
     keys = np.empty(room, np.int64)
     pops = np.empty(room, np.int16)
     fols = np.empty(room, np.int32)
@@ -380,8 +400,9 @@ def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
     the tracks are checked against them as they are read, not stored a second time.
     """
     albums, artists = _side_tables(path)
-    with ColumnReader(path) as reader:
-        lo, hi = reader.min_rowid() - 1, reader.max_rowid()
+    with Scanner(path) as scan:
+        low, hi = (int(v) for v in scan.ints(TRACK_ROWIDS_SQL, 2)[:, 0])
+    lo = low - 1
     keys, (pop, fol) = _credit_maxima(path, artists)
     bounds = [lo + (hi - lo) * i // ranges for i in range(ranges + 1)]
     shared = len(keys) == hi - lo
@@ -413,7 +434,7 @@ def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
         artist_popularity=np.zeros(0, np.int16),
         artist_followers=np.zeros(0, np.int32),
         album_popularity=out["album"][:n],
-        held_size=np.zeros(0, np.int64),
+        held_size=Overrides.none(n, np.int64),
     )
     del out
     if shared and (mismatch is None or mismatch.is_set() or n != len(keys)):
@@ -421,8 +442,6 @@ def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
         del keys, pop, fol
         keys, (pop, fol) = _credit_maxima(path, artists)
     _attach_credits(cols, keys, pop, fol)
-    del keys, pop, fol, artists  # the credit track ids go before the held sizes arrive
-    cols.held_size = np.full(n, -1, dtype=np.int64)
     return cols
 
 
@@ -519,9 +538,19 @@ def attach_held_sizes(archive: Archive, cols: CatalogColumns) -> int:
     order = np.argsort(ids)
     ids, sizes = ids[order], _int_column(held, "size")[order]
     rows, where = _among(cols.track_id, ids)
-    cols.held_size[rows] = sizes[where]
+    cols.held_size = _merged(cols.held(), rows, sizes[where])
     _attach_derived_sizes(archive, cols)
     return len(rows)
+
+
+def _merged(held: Overrides, at: np.ndarray, sizes: np.ndarray) -> Overrides:
+    """`held` with `sizes` at positions `at` (these win where both hold a track)."""
+    pos = np.r_[held.at.astype(np.int64), at.astype(np.int64)]
+    values = np.r_[held.values, sizes].astype(np.int64)
+    order = np.argsort(pos, kind="stable")
+    pos, values = pos[order], values[order]
+    last = np.r_[pos[1:] != pos[:-1], True]
+    return Overrides(held.n, pos[last], values[last])
 
 
 def _among(track_id: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -558,4 +587,4 @@ def _attach_derived_sizes(archive: Archive, cols: CatalogColumns) -> None:
     at, where = _among(cols.track_id, ids)
     # the tier as make_plan sets it (listens only matter where popularity is unknown)
     zero = tiers(cols.popularity[at], np.maximum(cols.play_count[at], 0)) == TIER_ZERO
-    cols.held_size[at[zero]] = sizes[where[zero]]
+    cols.held_size = _merged(cols.held(), at[zero], sizes[where[zero]])

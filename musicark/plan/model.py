@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from musicark.plan.sparse import Overrides
+
 TIERS = ("main", "zero")
 TIER_MAIN, TIER_ZERO = 0, 1
 MIN_CALIBRATION = 1000
@@ -156,18 +158,29 @@ def tiers(popularity: np.ndarray, listens: np.ndarray) -> np.ndarray:
     return np.where(zero, TIER_ZERO, TIER_MAIN).astype(np.int8)
 
 
-def expected_bytes(
-    duration_ms: np.ndarray,
-    held_size: np.ndarray,
-    tier: np.ndarray,
-    *,
-    bitrate: int,
-    bitrate_zero: int,
-) -> np.ndarray:
-    """Held size where held (>= 0), else duration x tier bit rate; -1 where unknown."""
-    rate = np.where(tier == TIER_ZERO, bitrate_zero, bitrate).astype(np.int64)
-    est = (duration_ms.astype(np.int64) * rate + 7999) // 8000
-    out = np.where(duration_ms > 0, est, -1)
-    held = held_size >= 0
-    out[held] = held_size[held]
-    return out.astype(np.int64)
+class Sizes:
+    """The expected bytes of every track, computed when read (``sizes[slice or positions]``)
+    from the durations and tiers, with the held files' sizes stored for the held tracks
+    only (`held`): 8 bytes per track never stored."""
+
+    def __init__(
+        self,
+        duration_ms: np.ndarray,
+        tier: np.ndarray,
+        held: Overrides,
+        *,
+        bitrate: int,
+        bitrate_zero: int,
+    ) -> None:
+        self.duration_ms, self.tier, self.held = duration_ms, tier, held
+        self.bitrate, self.bitrate_zero = bitrate, bitrate_zero
+
+    def __len__(self) -> int:
+        return len(self.duration_ms)
+
+    def __getitem__(self, idx: slice | np.ndarray) -> np.ndarray:
+        d = self.duration_ms[idx]
+        rate = np.where(self.tier[idx] == TIER_ZERO, self.bitrate_zero, self.bitrate)
+        est = (d.astype(np.int64) * rate.astype(np.int64) + 7999) // 8000
+        out = np.where(d > 0, est, -1).astype(np.int64, copy=False)
+        return self.held.apply(out, idx)

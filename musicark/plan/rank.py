@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicark.plan.sparse import Overrides
+
 STRATEGIES = ("per-byte", "popularity")
 
 
@@ -170,15 +172,12 @@ def ranked(
 class Covered:
     """The listens each track covers: its own expected listens, except in ISRC groups (the
     group's sum on its representative, 0 on the others). Only the groups' members are
-    stored (sorted positions, values, and one bit per track marking them); read with
-    ``covered[slice or positions]``.
+    stored (`sparse.Overrides`); read with ``covered[slice or positions]``.
     """
 
     def __init__(self, listens: np.ndarray) -> None:
         self.listens = listens
-        self.at = np.zeros(0, dtype=np.int64)
-        self.values = np.zeros(0, dtype=np.float64)
-        self.bits = np.zeros(0, dtype=np.uint8)
+        self.groups = Overrides.none(len(listens), np.float64)
 
     def set_groups(self, at: list[np.ndarray], values: list[np.ndarray]) -> None:
         """The members of every group (positions, any order) and what each covers; the
@@ -187,33 +186,15 @@ class Covered:
             return
         pos = np.concatenate(at)
         at.clear()
-        if len(self.listens) < 2**31:
-            pos = pos.astype(np.int32, copy=False)
-        order = np.argsort(pos)
-        self.at = pos[order]
-        del pos
         vals = np.concatenate(values)
         values.clear()
-        self.values = vals[order]
-        self.bits = np.zeros(len(self.listens) // 8 + 1, dtype=np.uint8)
-        byte = self.at >> 3
-        starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
-        bit = np.left_shift(1, self.at & 7).astype(np.uint8)
-        self.bits[byte[starts]] = np.add.reduceat(bit, starts)  # distinct bits: sum is or
+        self.groups = Overrides(len(self.listens), pos, vals)
 
     def __len__(self) -> int:
         return len(self.listens)
 
     def __getitem__(self, idx: slice | np.ndarray) -> np.ndarray:
-        if isinstance(idx, slice):
-            start, stop, _ = idx.indices(len(self.listens))
-            out = self.listens[start:stop].copy()
-            lo, hi = np.searchsorted(self.at, [start, stop])
-            out[self.at[lo:hi] - start] = self.values[lo:hi]
-            return out
         out = self.listens[idx]
-        if len(self.at) and len(out):
-            maybe = np.flatnonzero((self.bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1)
-            pos = np.searchsorted(self.at, idx[maybe])  # members only: always found
-            out[maybe] = self.values[pos]
-        return out
+        if isinstance(idx, slice):
+            out = out.copy()
+        return self.groups.apply(out, idx)

@@ -30,13 +30,14 @@ from musicark.plan.load import CatalogColumns
 from musicark.plan.model import (
     TIERS,
     ListensModel,
+    Sizes,
     calibrate_listens,
-    expected_bytes,
     expected_listens,
     secondary_score,
     tiers,
 )
 from musicark.plan.rank import STRATEGIES, Covered, isrc_representatives, ranked, strategy_keys
+from musicark.plan.sparse import Overrides
 from musicark.plan.table import (
     CANDIDATE,
     ISRC_DUP,
@@ -114,7 +115,7 @@ def exact_sum(x: np.ndarray) -> float:
 
 
 def _share(
-    where: Callable[[slice], np.ndarray], nbytes: np.ndarray, covered: np.ndarray | Covered
+    where: Callable[[slice], np.ndarray], nbytes: Sizes, covered: np.ndarray | Covered
 ) -> dict[str, float | int]:
     """Tracks, bytes and listens where `where(chunk)` holds, a chunk at a time."""
     tracks, nb, fixed = 0, 0, 0
@@ -128,7 +129,7 @@ def _share(
     return {"tracks": tracks, "bytes": nb, "listens": float(fixed) / 1024.0}
 
 
-def _masked_sum(values: np.ndarray, where: Callable[[slice], np.ndarray]) -> int:
+def _masked_sum(values: Sizes, where: Callable[[slice], np.ndarray]) -> int:
     """Sum of `values` where `where(chunk)` holds, a chunk at a time."""
     total = 0
     for start in range(0, len(values), CHUNK):
@@ -155,8 +156,8 @@ class _Work:
     model: ListensModel
     listens: np.ndarray  # float64
     tier: np.ndarray  # int8
-    nbytes: np.ndarray  # int64, -1 unknown
-    held: np.ndarray  # bool
+    nbytes: Sizes  # int64 when read, -1 unknown
+    held: Overrides  # the held tracks' sizes
     status: np.ndarray  # int8, CANDIDATE until decided
     covered: Covered  # listens of the whole ISRC group on its representative
     secondary: np.ndarray  # float32, for no-listen candidates only
@@ -208,30 +209,26 @@ def _measure(cols: CatalogColumns, options: PlanOptions, *, consume: bool) -> _W
         calibrate=options.listens_calibrate,
     )
     described, secondary = _describe(cols, consume=consume)
-    # With `consume`, listens and bytes take the place of play counts and held sizes
-    # (same widths), chunk by chunk once each chunk has been read.
-    reuse = consume and cols.play_count.dtype == np.int64 and cols.held_size.dtype == np.int64
+    # With `consume`, listens take the place of play counts (same width), chunk by chunk
+    # once each chunk has been read; sizes are computed when read (`Sizes`).
+    reuse = consume and cols.play_count.dtype == np.int64
     listens = cols.play_count.view(np.float64) if reuse else np.empty(n, dtype=np.float64)
-    nbytes = cols.held_size if reuse else np.empty(n, dtype=np.int64)
     tier = np.empty(n, dtype=np.int8)
-    held = np.empty(n, dtype=bool)
     for start in _chunked(n):  # bounded temporaries
         sl = slice(start, start + CHUNK)
         chunk_listens = expected_listens(cols.popularity[sl], cols.play_count[sl], model)
         listens[sl] = chunk_listens
         tier[sl] = tiers(cols.popularity[sl], chunk_listens)
-        held[sl] = cols.held_size[sl] >= 0
-        nbytes[sl] = expected_bytes(
-            cols.duration_ms[sl],
-            cols.held_size[sl],
-            tier[sl],
-            bitrate=options.bitrate,
-            bitrate_zero=options.bitrate_zero,
-        )
+    held = cols.held()
+    nbytes = Sizes(
+        cols.duration_ms, tier, held, bitrate=options.bitrate, bitrate_zero=options.bitrate_zero
+    )
     if consume:
         cols.held_size = cols.duration_ms = cols.play_count = _DROPPED
     status = np.full(n, CANDIDATE, dtype=np.int8)
-    status[nbytes < 0] = UNKNOWN_SIZE
+    for start in _chunked(n):
+        sl = slice(start, start + CHUNK)
+        status[sl][nbytes[sl] < 0] = UNKNOWN_SIZE
     if options.rights == "public":
         status[(status == CANDIDATE) & ~cols.redistributable] = RIGHTS
     return _Work(
@@ -287,7 +284,7 @@ def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
         members, group, is_rep = isrc_representatives(
             take(cols.isrc_key),
             take(w.status) == CANDIDATE,
-            held=take(w.held),
+            held=w.held.mask(slice(0, w.n) if at is None else at),
             listens=take(w.listens),
             popularity=take(cols.popularity),
             described=take(w.described),
@@ -401,7 +398,7 @@ def _summary(
             "tracks": n,
             "expected_listens": total_listens,
             "redistributable": _share(lambda sl: public[sl], nbytes, w.listens),
-            "held": int(np.count_nonzero(held)),
+            "held": len(held),
             "unknown_size": int(counts[UNKNOWN_SIZE]),
             "isrc_groups": w.dup_groups,
             "candidates": m,
@@ -414,8 +411,8 @@ def _summary(
             "expected_listens": sel_listens,
             "pct_tracks": round(100.0 * k / n, 4),
             "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
-            "bytes_held": _masked_sum(nbytes, lambda sl: sel(sl) & held[sl]),
-            "bytes_to_acquire": _masked_sum(nbytes, lambda sl: sel(sl) & ~held[sl]),
+            "bytes_held": _masked_sum(nbytes, lambda sl: sel(sl) & held.mask(sl)),
+            "bytes_to_acquire": _masked_sum(nbytes, lambda sl: sel(sl) & ~held.mask(sl)),
             "tiers": {
                 name: _share(partial(_in_tier, sel, tier, code), nbytes, covered)
                 for code, name in enumerate(TIERS)

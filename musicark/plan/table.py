@@ -82,7 +82,7 @@ class Plan:
             unranked = np.zeros(stop - start, dtype=bool)
             unranked[ranked:] = True
             source = (nbytes < 0).astype(np.int8) + np.int8(1)  # estimated 1, unknown 2
-            source[a["held"][idx]] = 0
+            source[a["held"].mask(idx)] = 0
             yield pa.RecordBatch.from_arrays(
                 [
                     pa.array(np.arange(start + 1, stop + 1, dtype=np.int64)),
