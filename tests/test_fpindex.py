@@ -24,6 +24,7 @@ def small(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fpindex, "FLUSH_POSTINGS", 150)
     monkeypatch.setattr(fpindex, "FANIN", 3)
     monkeypatch.setattr(fpindex, "COMMIT_CHUNKS", 5)
+    monkeypatch.setattr(fpindex, "PAGE_CHUNKS", 3)
 
 
 def _fingerprints(n: int, seed: int) -> list[np.ndarray]:

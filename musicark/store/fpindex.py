@@ -31,6 +31,7 @@ CHUNK = 384  # postings per chunk row: 3 840 bytes, one 4 KiB page
 FLUSH_POSTINGS = 4_000_000  # the in-memory buffer (~40 MB, ~16 k full-length fingerprints)
 FANIN = 8  # segments of one level merged into one of the next
 COMMIT_CHUNKS = 2_000  # chunks per transaction while a segment is written
+PAGE_CHUNKS = 256  # chunks a merge reads from each segment at a time
 SAMPLE = 4  # index one value in SAMPLE (content-defined)
 
 Postings = tuple[np.ndarray, np.ndarray, np.ndarray]  # values int32, fp ids uint32, pos uint16
@@ -179,20 +180,22 @@ def _drop(conn: sqlite3.Connection, segments: list[int]) -> None:
         conn.execute(f"PRAGMA secure_delete = {int(before)}")
 
 
-def _chunks(conn: sqlite3.Connection, seg: int) -> Iterator[Postings]:
-    """A segment's postings, a chunk at a time, without holding a cursor across commits."""
+def _pages(conn: sqlite3.Connection, seg: int) -> Iterator[Postings]:
+    """A segment's postings in value order, PAGE_CHUNKS whole chunks at a time (the merge's
+    work per step is then numpy's, not Python's), without a cursor held across commits."""
     after: int | None = None
     while True:
         rows = conn.execute(
             "SELECT first_value, data FROM fp_chunks WHERE segment = ?"
             + ("" if after is None else " AND first_value > ?")
-            + " ORDER BY first_value LIMIT 256",
+            + f" ORDER BY first_value LIMIT {PAGE_CHUNKS}",
             (seg,) if after is None else (seg, after),
         ).fetchall()
         if not rows:
             return
-        for _first, data in rows:
-            yield decode(data)
+        chunks = [decode(data) for _first, data in rows]
+        values, ids, pos = (np.concatenate(a) for a in zip(*chunks, strict=True))
+        yield values, ids, pos
         after = rows[-1][0]
 
 
@@ -203,7 +206,7 @@ def merge(conn: sqlite3.Connection, segments: list[int], level: int) -> None:
         f"SELECT min(first_fp), max(last_fp) FROM fp_segments WHERE id IN ({marks})", segments
     ).fetchone()
     out = _SegmentWriter(conn, level, lo, hi)
-    sources = [_chunks(conn, s) for s in segments]
+    sources = [_pages(conn, s) for s in segments]
     held: list[Postings | None] = [next(s, None) for s in sources]
     while any(h is not None for h in held):
         # every value up to the smallest last value held is complete in what is held
