@@ -42,6 +42,13 @@ def blob_path_in(store_dir: Path, sha256: str, fanout: int) -> Path:
     return store_dir / relative_blob_path(sha256, fanout)
 
 
+def blob_file_in(store_dir: str, sha256: str, fanout: int) -> str:
+    """`blob_path_in` as a string, for a sha256 computed here (no validation, no Path objects:
+    ingest builds one per file)."""
+    parts = [sha256[2 * i : 2 * i + 2] for i in range(fanout)]
+    return os.path.join(store_dir, *parts, sha256)
+
+
 def hash_file(path: Path | str, *, chunk: int = CHUNK) -> tuple[str, int]:
     """(sha256 hex, size) of a file, read in `chunk`-byte blocks (hashlib drops the GIL)."""
     h = hashlib.sha256()
@@ -60,23 +67,6 @@ def hash_file(path: Path | str, *, chunk: int = CHUNK) -> tuple[str, int]:
     finally:
         os.close(fd)
     return h.hexdigest(), size
-
-
-class DirCache:
-    """Creates fan-out folders once per process."""
-
-    def __init__(self) -> None:
-        self._made: set[Path] = set()
-
-    def ensure(self, folder: Path) -> None:
-        if folder not in self._made:
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                folder.mkdir(parents=True, exist_ok=True)
-            self._made.add(folder)
 
 
 def write_new(tmp: Path, data: bytes | memoryview) -> None:

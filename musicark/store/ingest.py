@@ -43,7 +43,7 @@ from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.store import schema
 from musicark.store.blobs import (
-    DirCache,
+    blob_file_in,
     blob_path_in,
     hash_file,
     is_disk_full,
@@ -60,7 +60,21 @@ BATCH_FILES = 200
 FIRST_BATCH = 16
 BATCH_BYTES = 256 * 1024 * 1024
 # imported once by a fork server, inherited by forked workers
-PRELOAD = ("musicark.store.worker", "musicark.store.probe", "av", "mutagen", "chromaprint")
+PRELOAD = (
+    "musicark.store.worker",
+    "musicark.store.probe",
+    "musicark.store.tags",
+    "av",
+    "chromaprint",
+    # mutagen's format modules, imported by every worker otherwise
+    "mutagen.id3",
+    "mutagen.flac",
+    "mutagen.oggvorbis",
+    "mutagen.oggopus",
+    "mutagen.easymp4",
+    "mutagen.apev2",
+    "mutagen.asf",
+)
 
 
 def ingest(
@@ -142,7 +156,7 @@ class _Run:
         self.progress = progress
         self.store = archive.store_dir
         self.staging = Path(base.staging_dir)
-        self.dirs = DirCache()
+        self.store_name = str(archive.store_dir)
         self.pid = os.getpid()
         self.untracked: list[FileEntry] = []  # blob file found in the store without a row
         # a placed batch waiting for the next sync before its rows are committed
@@ -205,7 +219,7 @@ class _Run:
 
     def _verify_stored(self, res: FileResult) -> None:
         assert res.sha256 is not None
-        final = blob_path_in(self.store, res.sha256, self.base.fanout)
+        final = blob_file_in(self.store_name, res.sha256, self.base.fanout)
         try:
             res.verified = hash_file(final)[0] == res.sha256
         except OSError:
@@ -220,14 +234,8 @@ class _Run:
         placed: set[str] = set()
         for res in fresh:
             assert res.sha256 is not None and res.tmp is not None
-            final = blob_path_in(self.store, res.sha256, self.base.fanout)
             try:
-                self.dirs.ensure(final.parent)
-                try:
-                    os.replace(res.tmp, final)
-                except FileNotFoundError:  # the fan-out folder went away since it was made
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(res.tmp, final)
+                _rename_into(res.tmp, blob_file_in(self.store_name, res.sha256, self.base.fanout))
             except OSError as exc:
                 if is_disk_full(exc):
                     _fail(res, "error_disk_full", "no space left in the archive")
@@ -237,6 +245,22 @@ class _Run:
             res.tmp = None
             placed.add(res.sha256)
         return placed
+
+
+def _rename_into(tmp: str, final: str) -> None:
+    """Rename into the store, making the fan-out folder only when the rename says it is
+    missing (a folder made per file would cost a system call per file)."""
+    try:
+        os.replace(tmp, final)
+    except FileNotFoundError:  # a new fan-out folder, or one that went away
+        folder = os.path.dirname(final)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+        os.replace(tmp, final)
 
 
 def _fail(res: FileResult, status: str, reason: str) -> None:

@@ -124,6 +124,7 @@ class Recorder:
         self.fp_index = fpindex.IndexWriter(conn)
         self.fp_index.catch_up()
         self.fp_batch: list[tuple[int, bytes]] = []
+        self._rows = _BatchRows()
 
     def _problem(self, path: str, status: str, reason: str | None) -> None:
         if len(self.summary.problems) < MAX_PROBLEM_LINES:
@@ -215,10 +216,12 @@ class Recorder:
         rows = []
         unrecorded = set(placed)
         self.fp_batch = []
+        self._rows = _BatchRows()
         with transaction(self.conn):
             for res in results:
                 self.summary.files += 1
                 rows.append(self._record_one(res, now, unrecorded))
+            self.fp_batch = self._rows.write(self.conn)
             self._write_ledger(rows)
             if placed:
                 self.conn.executemany(
@@ -268,9 +271,7 @@ class Recorder:
     def _add_blob(self, res: FileResult, now: str) -> tuple[str, str]:
         info = res.info
         assert info is not None and res.sha256 is not None
-        self.conn.execute(
-            "INSERT INTO blobs (sha256, size, container, codec, duration_ms, bitrate, sample_rate,"
-            " channels, lossless, damaged, tags, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        self._rows.blobs.append(
             (
                 res.sha256,
                 res.size,
@@ -284,26 +285,24 @@ class Recorder:
                 info.damaged,
                 json.dumps(res.tags, ensure_ascii=False),
                 now,
-            ),
+            )
         )
         self._provenance(res, now)
         match = self.matcher.match(res.tags, info.duration_ms)
-        self.conn.execute(
-            "INSERT INTO renditions (sha256, track_id, match_method, confidence) VALUES (?,?,?,?)",
+        self._rows.renditions.append(
             (
                 res.sha256,
                 match.track_id if match else None,
                 match.method if match else None,
                 match.confidence if match else None,
-            ),
+            )
         )
         if match:
             self.touched_tracks.add(match.track_id)
         if res.fingerprint:
-            if acoustic.add_fingerprint(
-                self.conn, res.sha256, self.fp_next, res.fingerprint, res.fingerprint_ms
-            ):
-                self.fp_batch.append((self.fp_next, res.fingerprint))
+            self._rows.fingerprints.append(
+                (res.sha256, self.fp_next, res.fingerprint, res.fingerprint_ms)
+            )
             self.fp_next += 1
         self.summary.bytes_stored += res.size
         if info.damaged:
@@ -318,9 +317,40 @@ class Recorder:
         return status, reason
 
     def _provenance(self, res: FileResult, now: str) -> None:
-        self.conn.execute(
+        self._rows.provenance.append(
+            (res.sha256, res.key, display(res.path), self.source, res.size, res.mtime_ns, now)
+        )
+
+
+@dataclass
+class _BatchRows:
+    """A batch's rows per table, written with one statement each (blobs first: the other
+    tables refer to them); values in the order of the statements below."""
+
+    blobs: list[tuple[Any, ...]] = field(default_factory=list)
+    provenance: list[tuple[Any, ...]] = field(default_factory=list)
+    renditions: list[tuple[Any, ...]] = field(default_factory=list)
+    fingerprints: list[tuple[str, int, bytes, int | None]] = field(default_factory=list)
+
+    def write(self, conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
+        """Write the rows; the fingerprints added (the blob had none), to be indexed."""
+        conn.executemany(
+            "INSERT INTO blobs (sha256, size, container, codec, duration_ms, bitrate, sample_rate,"
+            " channels, lossless, damaged, tags, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            self.blobs,
+        )
+        conn.executemany(
             "INSERT INTO provenance (sha256, path_key, path, source, size, mtime_ns, first_seen)"
             " VALUES (?,?,?,?,?,?,?) ON CONFLICT(sha256, path_key) DO UPDATE SET"
             " size = excluded.size, mtime_ns = excluded.mtime_ns",
-            (res.sha256, res.key, display(res.path), self.source, res.size, res.mtime_ns, now),
+            self.provenance,
         )
+        conn.executemany(
+            "INSERT INTO renditions (sha256, track_id, match_method, confidence) VALUES (?,?,?,?)",
+            self.renditions,
+        )
+        added = []
+        for sha256, fp_id, data, duration_ms in self.fingerprints:
+            if acoustic.add_fingerprint(conn, sha256, fp_id, data, duration_ms):
+                added.append((fp_id, data))
+        return added

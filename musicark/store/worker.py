@@ -24,7 +24,7 @@ from typing import Any
 from musicark.store.blobs import (
     CHUNK,
     SMALL_FILE,
-    blob_path_in,
+    blob_file_in,
     hash_file,
     is_disk_full,
     write_new,
@@ -146,7 +146,7 @@ def _process_one(task: Task, entry: FileEntry, staging: Path) -> FileResult:
         if copy.tmp is None:
             res.status = "stored"
             if task.mode == "move":
-                final = blob_path_in(Path(task.store_dir), copy.sha256, task.fanout)
+                final = blob_file_in(task.store_dir, copy.sha256, task.fanout)
                 res.verified = _hash_or_none(final) == copy.sha256
             return res
         res.tmp = str(copy.tmp)
@@ -174,7 +174,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _hash_or_none(path: Path) -> str | None:
+def _hash_or_none(path: Path | str) -> str | None:
     try:
         return hash_file(path)[0]
     except OSError:
@@ -184,7 +184,8 @@ def _hash_or_none(path: Path) -> str | None:
 def _tmp_name(staging: Path, original: str) -> Path:
     """`<pid>-<random>.<ext>.tmp`: the process id tells a later run whose file it was."""
     ext = os.path.splitext(original)[1][1:9].lower()
-    ext = "".join(c for c in ext if c.isascii() and c.isalnum())
+    if not (ext.isascii() and ext.isalnum()):
+        ext = "".join(c for c in ext if c.isascii() and c.isalnum())
     return staging / f"{os.getpid()}-{secrets.token_hex(8)}{'.' + ext if ext else ''}.tmp"
 
 
@@ -198,7 +199,7 @@ def _changed(before: os.stat_result, after: os.stat_result, read: int) -> bool:
 
 def _in_store(task: Task, sha: str) -> bool:
     """The blob is in the store already (a file named by its hash holds these bytes)."""
-    return task.skip_stored and os.path.exists(blob_path_in(Path(task.store_dir), sha, task.fanout))
+    return task.skip_stored and os.path.exists(blob_file_in(task.store_dir, sha, task.fanout))
 
 
 def store_stage(task: Task, path: str, staging: Path) -> StoredCopy:
