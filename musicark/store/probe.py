@@ -349,6 +349,8 @@ def _packets(container: Any, stream: Any, failure: list[str]) -> Iterator[Any]:
         yield packet
 
 
+_Chunk = bytes | memoryview
+
 _DTYPES = {
     "u8": np.uint8,
     "s16": np.int16,
@@ -359,7 +361,7 @@ _DTYPES = {
 }
 
 
-def _pcm16(planes: list[list[bytes]], fmt: str) -> bytes:
+def _pcm16(planes: list[list[_Chunk]], fmt: str) -> bytes:
     """Raw plane bytes of decoded frames -> interleaved signed 16-bit PCM bytes.
 
     `planes[c]` holds channel c's bytes (planar formats) or, for packed formats, one list
@@ -370,9 +372,16 @@ def _pcm16(planes: list[list[bytes]], fmt: str) -> bytes:
         return b"".join(planes[0])  # already what Chromaprint wants
     dtype = _DTYPES.get(base, np.int16)
     columns = [np.frombuffer(b"".join(chunks), dtype=dtype) for chunks in planes]
+    if columns[0].dtype.kind == "f":
+        # one interleaved float buffer, clipped and scaled in place: two passes fewer
+        # than stack + clip + multiply, the same values
+        data = np.empty((len(columns[0]), len(columns)), dtype=columns[0].dtype)
+        for c, column in enumerate(columns):
+            data[:, c] = column
+        np.clip(data, -1.0, 1.0, out=data)
+        data *= 32767.0
+        return data.astype("<i2").tobytes()
     data = np.stack(columns, axis=1) if len(columns) > 1 else columns[0]
-    if data.dtype.kind == "f":
-        return (np.clip(data, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     if data.dtype == np.int16:
         return np.ascontiguousarray(data).tobytes()
     if data.dtype == np.uint8:
@@ -395,7 +404,7 @@ def _decode(
     limit = MAX_SECONDS * sample_rate
     samples = 0
     errors = 0
-    planes: list[list[bytes]] = []
+    planes: list[list[_Chunk]] = []
     pending = 0
     layout: tuple[str, int] | None = None
 
@@ -432,7 +441,8 @@ def _decode(
             if take > 0:
                 nbytes = take * width
                 for chunks, plane in zip(planes, frame.planes, strict=False):
-                    chunks.append(bytes(plane)[:nbytes])
+                    # a view, not two copies (the plane is padded past the samples)
+                    chunks.append(memoryview(plane)[:nbytes])
                 pending += take
             samples += n
             if pending >= sample_rate:
