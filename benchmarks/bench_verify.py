@@ -37,7 +37,6 @@ from pathlib import Path
 import libtorrent as lt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.cluster
 from bench_torrent import (  # the same data generator and limit as the creator benchmark
     generate,
     hash_limit,
@@ -116,6 +115,7 @@ def main() -> None:
         warm(root)
         where = None
         if args.cluster:
+            sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests.cluster
             from tests.cluster import local_cluster
 
             where = stack.enter_context(local_cluster(work / "dask", workers=2)).where
