@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from musicark.errors import ClusterError
+from musicark.executor import make_executor
 from musicark.progress import Progress
+from musicark.swarm.pieces import UNIT_BYTES, batch_bytes
 from musicark.swarm.targets import Selection, VerifyTarget, verify_selection
 from musicark.torrent.create import create_torrent
 from musicark.torrent.metainfo import Torrent, load_torrent
@@ -161,6 +163,16 @@ def test_cli_verify_on_a_cluster_prints_what_a_local_run_finds(
     assert printed == local and local["torrents"][0]["pieces_failed"] >= 1
 
 
+def test_batches_are_sized_to_the_cluster(cluster: Cluster) -> None:
+    with make_executor(jobs=1, where=cluster.where) as ex:
+        assert ex.jobs == 2  # two one-thread workers: about eight batches each
+        assert batch_bytes(2 * 2**30, ex) == 2**27
+        assert batch_bytes(10**14, ex) == 2**30  # at most a GiB: a retried batch costs little
+        assert batch_bytes(10**8, ex) == UNIT_BYTES  # at least 8 MiB: scheduling stays small
+    with make_executor(jobs=4, kind="threads") as local:
+        assert batch_bytes(10**14, local) == UNIT_BYTES
+
+
 def test_presence_and_size_need_no_cluster(data: Path) -> None:
     torrent = load_torrent(create_torrent(data, format="v1", piece_size=PIECE).data)
     for level in ("presence", "size"):
@@ -237,10 +249,10 @@ def _when_hashing(cluster: Cluster, proc: subprocess.Popen[str]) -> bool:
         client.close()
 
 
-def _start_verify(cluster: Cluster, big: tuple[Path, Path]) -> subprocess.Popen[str]:
+def _start_verify(where: str, big: tuple[Path, Path]) -> subprocess.Popen[str]:
     torrent, folder = big
     return subprocess.Popen(
-        [sys.executable, "-m", "musicark", "--executor", cluster.where, "verify", str(torrent),
+        [sys.executable, "-m", "musicark", "--executor", where, "verify", str(torrent),
          "--data", str(folder)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -253,7 +265,7 @@ def _start_verify(cluster: Cluster, big: tuple[Path, Path]) -> subprocess.Popen[
 def test_ctrl_c_stops_the_cluster_work_with_one_line(
     cluster: Cluster, big: tuple[Path, Path]
 ) -> None:
-    proc = _start_verify(cluster, big)
+    proc = _start_verify(cluster.where, big)
     assert _when_hashing(cluster, proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -270,9 +282,23 @@ def test_ctrl_c_stops_the_cluster_work_with_one_line(
 
 
 @pytest.mark.slow
+def test_ctrl_c_stops_a_local_verify_the_same_way(big: tuple[Path, Path]) -> None:
+    proc = _start_verify("local", big)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if len(os.listdir(f"/proc/{proc.pid}/task")) >= 4:  # its hashing threads run
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "interrupted" in err and not out
+
+
+@pytest.mark.slow
 def test_a_lost_scheduler_is_one_line(big: tuple[Path, Path], tmp_path: Path) -> None:
     with local_cluster(tmp_path / "dask") as c:
-        proc = _start_verify(c, big)
+        proc = _start_verify(c.where, big)
         assert _when_hashing(c, proc), proc.communicate()
         os.killpg(c.procs[0].pid, signal.SIGKILL)  # the scheduler
         out, err = proc.communicate(timeout=120)
