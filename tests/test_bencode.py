@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicark.errors import TorrentError
-from musicark.torrent.bencode import Limits, decode, decode_with_spans, encode
+from musicark.torrent.bencode import Encoded, Limits, decode, decode_with_spans, encode
 
 values = st.recursive(
     st.integers(min_value=-(10**30), max_value=10**30) | st.binary(max_size=40),
@@ -34,6 +34,14 @@ def test_arbitrary_bytes_decode_or_raise_torrent_error(data: bytes) -> None:
     except TorrentError:
         return
     assert encode(value) == data  # whatever is accepted is canonical
+
+
+@given(values, values)
+@settings(max_examples=100, deadline=None)
+def test_an_encoded_value_is_placed_as_it_is(inner: object, other: object) -> None:
+    whole = {b"info": inner, b"other": [other]}
+    spliced = {b"info": Encoded(encode(inner)), b"other": [other]}  # type: ignore[arg-type]
+    assert encode(spliced) == encode(whole)  # type: ignore[arg-type]
 
 
 def test_known_encodings() -> None:

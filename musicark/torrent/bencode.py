@@ -28,6 +28,12 @@ from musicark.errors import TorrentError
 
 Bencodable = int | bytes | str | list[Any] | tuple[Any, ...] | Mapping[Any, Any]
 
+
+class Encoded(bytes):
+    """A value already bencoded, placed by `encode` as it is (a torrent's info dict, so
+    it is encoded once for both the file and the infohash)."""
+
+
 MAX_DEPTH = 64
 MAX_ITEMS = 4_000_000
 MAX_INT_DIGITS = 64
@@ -62,6 +68,8 @@ def _encode(obj: Any, out: list[bytes], depth: int) -> None:
         raise TorrentError("bencode: booleans have no encoding (use 0 or 1)")
     if isinstance(obj, int):
         out.append(b"i%de" % obj)
+    elif isinstance(obj, Encoded):
+        out.append(obj)
     elif isinstance(obj, bytes | bytearray | memoryview):
         raw = bytes(obj)
         out.append(b"%d:" % len(raw))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from musicark.errors import TorrentError
 from musicark.executor import cpu_count
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.torrent.bencode import encode
+from musicark.torrent.bencode import Encoded, encode
 from musicark.torrent.hashing import (
     BLOCK,
     Plan,
@@ -157,26 +157,41 @@ def create_torrent(
         plan = Plan(plan.spans, piece_length, v1=False, v2=True, size=plan.size)
     elif format == "hybrid" and single:
         plan = Plan(plan.spans, piece_length, v1=True, v2=True, size=plan.size)
-    sha1s, roots = _hash(
-        plan, name, total, jobs=jobs, progress=progress, where=where, shared=(root.parent,)
-    )
-
     info: dict[str, Any] = {"name": name, "piece length": piece_length}
     if private:
         info["private"] = 1
+    tree = _V2Tree(files, plan) if format != "v1" else None
+
+    def meanwhile() -> None:
+        """What does not depend on the hashes, done while the workers hash."""
+        if format != "v2" and not single:
+            info["files"] = Encoded(encode(_v1_entries(files, plan)))
+        if tree is not None:
+            tree.skeleton()
+
+    sha1s = _hash(
+        plan,
+        name,
+        total,
+        jobs=jobs,
+        progress=progress,
+        where=where,
+        shared=(root.parent,),
+        tree=tree,
+        meanwhile=meanwhile,
+    )
     meta: dict[str, Any] = {"created by": CREATED_BY}
     if format != "v2":
         info["pieces"] = b"".join(sha1s)
         if single:
             info["length"] = total
-        else:
-            info["files"] = _v1_entries(files, plan)
-    if format != "v1":
+    if tree is not None:
         info["meta version"] = 2
-        info["file tree"], layers = _v2_tree(files, plan, roots)
+        info["file tree"], layers = tree.finish()
         if layers:
             meta["piece layers"] = layers
-    meta["info"] = info
+    info_bytes = encode(info)
+    meta["info"] = Encoded(info_bytes)
     if trackers:
         meta["announce"] = trackers[0]
         if len(trackers) > 1:
@@ -186,7 +201,6 @@ def create_torrent(
     if comment:
         meta["comment"] = comment
     data = encode(meta)
-    info_bytes = encode(info)
     return CreatedTorrent(
         data=data,
         name=name,
@@ -227,8 +241,13 @@ def _hash(
     progress: ProgressCallback | None,
     where: str = "local",
     shared: Sequence[Path] = (),
-) -> tuple[list[bytes], list[bytes | None]]:
-    """Every piece's SHA-1 (v1) and merkle root (v2), in order."""
+    tree: _V2Tree | None = None,
+    meanwhile: Callable[[], None] | None = None,
+) -> list[bytes]:
+    """Every piece's SHA-1 (v1), in order; `tree` gets the v2 roots as they come in.
+
+    `meanwhile` runs once the workers have their first ranges: this process's own work
+    then overlaps their hashing instead of adding to it."""
     workers = jobs if jobs > 0 else cpu_count()
     if total < ONE_THREAD_BYTES:
         workers = 1
@@ -236,15 +255,20 @@ def _hash(
     # negligible; hash_ranges shrinks them towards the end so the workers finish together
     task_bytes = min(32 * 2**20, max(2 * 2**20, plan.size // (workers * 8)))
     sha1s: list[bytes] = []
-    roots: list[bytes | None] = []
     report(progress, Progress("hash", 0, plan.size, "bytes", name))
     ranges = hash_ranges(plan, jobs=workers, task_bytes=task_bytes, where=where, shared=shared)
     for _first, last, s1, r2 in ranges:
         sha1s.extend(s1)
-        roots.extend(r2)
+        if tree is not None:
+            tree.feed(r2)
+        if meanwhile is not None:
+            meanwhile()
+            meanwhile = None
         done = min(plan.size, last * plan.piece_length)
         report(progress, Progress("hash", done, plan.size, "bytes", name))
-    return sha1s, roots
+    if meanwhile is not None:
+        meanwhile()
+    return sha1s
 
 
 def _v1_entries(files: Sequence[DataFile], plan: Plan) -> list[dict[str, Any]]:
@@ -257,33 +281,64 @@ def _v1_entries(files: Sequence[DataFile], plan: Plan) -> list[dict[str, Any]]:
     return entries
 
 
-def _v2_tree(
-    files: Sequence[DataFile], plan: Plan, roots: list[bytes | None]
-) -> tuple[dict[str, Any], dict[bytes, bytes]]:
-    """`info.file tree` and the piece layers of files longer than a piece (BEP 52)."""
-    piece_length = plan.piece_length
-    tree: dict[str, Any] = {}
-    layers: dict[bytes, bytes] = {}
-    pad_root = zero_subtree((piece_length // BLOCK).bit_length() - 1)
-    for f, span in zip(files, plan.spans, strict=True):
-        node = tree
-        for part in f.path:
-            node = node.setdefault(part, {})
-        entry: dict[str, Any] = {"length": f.length}
-        if f.length:
-            first = span.offset // piece_length
-            count = -(-f.length // piece_length)
-            piece_roots = [r for r in roots[first : first + count] if r is not None]
+class _V2Tree:
+    """`info.file tree` and the piece layers of files longer than a piece (BEP 52); each
+    file's root is computed as soon as its pieces' roots are in, while the rest hash."""
+
+    def __init__(self, files: Sequence[DataFile], plan: Plan) -> None:
+        self.files = files
+        self.piece_length = pl = plan.piece_length
+        self.pad_root = zero_subtree((pl // BLOCK).bit_length() - 1)
+        # (file index, first piece, pieces) of every non-empty file, in piece order
+        self.todo = [
+            (i, span.offset // pl, -(-f.length // pl))
+            for i, (f, span) in enumerate(zip(files, plan.spans, strict=True))
+            if f.length
+        ]
+        self.next = 0
+        self.roots: list[bytes | None] = []
+        self.file_roots: dict[int, bytes] = {}
+        self.layers: dict[bytes, bytes] = {}
+        self.tree: dict[str, Any] = {}
+        self.entries: list[dict[str, Any]] = []
+
+    def feed(self, roots: list[bytes | None]) -> None:
+        """The next pieces' roots, in order."""
+        self.roots.extend(roots)
+        while self.next < len(self.todo):
+            index, first, count = self.todo[self.next]
+            if first + count > len(self.roots):
+                return
+            piece_roots = [r for r in self.roots[first : first + count] if r is not None]
             if len(piece_roots) != count:
-                raise TorrentError(f"internal error: missing v2 hashes for {f.source}")
+                raise TorrentError(
+                    f"internal error: missing v2 hashes for {self.files[index].source}"
+                )
             if count == 1:
-                entry["pieces root"] = piece_roots[0]
+                self.file_roots[index] = piece_roots[0]
             else:
-                file_root = merkle_root(piece_roots, next_pow2(count), pad_root)
-                entry["pieces root"] = file_root
-                layers[file_root] = b"".join(piece_roots)
-        node[""] = entry
-    return tree, layers
+                file_root = merkle_root(piece_roots, next_pow2(count), self.pad_root)
+                self.file_roots[index] = file_root
+                self.layers[file_root] = b"".join(piece_roots)
+            self.next += 1
+
+    def skeleton(self) -> None:
+        """The tree's folders and each file's entry, without its root yet."""
+        for f in self.files:
+            node = self.tree
+            for part in f.path:
+                node = node.setdefault(part, {})
+            node[""] = entry = {"length": f.length}
+            self.entries.append(entry)
+
+    def finish(self) -> tuple[dict[str, Any], dict[bytes, bytes]]:
+        if not self.entries:
+            self.skeleton()
+        if self.next != len(self.todo):
+            raise TorrentError("internal error: v2 hashes missing at the end")
+        for index, root in self.file_roots.items():
+            self.entries[index]["pieces root"] = root
+        return self.tree, self.layers
 
 
 def write_torrent(data: bytes, path: Path) -> None:
