@@ -195,6 +195,29 @@ def test_a_worker_killed_mid_download_loses_nothing(
 
 
 @pytest.mark.slow
+def test_a_mirror_on_a_shared_path_is_fetched_on_the_cluster_without_writing_into_it(
+    cluster: Cluster, template: Path, songs: list[bytes], tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for i, body in enumerate(songs[:4]):
+        (mirror / f"m{i}.mp3").write_bytes(body)
+    stamp = mirror.stat().st_mtime_ns
+    local, remote = copy(template, tmp_path, "local"), copy(template, tmp_path, "remote")
+    here = acquire(local, [f"dir:{mirror}"], plan="none", http=FAST, fingerprint=False)
+    there = acquire(on(remote, cluster.where), [f"dir:{mirror}"], plan="none", http=FAST,
+                    fingerprint=False)  # fmt: skip
+    assert there.counts == here.counts and here.counts["success"] == 4
+    conn = [sqlite3.connect(a.state_path) for a in (local, remote)]
+    q = "SELECT offer_key, track_id, size, sha256, status, reason FROM acquire_ledger"
+    assert sorted(conn[0].execute(q)) == sorted(conn[1].execute(q))
+    for c in conn:
+        c.close()
+    assert store_files(remote) == store_files(local)
+    assert mirror.stat().st_mtime_ns == stamp  # the probe wrote nothing into the mirror
+
+
+@pytest.mark.slow
 def test_a_lost_scheduler_mid_acquire_is_one_line_and_the_next_run_resumes(
     template: Path, server: FaultServer, songs: list[bytes], tmp_path: Path
 ) -> None:

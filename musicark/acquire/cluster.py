@@ -59,7 +59,7 @@ def fetch_on_cluster(
     """Run `jobs()` (then the `followups` their outcomes add) as tasks on the cluster
     `where`; `settle` each outcome, `crashed` each job of a task that killed its workers."""
     specs = tuple(f"{s.name}:{s.argument}" for s in sources)
-    shared = [staging, *(f for s in sources for f in s.shared_folders())]
+    shared = [staging, *(f for s in sources for f in s.shared_files())]
     batcher = HostBatcher(
         sources=specs, staging=staging, settings=settings, ia_base_url=ia_base_url
     )

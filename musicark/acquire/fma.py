@@ -19,7 +19,7 @@ from pathlib import Path
 
 from musicark.acquire.http import Downloader, Transfer
 from musicark.acquire.model import FetchFailed, Offer
-from musicark.acquire.sources import BaseSource, SourceContext, register
+from musicark.acquire.sources import BaseSource, SourceContext, register, walk_audio
 from musicark.catalog.formats.fma import read_tracks
 from musicark.catalog.licences import licence_rights
 from musicark.errors import UsageError
@@ -52,8 +52,11 @@ class FmaSource(BaseSource):
         if self.audio is None and self.zip is None:
             raise UsageError(f"fma: no audio folder (000/000002.mp3 ...) or zip in {argument}")
 
-    def shared_folders(self) -> list[Path]:
-        return [self.zip.parent if self.zip is not None else self.audio or Path(self.argument)]
+    def shared_files(self) -> list[Path]:
+        if self.zip is not None:
+            return [self.zip]
+        first = next(walk_audio(self.audio), None) if self.audio is not None else None
+        return [first] if first is not None else []
 
     def offers(self) -> Iterator[Offer]:
         assert self.tracks_csv is not None

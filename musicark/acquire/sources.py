@@ -74,8 +74,9 @@ class BaseSource:
     def offers(self) -> Iterator[Offer]:
         raise NotImplementedError
 
-    def shared_folders(self) -> list[Path]:
-        """Folders `fetch` reads, which every cluster worker must see (none for HTTP)."""
+    def shared_files(self) -> list[Path]:
+        """A file of each local folder `fetch` reads (none for HTTP): every cluster worker
+        must see it as the coordinator does (checked without writing into the folder)."""
         return []
 
     def fetch(self, offer: Offer, part: Path, downloader: Downloader) -> Transfer:
@@ -267,8 +268,9 @@ class DirSource(BaseSource):
         if not self.root.is_dir():
             raise UsageError(f"dir: no such folder {argument}")
 
-    def shared_folders(self) -> list[Path]:
-        return [self.root]
+    def shared_files(self) -> list[Path]:
+        first = next(walk_audio(self.root), None)
+        return [first] if first is not None else []
 
     def offers(self) -> Iterator[Offer]:
         for path in walk_audio(self.root):
