@@ -239,3 +239,41 @@ def test_progress_and_cancel(release: tuple[Torrent, Path]) -> None:
     with pytest.raises(Cancelled):
         verify_torrent(torrent, root, progress=lambda p: False)
     assert threading.active_count() == before  # the hashing threads are gone
+
+
+def test_worker_processes_find_what_threads_find(release: tuple[Torrent, Path]) -> None:
+    """A large local check hashes on worker processes (see `local_executor`): the same
+    findings, manifest sha256s included, as the threads a small check uses."""
+    from musicark.executor import make_executor
+
+    torrent, root = release
+    big = next(f for f in torrent.files if f.length == 250_000)
+    path = root.joinpath(*big.path)
+    raw = bytearray(path.read_bytes())
+    raw[2 * PIECE + 9] ^= 1
+    path.write_bytes(bytes(raw))
+    other = next(f for f in torrent.files if f.length == 70_001)
+    manifest = {
+        other.path_str: hashlib.sha256(root.joinpath(*other.path).read_bytes()).hexdigest(),
+        big.path_str: "0" * 64,
+    }
+    threads = verify_torrent(torrent, root, manifest=manifest, jobs=2)
+    with make_executor(jobs=2, kind="processes") as workers:
+        processes = verify_torrent(torrent, root, manifest=manifest, executor=workers)
+    assert processes.files == threads.files
+    assert (processes.pieces_checked, processes.pieces_failed) == (threads.pieces_checked, 1)
+    corrupt = {p.path: p for p in processes.problems()}
+    assert set(corrupt) == {big.path_str}
+    assert corrupt[big.path_str].bad_pieces == ((big.offset + 2 * PIECE + 9) // PIECE,)
+
+
+def test_local_checks_run_on_processes_unless_small() -> None:
+    from musicark.executor import cpu_count
+    from musicark.swarm.pieces import local_executor
+    from musicark.torrent.hashing import PROCESS_BYTES
+
+    with local_executor(PROCESS_BYTES, 0) as big, local_executor(PROCESS_BYTES - 1, 0) as small:
+        assert (big.kind, big.jobs) == ("processes", cpu_count())
+        assert (small.kind, small.jobs) == ("threads", 2 * cpu_count())
+    with local_executor(PROCESS_BYTES, 3) as three:
+        assert three.jobs == 3

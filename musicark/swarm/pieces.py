@@ -5,9 +5,9 @@ A `PieceBatch` is plain data: runs of pieces, the hashes the torrent expects for
 padding: pack's `torrent.hashing.Plan`). `check_batch` hashes it from the files' paths with
 pack's own `hash_range` (memory-mapped, v1 and v2 in one read) and returns a small
 `BatchResult`: the failing pieces and the bytes read. Manifest files come as `FileBatch`es,
-hashed whole (sha256). The same function runs on threads of this process (`hashlib`
-releases the GIL, the page cache is read in place) or on a cluster's workers, which read
-the same paths; the coordinator only compares the records, so both find the same.
+hashed whole (sha256). The same function runs on worker processes of this machine (threads
+for a small check), which read the page cache in place, or on a cluster's workers, which
+read the same paths; the coordinator only compares the records, so both find the same.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicark.errors import MusicarkError
-from musicark.executor import KINDS, Executor, Outcome
+from musicark.executor import KINDS, Executor, Outcome, cpu_count, make_executor
 from musicark.progress import Progress, ProgressCallback, report
-from musicark.torrent.hashing import Plan, Span, hash_range, map_range
+from musicark.torrent.hashing import PROCESS_BYTES, Plan, Span, hash_range, map_range
 from musicark.torrent.metainfo import Torrent
 
 UNIT_BYTES = 8 * 2**20  # bytes per batch on this machine's threads
@@ -254,6 +254,18 @@ class Tally:
     errors: list[str] = field(default_factory=list)
 
 
+def local_executor(total: int, jobs: int) -> Executor:
+    """This machine's workers for a check that reads `total` bytes: `jobs` (0: one per
+    core) worker processes, or for a check too small to repay forking them, `jobs` (0:
+    two per core) threads. Processes, because threads share the GIL between `update()`
+    calls (see `torrent.hashing.local_kind`, the same choice for pack)."""
+    if total >= PROCESS_BYTES:
+        return make_executor(
+            jobs=jobs or cpu_count(), kind="processes", preload=["musicark.swarm.pieces"]
+        )
+    return make_executor(jobs=jobs or 2 * cpu_count(), kind="threads")
+
+
 def run_checks(
     plan: PiecePlan,
     executor: Executor,
@@ -263,10 +275,9 @@ def run_checks(
 ) -> Tally:
     """Hash every batch of `plan` (or `tasks`) on `executor` and tally the results.
 
-    Locally the executor is threads (two per core: a thread that finished hashing waits
-    for the GIL, and on a busy machine for the scheduler, before its next batch; a second
-    one keeps the core busy); on a cluster, its workers. Either keeps batches queued
-    ahead, so a collecting thread that the machine delays never leaves workers idle.
+    Locally the executor is `local_executor`'s; on a cluster, its workers. Either keeps
+    batches queued ahead, so a collecting thread that the machine delays never leaves
+    workers idle.
     """
     total = plan.total
     tally = Tally()

@@ -4,7 +4,8 @@ The report names every file `ok`, `missing`, `corrupt` (wrong size, failing piec
 a sha256 that differs from the manifest) or `unexpected` (in the folder, not in the
 torrent). A present file whose pieces could not all be checked, because a v1 piece it
 shares with a neighbour lacks the neighbour's bytes, is `unverified`. The hashing itself
-(batches of pieces hashed on threads here or on a cluster's workers) is in `swarm.pieces`.
+(batches of pieces hashed by worker processes here or a cluster's workers) is in
+`swarm.pieces`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from musicark.errors import SwarmError
-from musicark.executor import Executor, cpu_count, make_executor
+from musicark.executor import Executor
 from musicark.progress import ProgressCallback
-from musicark.swarm.pieces import PiecePlan, files_of_piece, layout, run_checks
+from musicark.swarm.pieces import PiecePlan, files_of_piece, layout, local_executor, run_checks
 from musicark.torrent.metainfo import Torrent, TorrentFile
 
 LEVELS = ("presence", "size", "full")
@@ -209,7 +210,7 @@ def _full_check(
     progress: ProgressCallback | None,
 ) -> None:
     """Hash every piece whose files are all present with the right size, and the
-    manifest's files, on `executor` (None: `jobs` threads here, 0: two per core)."""
+    manifest's files, on `executor` (None: `jobs` workers here, see `local_executor`)."""
     piece_ok = [True] * torrent.num_pieces
     for i, f in enumerate(files):
         if not checkable[i] and f.length:
@@ -218,7 +219,7 @@ def _full_check(
                 findings.unchecked.add(p)
     plan = PiecePlan(torrent, layout(torrent, paths), piece_ok, findings.expected_sha)
     if executor is None:
-        with make_executor(jobs=jobs or 2 * cpu_count(), kind="threads") as local:
+        with local_executor(plan.total, jobs) as local:
             tally = run_checks(plan, local, progress=progress)
     else:
         tally = run_checks(plan, executor, progress=progress)
@@ -283,8 +284,9 @@ def verify_torrent(
     """Check `data` (the torrent's folder or the folder holding it) against `torrent`.
 
     `manifest` maps file paths (as in the torrent, relative to its root) to sha256 hex;
-    at level `full` each listed file's sha256 is checked too. `jobs` threads hash in
-    parallel (0: two per core), or the workers of `executor` (a cluster's: they read the
+    at level `full` each listed file's sha256 is checked too. `jobs` workers hash in
+    parallel (0: one process per core; two threads per core for a small check), or the
+    workers of `executor` (a cluster's: they read the
     data at the same path).
     """
     if level not in LEVELS:
