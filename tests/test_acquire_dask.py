@@ -194,6 +194,48 @@ def test_a_worker_killed_mid_download_loses_nothing(
     cluster.wait_workers(2)  # the nanny restarted the killed worker
 
 
+def test_a_fallback_offer_on_another_host_is_fetched_as_locally(
+    cluster: Cluster, template: Path, server: FaultServer, songs: list[bytes], tmp_path: Path
+) -> None:
+    """A plan-ordered job holds every offer of its track: a task tries only its host's and
+    hands the others back, which go to their own host's queue."""
+    from tests.runner import Runner
+
+    other = FaultServer()
+    with Running(other):
+        gone = server.url("/gone.mp3")  # 404 on the first host
+        lines = ["url,track_id,size"]
+        for i in range(3):
+            tid = entity_id("test", "track", f"t{i}")
+            if i == 0:
+                lines.append(f"{gone},{tid},{len(songs[0])}")
+                url = other.add("/alt0.mp3", songs[0])
+            else:
+                url = server.add(f"/s{i}.mp3", songs[i])
+            lines.append(f"{url},{tid},{len(songs[i])}")
+        path = tmp_path / "list.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        rows = {}
+        for name, where in (("local", "local"), ("remote", cluster.where)):
+            archive = copy(template, tmp_path, name)
+            Runner(archive)("plan", "--budget", "1GB")
+            out = acquire(on(archive, where), [f"urls:{path}"], limit=3, http=FAST,
+                          fingerprint=False)  # fmt: skip
+            assert out.mode == "plan" and out.counts["success"] == 3, out.to_dict()
+            conn = sqlite3.connect(archive.state_path)
+            rows[name] = sorted(
+                conn.execute(
+                    "SELECT replace(offer_key, ?, 'A'), track_id, sha256, status FROM"
+                    " acquire_ledger", (str(server.port),)
+                )
+            )  # fmt: skip
+            conn.close()
+    assert rows["remote"] == rows["local"]
+    assert ("urls:http://127.0.0.1:A/gone.mp3", entity_id("test", "track", "t0"), None,
+            "error_has_replacement") in rows["local"]  # fmt: skip
+    assert other.hits["/alt0.mp3"] == 2  # once by each run
+
+
 @pytest.mark.slow
 def test_a_mirror_on_a_shared_path_is_fetched_on_the_cluster_without_writing_into_it(
     cluster: Cluster, template: Path, songs: list[bytes], tmp_path: Path
