@@ -15,9 +15,12 @@ column's bytes even for one 16 MiB value among short ones.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:  # pyarrow is imported by `hash_strings` only: ingest and search never load it
+    import pyarrow as pa
 
 _SEED = 0x9E3779B97F4A7C15
 _MUL = 0xBF58476D1CE4E5B9
@@ -67,6 +70,9 @@ def _hash_tail(h: int, raw: bytes, start: int, length: int) -> int:
 
 def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """`stable_hash(v)` for every string of an Arrow column, as int64 (null as "")."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     arr = pc.fill_null(values.cast(pa.large_string()), "")

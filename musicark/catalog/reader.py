@@ -18,12 +18,13 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from musicark.catalog.rights import REDISTRIBUTABLE
 from musicark.errors import CatalogError
+
+if TYPE_CHECKING:  # Arrow arrives with ADBC's results: row look-ups (ingest) never load it
+    import pyarrow as pa
 
 _PUBLIC = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
 # Track columns a `ColumnReader` reads, by name; `album` and `upc` join the track's album.
