@@ -9,8 +9,10 @@ propagates to the stage's caller (the change itself stays committed). A follower
 derived data up to date (the search index follows the catalogue), so a library caller
 gets the same result as the CLI without wiring the follow-ups itself.
 
-Built-in followers live in the packages listed in `FOLLOWERS`, which subscribe when they
-are imported; `send` imports them first, so no caller has to.
+Built-in followers live in the packages listed in `FOLLOWERS` under the event they follow,
+which subscribe when they are imported; `send` imports an event's packages first, so no
+caller has to (and an event no built-in follows imports nothing: an ingest does not load
+the search index's modules to announce its change).
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ if TYPE_CHECKING:
     from musicark.archive import Archive
     from musicark.progress import ProgressCallback
 
-# Packages whose import subscribes their followers.
-FOLLOWERS = ("musicark.search", "musicark.store")
+# Packages whose import subscribes their followers, by the event they follow.
+FOLLOWERS: dict[str, tuple[str, ...]] = {
+    "catalog.changed": ("musicark.search", "musicark.store"),
+    "store.changed": (),
+    "release.changed": (),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ EVENTS: dict[str, type] = {
 
 _listeners: dict[str, list[Callable[[Any], None]]] = {name: [] for name in EVENTS}
 _lock = threading.Lock()
-_followers_loaded = False
+_followers_loaded: set[str] = set()  # events whose follower packages are imported
 
 
 def _check(event: str) -> None:
@@ -94,19 +100,18 @@ def unlisten(event: str, fn: Callable[[Any], None]) -> None:
             _listeners[event].remove(fn)
 
 
-def _load_followers() -> None:
-    global _followers_loaded
-    if not _followers_loaded:
-        for module in FOLLOWERS:
+def _load_followers(event: str) -> None:
+    if event not in _followers_loaded:
+        for module in FOLLOWERS[event]:
             import_module(module)
-        _followers_loaded = True
+        _followers_loaded.add(event)
 
 
 def send(event: str, **payload: Any) -> None:
     """Build `event`'s typed payload from `payload` and hand it to every follower."""
     _check(event)
     message = EVENTS[event](**payload)  # a misspelt field fails here, in the sender
-    _load_followers()
+    _load_followers(event)
     with _lock:
         followers = list(_listeners[event])
     for fn in followers:

@@ -14,14 +14,17 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from musicark.archive import Archive
 from musicark.catalog.reader import CatalogReader, ColumnReader, TrackRecord
+
+if TYPE_CHECKING:  # Arrow is imported by the whole-catalogue scan only: loading this
+    # module (every `store.changed` does, to follow it) stays cheap
+    import pyarrow as pa
 
 # (id, title, artists, album_id, album, popularity, isrc, duration_ms, keys)
 Row = tuple[int, str, str, int | None, str, int, str | None, int | None, list[str]]
@@ -88,6 +91,8 @@ def rows_for(reader: CatalogReader, ids: list[int]) -> list[Row]:
 
 def _key_column(values: pa.ChunkedArray | pa.Array) -> list[str]:
     """`analysis.normalize_key` over a column: no spaces or hyphens, lower case."""
+    import pyarrow.compute as pc
+
     stripped = pc.replace_substring_regex(values, pattern=r"[\s-]+", replacement="")
     return list(pc.utf8_lower(stripped).to_pylist())
 
@@ -103,11 +108,16 @@ class _Credits:
         pos = np.searchsorted(self.track_ids, ids)
         pos = np.minimum(pos, len(self.track_ids) - 1)
         found = self.track_ids[pos] == ids
+        import pyarrow as pa
+
         names = self.names.take(pa.array(pos)).to_pylist()
         return [n if ok else "" for n, ok in zip(names, found.tolist(), strict=True)]
 
 
 def _load_credits(reader: ColumnReader) -> _Credits:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     ta = reader.credits(("track_id", "position", "artist_id"))
     ar = reader.artists(("id", "name"), defaults={"name": ""})
     if ta.num_rows == 0:
