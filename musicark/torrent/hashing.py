@@ -195,14 +195,15 @@ def hash_range(plan: Plan, first: int, last: int) -> tuple[list[bytes], list[byt
 def _ranges(
     num_pieces: int, piece_length: int, task_bytes: int, jobs: int = 1
 ) -> list[tuple[int, int]]:
-    """Runs of at most `task_bytes`, shrinking towards the end (to a quarter of each
-    worker's share of what is left, down to 1 MiB) so that the workers finish together."""
+    """Runs of at most `task_bytes`, shrinking towards the end (to half of each worker's
+    share of what is left, down to 4 MiB) so that the workers finish together; few
+    enough that handing them to worker processes costs little."""
     most = max(1, task_bytes // piece_length)
-    least = min(most, max(1, 2**20 // piece_length))
+    least = min(most, max(1, 4 * 2**20 // piece_length))
     out = []
     first = 0
     while first < num_pieces:
-        per = max(least, min(most, (num_pieces - first) // (4 * jobs)))
+        per = max(least, min(most, (num_pieces - first) // (2 * jobs)))
         out.append((first, min(first + per, num_pieces)))
         first += per
     return out
