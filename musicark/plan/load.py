@@ -35,6 +35,7 @@ from musicark.catalog.scan import (
     track_scan_sql,
 )
 from musicark.errors import CatalogError, MusicarkError
+from musicark.plan.kernels import Lookup, credit_runs
 from musicark.plan.sparse import Overrides
 from musicark.progress import Progress, ProgressCallback, report
 
@@ -245,43 +246,34 @@ def _catalog_path(archive: Archive) -> Path:
     return path
 
 
-@dataclass
 class _Keyed:
-    """A side table (albums, artists) sorted by id, looked up by binary search.
+    """A side table (albums, artists) sorted by id, looked up through `kernels.Lookup`.
 
     Each value column ends with a -1, where unknown ids point.
     """
 
-    ids: np.ndarray  # int64, sorted
-    values: list[np.ndarray]
+    def __init__(self, ids: np.ndarray, values: list[np.ndarray]) -> None:
+        self.ids, self.values = ids, values
+        self.lookup = Lookup(ids)
 
     @classmethod
     def of(
         cls, scan: Scanner, table: str, columns: Sequence[tuple[str, type[np.integer]]]
     ) -> _Keyed:
-        ids, *rest = scan.ints(
-            table_scan_sql(table, ["id", *(c for c, _ in columns)]), 1 + len(columns)
-        )
+        names = ["id", *(c for c, _ in columns)]
+        ids, *rest = scan.ints(table_scan_sql(table, names), len(names))
         order = np.argsort(ids, kind="stable")  # equal ids: the first stored wins
         values = [
             np.r_[_fit(v, dtype)[order], np.array([-1], dtype=dtype)]
             for v, (_, dtype) in zip(rest, columns, strict=True)
         ]
-        return cls(ids[order], values)
+        ids = ids[order]
+        first = np.r_[True, ids[1:] != ids[:-1]][: len(ids)]
+        return cls(ids[first], [v[np.r_[first, True]] for v in values])
 
     def index(self, ids: np.ndarray) -> np.ndarray:
-        """Position of each id (`len(self.ids)`, the trailing -1, where unknown).
-
-        Ids come in runs (an album's tracks, an artist's credits): each run is looked up once.
-        """
-        if len(self.ids) == 0:
-            return np.zeros(len(ids), dtype=np.intp)
-        starts = _runs(ids)
-        if len(starts) * 2 < len(ids):
-            found = self.index(ids[starts])
-            return np.repeat(found, np.diff(np.r_[starts, len(ids)]))
-        pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
-        return np.where(self.ids[pos] == ids, pos, len(self.ids))
+        """Position of each id (`len(self.ids)`, the trailing -1, where unknown)."""
+        return self.lookup.find(ids)
 
 
 def _side_tables(path: Path) -> tuple[_Keyed, _Keyed]:
@@ -322,13 +314,10 @@ def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.nda
     with Scanner(path) as scan:
         for b in scan.batches(CREDITS_SQL, ints=2, batch_rows=BATCH_ROWS):
             at = artists.index(b.ints[1])
-            k, (p, f) = _max_by_runs(b.ints[0], artists.values[0][at], artists.values[1][at])
-            if n and len(k) and keys[n - 1] == k[0]:  # a run cut by the batch boundary
-                pops[n - 1] = max(pops[n - 1], p[0])
-                fols[n - 1] = max(fols[n - 1], f[0])
-                k, p, f = k[1:], p[1:], f[1:]
-            keys[n : n + len(k)], pops[n : n + len(k)], fols[n : n + len(k)] = k, p, f
-            n += len(k)
+            # runs cut by a batch boundary join up (credit_runs merges into the last entry)
+            n = credit_runs(
+                b.ints[0], at, (artists.values[0], artists.values[1]), (keys, pops, fols), n
+            )
     return keys[:n], [pops[:n], fols[:n]]
 
 
