@@ -333,3 +333,18 @@ def test_load_catalog_reads_every_kind_of_isrc_text(catalog: Archive, monkeypatc
     cols = _check_against_sql(catalog)
     assert len(set(cols.isrc_key[[i * 5 + 2 for i in range(10)]].tolist())) == 8  # 3 equal
     assert cols.isrc_key[-1] == 0
+
+
+def test_credit_maxima_the_same_in_any_number_of_rowid_ranges(
+    catalog: Archive, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from musicark.plan import load
+
+    monkeypatch.setattr(load, "BATCH_ROWS", 5)
+    path = catalog.catalog_path
+    _, artists = load._side_tables(path)
+    keys, (pop, fol) = load._credit_maxima(path, artists, ranges=1)
+    assert len(keys) == 3000  # one entry per track: its credits are stored together
+    for ranges in (2, 3, 7, 64):  # ranges cut tracks' credits apart, and join them again
+        k, (p, f) = load._credit_maxima(path, artists, ranges=ranges)
+        assert np.array_equal(k, keys) and np.array_equal(p, pop) and np.array_equal(f, fol)

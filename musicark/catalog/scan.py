@@ -243,8 +243,15 @@ def table_scan_sql(table: str, ints: Sequence[str]) -> str:
     return f"SELECT {select} FROM {table} {alias}"
 
 
-CREDITS_SQL = table_scan_sql("track_artists", ("track_id", "artist_id"))
-# The rowid span of tracks (1, 0 when empty) and of credits (0 when empty)
+def credits_scan_sql(*, above: int | None = None, upto: int | None = None) -> str:
+    """Track and artist ids of the credits with rowid in (above, upto], in stored order."""
+    sql = table_scan_sql("track_artists", ("track_id", "artist_id"))
+    where = [f"ta.rowid > {int(above)}"] if above is not None else []
+    where += [f"ta.rowid <= {int(upto)}"] if upto is not None else []
+    return sql + (" WHERE " + " AND ".join(where) if where else "")
+
+
+# The rowid span of tracks and of credits: (lowest, highest), (1, 0) when empty
 TRACK_ROWIDS_SQL = "SELECT coalesce(min(rowid), 1), coalesce(max(rowid), 0) FROM tracks"
-CREDIT_SPAN_SQL = "SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM track_artists"
+CREDIT_ROWIDS_SQL = "SELECT coalesce(min(rowid), 1), coalesce(max(rowid), 0) FROM track_artists"
 CREDIT_COUNT_SQL = "SELECT count(*) FROM track_artists"

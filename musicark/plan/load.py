@@ -26,11 +26,11 @@ from musicark.archive import Archive
 from musicark.catalog.ids import hash_strings
 from musicark.catalog.scan import (
     CREDIT_COUNT_SQL,
-    CREDIT_SPAN_SQL,
-    CREDITS_SQL,
+    CREDIT_ROWIDS_SQL,
     TRACK_ROWIDS_SQL,
     ScanBatch,
     Scanner,
+    credits_scan_sql,
     table_scan_sql,
     track_scan_sql,
 )
@@ -294,30 +294,58 @@ def _max_by_runs(keys: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, lis
     return keys[starts], [np.maximum.reduceat(v, starts) for v in values]
 
 
-def _credit_maxima(path: Path, artists: _Keyed) -> tuple[np.ndarray, list[np.ndarray]]:
+def _credit_maxima(
+    path: Path, artists: _Keyed, *, ranges: int = 2
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Highest popularity and followers over each credited track's artists (-1: unknown
     artist), as (track ids, [popularity, followers]), streamed from the credits table.
 
     A track's credits are stored together (what an import writes), so this holds about
     one entry per track; a track whose credits are scattered appears more than once. The
     entries are written into arrays allocated once for as many entries as there are
-    credits (pages never written are never resident).
+    credits (pages never written are never resident), `ranges` rowid ranges in parallel,
+    each from the start of its own slot; the slots are then moved together.
     """
     with Scanner(path) as scan:
-        room = int(scan.ints(CREDIT_SPAN_SQL, 1)[0, 0])
+        low, high = (int(v) for v in scan.ints(CREDIT_ROWIDS_SQL, 2)[:, 0])
+        room = high - low + 1
         if room > 1 << 32:  # rowids too sparse for their span to be sensible: count
-            room = int(scan.ints(CREDIT_COUNT_SQL, 1)[0, 0])
-    keys = np.empty(room, np.int64)
-    pops = np.empty(room, np.int16)
-    fols = np.empty(room, np.int32)
-    n = 0
-    with Scanner(path) as scan:
-        for b in scan.batches(CREDITS_SQL, ints=2, batch_rows=BATCH_ROWS):
-            at = artists.index(b.ints[1])
-            # runs cut by a batch boundary join up (credit_runs merges into the last entry)
-            n = credit_runs(
-                b.ints[0], at, (artists.values[0], artists.values[1]), (keys, pops, fols), n
-            )
+            room, ranges = int(scan.ints(CREDIT_COUNT_SQL, 1)[0, 0]), 1
+    out = (np.empty(room, np.int64), np.empty(room, np.int16), np.empty(room, np.int32))
+    values = (artists.values[0], artists.values[1])
+
+    def fill(above: int | None, upto: int | None, at: int) -> int:
+        n = at
+        with Scanner(path) as scan:
+            sql = credits_scan_sql(above=above, upto=upto)
+            for b in scan.batches(sql, ints=2, batch_rows=BATCH_ROWS):
+                # runs cut by a batch boundary join up (credit_runs merges into the last)
+                n = credit_runs(b.ints[0], artists.index(b.ints[1]), values, out, n)
+        return n - at
+
+    if ranges == 1:
+        n = fill(None, None, 0)
+        return out[0][:n], [out[1][:n], out[2][:n]]
+    bounds = [low - 1 + room * i // ranges for i in range(ranges + 1)]
+    with ThreadPoolExecutor(ranges) as pool:
+        futures = [
+            (b - low + 1, pool.submit(fill, b, up, b - low + 1))
+            for b, up in itertools.pairwise(bounds)
+        ]
+        blocks = [(at, f.result()) for at, f in futures]
+    keys, pops, fols = out
+    joined: list[tuple[int, int]] = []
+    last = -1  # where the last entry so far is (before the blocks move)
+    for at, count in blocks:  # a run cut by a range boundary joins the entry before it
+        if count and last >= 0 and keys[last] == keys[at]:
+            pops[last] = max(pops[last], pops[at])
+            fols[last] = max(fols[last], fols[at])
+            at, count = at + 1, count - 1
+        joined.append((at, count))
+        if count:
+            last = at + count - 1
+    arrays: dict[str, np.ndarray] = {"keys": keys, "pops": pops, "fols": fols}
+    n = _compact(arrays, joined)
     return keys[:n], [pops[:n], fols[:n]]
 
 
@@ -364,7 +392,8 @@ def _fill_range(
 
 def _compact(out: dict[str, np.ndarray], blocks: list[tuple[int, int]]) -> int:
     """Move (start, count) blocks down so that they follow each other from 0; returns the
-    total. Copies a bounded piece at a time (the blocks only ever move down)."""
+    total. Copies a bounded piece at a time (the blocks only ever move down); the pages
+    past the total that the blocks had written are handed back."""
     total = 0
     step = 1 << 20
     for start, count in blocks:
@@ -374,7 +403,27 @@ def _compact(out: dict[str, np.ndarray], blocks: list[tuple[int, int]]) -> int:
                     k = min(step, count - i)
                     arr[total + i : total + i + k] = arr[start + i : start + i + k]
         total += count
+    for arr in out.values():
+        _release_tail(arr, total)
     return total
+
+
+_PAGE = 4096
+
+
+def _release_tail(arr: np.ndarray, n: int) -> None:
+    """Hand back the whole pages of `arr` past its first `n` items (never read again:
+    the array is only ever used as ``arr[:n]``)."""
+    start = -(-(arr.ctypes.data + n * arr.itemsize) // _PAGE) * _PAGE
+    end = (arr.ctypes.data + arr.nbytes) // _PAGE * _PAGE
+    if end - start >= 1 << 20:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # DONTNEED
+        except (OSError, AttributeError):  # not Linux: the pages stay
+            pass
 
 
 def _read_parallel(path: Path, *, ranges: int = 2) -> CatalogColumns:
