@@ -175,7 +175,8 @@ def _check_against_sql(catalog: Archive) -> CatalogColumns:
     """`load_catalog` against the same values computed by SQLite, row by row."""
     import sqlite3
 
-    from musicark.plan.load import isrc_keys, load_catalog
+    from musicark.plan.isrc import isrc_keys
+    from musicark.plan.load import load_catalog
 
     cols = load_catalog(catalog)
     conn = sqlite3.connect(catalog.catalog_path)

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicark.errors import CatalogError, UsageError
-from musicark.plan.load import CatalogColumns, isrc_keys
+from musicark.plan.isrc import isrc_keys
+from musicark.plan.load import CatalogColumns
 from musicark.plan.select import PlanOptions, make_plan
 
 
