@@ -269,10 +269,15 @@ def main() -> int:
             per_core = min(limit.results)
             print(limit_line(what, per_core, cores, ours.wall, total))
             fractions = [lim / cores / w for lim, w in zip(limit.results, ours.walls, strict=True)]
+            # the fraction is (hash CPU / our CPU) x (our CPU / (cores x wall)): the cost of
+            # each byte beyond hashing it, and how busy the cores were (other users' load
+            # lowers the second, barely the first)
+            busy = [c / (cores * w) for c, w in zip(ours.cpus, ours.walls, strict=True)]
             print(
                 f"  every run (limit of the same round / wall): "
                 f"{', '.join(f'{x:.2f}' for x in fractions)};"
-                f" hash CPU / our CPU (best): {per_core / ours.cpu:.2f}"
+                f" hash CPU / our CPU (best): {per_core / ours.cpu:.2f};"
+                f" our CPU / (cores x wall): {', '.join(f'{x:.2f}' for x in busy)}"
             )
         print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         ok = same and v1.wall <= mkt.wall and lt_def.wall / hy_wall(t) >= 2.0

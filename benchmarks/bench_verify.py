@@ -14,7 +14,7 @@ time to hash the bytes from memory, divided by the cores), with the load average
 With --cluster, also `musicark --executor dask://... verify` on a local Dask cluster
 (`dask scheduler` and two one-thread `dask worker` processes on 127.0.0.1, started before
 the clock starts, as a long-lived cluster would be; each run connects and checks that the
-workers see the data): its time against the local threads' in the same run.
+workers see the data): its time against the local workers' in the same run.
 
     .venv/bin/python benchmarks/bench_verify.py                       # ~300 MB, v1
     .venv/bin/python benchmarks/bench_verify.py --size 2GB --format hybrid
@@ -44,6 +44,7 @@ from bench_torrent import (  # the same data generator and limit as the creator 
     warm,
 )
 
+from musicark.swarm.pieces import local_executor
 from musicark.swarm.session import SessionOptions, open_session
 from musicark.swarm.targets import Selection, VerifyTarget, verify_selection
 from musicark.swarm.verify import VerifyReport, verify_torrent
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--format", default="v1", choices=["v1", "hybrid", "v2"])
     parser.add_argument("--piece-size", default="1MiB", help="piece size (default 1MiB)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs each")
-    parser.add_argument("--jobs", type=int, default=0, help="musicark hashing threads (0: auto)")
+    parser.add_argument("--jobs", type=int, default=0, help="musicark hashing workers (0: auto)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument(
@@ -146,8 +147,10 @@ def main() -> None:
             f"libtorrent recheck ({cores} hashing threads): {best_lt:.3f} s"
             f"  {format_size(total / best_lt)}/s   runs: {', '.join(f'{t:.3f}' for t in lt_times)}"
         )
+        with local_executor(total, args.jobs) as local:  # what verify_torrent runs on
+            workers = f"{local.jobs} {local.kind}"
         print(
-            f"musicark verify --level full ({args.jobs or 2 * cores} threads): {best_ma:.3f} s"
+            f"musicark verify --level full ({workers}): {best_ma:.3f} s"
             f"  {format_size(total / best_ma)}/s   runs: {', '.join(f'{t:.3f}' for t in ma_times)}"
         )
         print(
@@ -177,7 +180,7 @@ def main() -> None:
                 f" {', '.join(f'{t:.3f}' for t in dask_times)}"
             )
             print(
-                f"ratio cluster/local threads: {best_ma / best_dask:.2f}x best wall,"
+                f"ratio cluster/local workers: {best_ma / best_dask:.2f}x best wall,"
                 f" {statistics.median(ma_times) / statistics.median(dask_times):.2f}x median"
                 " (above 1: the cluster is faster)"
             )

@@ -269,7 +269,7 @@ def test_worker_processes_find_what_threads_find(release: tuple[Torrent, Path]) 
 
 def test_local_checks_run_on_processes_unless_small() -> None:
     from musicark.executor import cpu_count
-    from musicark.swarm.pieces import local_executor
+    from musicark.swarm.pieces import UNIT_BYTES, batch_bytes, local_executor
     from musicark.torrent.hashing import PROCESS_BYTES
 
     with local_executor(PROCESS_BYTES, 0) as big, local_executor(PROCESS_BYTES - 1, 0) as small:
@@ -277,3 +277,11 @@ def test_local_checks_run_on_processes_unless_small() -> None:
         assert (small.kind, small.jobs) == ("threads", 2 * cpu_count())
     with local_executor(PROCESS_BYTES, 3) as three:
         assert three.jobs == 3
+    # worker processes get batches of up to 32 MiB (a hand-off costs this process more
+    # than a thread's), about eight per worker; threads 8 MiB
+    with local_executor(PROCESS_BYTES, 2) as two:
+        assert batch_bytes(2**30, two) == 32 * 2**20
+        assert batch_bytes(256 * 2**20, two) == 16 * 2**20
+        assert batch_bytes(PROCESS_BYTES, two) == UNIT_BYTES
+    with local_executor(PROCESS_BYTES - 1, 2) as threads:
+        assert batch_bytes(2**30, threads) == UNIT_BYTES

@@ -30,6 +30,7 @@ UNIT_BYTES = 8 * 2**20  # bytes per batch on this machine's threads
 # together), between those bounds. Only a small job gets small batches, and it is short.
 CLUSTER_BYTES = (UNIT_BYTES, 2**30)
 PER_WORKER = 8
+PROCESS_BATCH_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +194,12 @@ def piece_runs(checkable_pieces: list[bool], per_unit: int) -> Iterator[tuple[in
 
 
 def batch_bytes(total: int, executor: Executor) -> int:
-    """Bytes per batch: UNIT_BYTES on this machine; on a cluster enough for the scheduling
-    to vanish and small enough that every worker gets several."""
+    """Bytes per batch: UNIT_BYTES on this machine's threads, up to 32 MiB on its worker
+    processes (each hand-off costs this process ~0.5 ms: 1 GB in 8 MiB batches took 0.09
+    CPU-s here, in 32 MiB 0.04); on a cluster enough for the scheduling to vanish; and
+    small enough that every worker gets several."""
+    if executor.kind == "processes":
+        return max(UNIT_BYTES, min(PROCESS_BATCH_BYTES, total // (PER_WORKER * executor.jobs)))
     if executor.kind in KINDS:
         return UNIT_BYTES
     lo, hi = CLUSTER_BYTES
