@@ -136,8 +136,10 @@ def decode_alone(paths: list[Path], jobs: int) -> float:
         )
 
     t = time.perf_counter()
+    cpu = _children_cpu()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, paths))
+    CPU["ffmpeg"] = _children_cpu() - cpu
     return time.perf_counter() - t
 
 
@@ -155,8 +157,10 @@ def decode_in_process(paths: list[Path], jobs: int) -> float:
     """PyAV decoding of every file in `jobs` processes: decoding without any process start-up."""
     chunks = [[str(p) for p in paths[i::jobs]] for i in range(jobs)]
     t = time.perf_counter()
-    with ProcessPoolExecutor(jobs) as pool:
+    cpu = _children_cpu()
+    with ProcessPoolExecutor(jobs) as pool:  # its workers are reaped (counted) on exit
         assert sum(pool.map(_pyav_decode, chunks)) == len(paths)
+    CPU["pyav"] = _children_cpu() - cpu
     return time.perf_counter() - t
 
 
@@ -268,13 +272,21 @@ def main() -> int:
         t_pyav = 0.0
         if not args.no_fingerprint_only:
             t_fp, s_fp = musicark_ingest(corpus_dir, work, args.jobs, fingerprint=True)
+            cpu_fp = CPU[f"{BIN / 'musicark'} ingest"]
             print(
-                f"musicark ingest (fingerprints):   {t_fp:.2f} s, {n / t_fp:.0f} files/s  {s_fp['counts']}"
+                f"musicark ingest (fingerprints):   {t_fp:.2f} s, {n / t_fp:.0f} files/s,"
+                f" {cpu_fp * 1000 / n:.1f} CPU-ms/file  {s_fp['counts']}"
             )
             t_dec = decode_alone(paths, args.jobs)
-            print(f"ffmpeg -f null (decode alone):    {t_dec:.2f} s, {n / t_dec:.0f} files/s")
+            print(
+                f"ffmpeg -f null (decode alone):    {t_dec:.2f} s, {n / t_dec:.0f} files/s,"
+                f" {CPU['ffmpeg'] * 1000 / n:.1f} CPU-ms/file"
+            )
             t_pyav = decode_in_process(paths, args.jobs)
-            print(f"PyAV decode, in-process:          {t_pyav:.2f} s, {n / t_pyav:.0f} files/s")
+            print(
+                f"PyAV decode, in-process:          {t_pyav:.2f} s, {n / t_pyav:.0f} files/s,"
+                f" {CPU['pyav'] * 1000 / n:.1f} CPU-ms/file"
+            )
         if args.stages:
             stages(paths, work)
     print("load average at end:   {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
@@ -296,7 +308,8 @@ def main() -> int:
         )
         print(
             f"  (against PyAV decoding in-process, without ffmpeg's start-up per file:"
-            f" {t_pyav / t_fp:.2f}x)"
+            f" {t_pyav / t_fp:.2f}x; in CPU time per file {CPU['pyav'] / cpu_fp:.2f}x,"
+            f" against ffmpeg {CPU['ffmpeg'] / cpu_fp:.2f}x)"
         )
     return 0
 
