@@ -36,13 +36,13 @@ import pyarrow.parquet as pq
 from musicark.archive import init_archive
 from musicark.catalog.synthetic import generate_catalog
 from musicark.search import TrackIndex, rebuild_index
-from musicark.search.analysis import words
+from musicark.search.analysis import parse_query, words
 from musicark.search.index import Row, write_index
 from musicark.search.scan import scan_catalog
 
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 50.0
-TARGET_BUILD_10M_S = 180.0
+TARGET_BUILD_10M_S = 240.0  # issue 13: 4 minutes at 10 M
 
 
 def direct_rows(table: pa.Table, batch: int = 20_000) -> Iterator[list[Row]]:
@@ -121,6 +121,18 @@ def fts_query(q: str) -> str | None:
     if not q.endswith(" "):
         parts[-1] += "*"
     return " AND ".join(parts)
+
+
+def _every_match(index: TrackIndex, q: str) -> float:
+    """Seconds to rank `q` by scoring every match (and counting them all): the search
+    before popularity bands, in the same run."""
+    parsed = parse_query(q)
+    if not parsed.words or index._view is None:
+        return 0.0
+    searcher, schema, _ = index._view
+    t = time.perf_counter()
+    index._run(searcher, index._text_query(schema, parsed), parsed, "text", 20, 0)
+    return time.perf_counter() - t
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -223,16 +235,20 @@ def main(argv: list[str] | None = None) -> int:
         for q in queries[:20]:  # warm both
             index.search(q)
         ours: list[float] = []
+        ours_cpu: list[float] = []
+        every: list[float] = []  # musicark scoring every match (the ranking before bands)
         theirs: list[float] = []
         ours_common: list[float] = []
         theirs_common: list[float] = []
         hits_ours = hits_theirs = 0
         for q in queries:
             is_common = any(w in common for w in words(q))
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             r = index.search(q, limit=20)
             dt = time.perf_counter() - t
             ours.append(dt)
+            ours_cpu.append(time.thread_time() - c)
+            every.append(_every_match(index, q))
             hits_ours += len(r.hits)
             fq = fts_query(q)
             t = time.perf_counter()
@@ -248,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{len(queries)} queries of 1-3 words (half as prefixes), top 20, {len(ours_common)} with a common word ({', '.join(sorted(common))}):"
         )
         print(line("musicark (tantivy, bm25 x popularity)", s_ours))
+        print(line("  the same, CPU time of the query", percentiles(ours_cpu)))
+        print(line("musicark scoring every match", percentiles(every)))
         print(line("SQLite FTS5 (bm25)", s_theirs))
         if ours_common:
             c_ours, c_theirs = percentiles(ours_common), percentiles(theirs_common)

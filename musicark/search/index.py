@@ -17,6 +17,7 @@ a change twice gives the same index (delete by id, then add).
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import shutil
 import sqlite3
@@ -134,6 +135,20 @@ def _write_state(root: Path, state: IndexState) -> None:
 
 
 @contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off while rows are turned into documents: the rows hold
+    no cycles, and its passes over the millions of objects made meanwhile cost a third of
+    reading the catalogue."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@contextmanager
 def _writer_lock(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -223,11 +238,12 @@ def write_index(
     done = 0
     try:
         report(progress, Progress("index", 0, total, "tracks"))
-        for rows in batches:
-            for row in rows:
-                writer.add_document(make_document(row))
-            done += len(rows)
-            report(progress, Progress("index", done, total, "tracks"))
+        with _no_cycle_collection():
+            for rows in batches:
+                for row in rows:
+                    writer.add_document(make_document(row))
+                done += len(rows)
+                report(progress, Progress("index", done, total, "tracks"))
         writer.commit()
         writer.wait_merging_threads()
     except BaseException:
