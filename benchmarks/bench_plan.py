@@ -160,6 +160,8 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
 
         pa.set_memory_pool(pa.system_memory_pool())
         map_large_allocations()
+    import numba  # noqa: F401  (a library the read loads: part of the baseline, not per track)
+
     base = _rss_mb()
     res: dict[str, Any] = {"baseline_mb": base}
     if name == "end-to-end":

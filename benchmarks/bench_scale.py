@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{work} holds a run at n={done['n']}, not {args.n}")
         for name in args.redo:
             done.get("stages", {}).pop(name, None)
-        base = "import musicark.plan.make, musicark.cli, numpy, pyarrow.parquet"
+        base = "import musicark.plan.make, musicark.cli, numpy, pyarrow.parquet, numba"
         base_rss = (
             done.get("base_rss")
             or _run([sys.executable, "-c", base], env, work / "base.log")["rss"]
