@@ -15,9 +15,7 @@ listens), then the skipped ones grouped by status, each group by track id.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -106,42 +104,47 @@ class PlanOptions:
         return cls(**values)
 
 
-def exact_sum(x: np.ndarray) -> float:
-    """A sum that does not depend on the order of `x` (fixed point, 1/1024 steps)."""
+class _Share:
+    """Tracks, bytes and listens (fixed point, 1/1024 steps: exact in any grouping)."""
+
+    def __init__(self) -> None:
+        self.tracks, self.bytes, self.fixed = 0, 0, 0
+
+    def add(self, mask: np.ndarray, nbytes: np.ndarray, fixed: np.ndarray) -> None:
+        self.tracks += int(np.count_nonzero(mask))
+        self.bytes += int(nbytes[mask].sum())
+        self.fixed += int(fixed[mask].sum())
+
+    def out(self) -> dict[str, float | int]:
+        return {"tracks": self.tracks, "bytes": self.bytes, "listens": float(self.fixed) / 1024.0}
+
+
+def _tally(w: _Work, public: np.ndarray) -> tuple[float, dict[str, _Share]]:
+    """Total listens and every share the summary reports, in one pass a chunk at a time
+    (sizes and covered listens computed once per chunk)."""
+    names = ["catalogue_public", "public", "dark", "held", "to_acquire"]
+    shares = {name: _Share() for name in [*names, *TIERS]}
     total = 0
-    for start in range(0, len(x), CHUNK):  # integer sums are exact in any grouping
-        total += int(np.rint(x[start : start + CHUNK] * 1024.0).astype(np.int64).sum())
-    return float(total) / 1024.0
-
-
-def _share(
-    where: Callable[[slice], np.ndarray], nbytes: Sizes, covered: np.ndarray | Covered
-) -> dict[str, float | int]:
-    """Tracks, bytes and listens where `where(chunk)` holds, a chunk at a time."""
-    tracks, nb, fixed = 0, 0, 0
-    for start in range(0, len(nbytes), CHUNK):
+    for start in _chunked(w.n):
         sl = slice(start, start + CHUNK)
-        m = where(sl)
-        tracks += int(np.count_nonzero(m))
-        nb += int(np.maximum(nbytes[sl][m], 0).sum())
-        part = covered[sl][m]
-        fixed += int(np.rint(part * 1024.0).astype(np.int64).sum())
-    return {"tracks": tracks, "bytes": nb, "listens": float(fixed) / 1024.0}
-
-
-def _masked_sum(values: Sizes, where: Callable[[slice], np.ndarray]) -> int:
-    """Sum of `values` where `where(chunk)` holds, a chunk at a time."""
-    total = 0
-    for start in range(0, len(values), CHUNK):
-        sl = slice(start, start + CHUNK)
-        total += int(values[sl][where(sl)].sum())
-    return total
-
-
-def _in_tier(
-    sel: Callable[[slice], np.ndarray], tier: np.ndarray, code: int, sl: slice
-) -> np.ndarray:
-    return sel(sl) & (tier[sl] == code)
+        nb = np.maximum(w.nbytes[sl], 0)
+        own = np.rint(w.listens[sl] * 1024.0).astype(np.int64)
+        total += int(own.sum())
+        pub = public[sl]
+        shares["catalogue_public"].add(pub, nb, own)
+        sel = w.status[sl] == SELECTED
+        if not sel.any():
+            continue
+        cov = np.rint(w.covered[sl] * 1024.0).astype(np.int64)
+        held = w.held.mask(sl)
+        shares["public"].add(sel & pub, nb, cov)
+        shares["dark"].add(sel & ~pub, nb, cov)
+        shares["held"].add(sel & held, nb, cov)
+        shares["to_acquire"].add(sel & ~held, nb, cov)
+        tier = w.tier[sl]
+        for code, name in enumerate(TIERS):
+            shares[name].add(sel & (tier == code), nb, cov)
+    return float(total) / 1024.0, shares
 
 
 def _chunked(n: int) -> range:
@@ -373,13 +376,7 @@ def _summary(
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """The plan's summary and coverage curve."""
     n, m = w.n, len(cum)
-    nbytes, held, covered = w.nbytes, w.held, w.covered
-    total_listens = exact_sum(w.listens)
-    status, tier = w.status, w.tier
-
-    def sel(sl: slice) -> np.ndarray:
-        return status[sl] == SELECTED
-
+    total_listens, shares = _tally(w, public)
     sel_bytes, sel_listens = 0, 0.0
     if k:
         at_b, at_l = cum.at(np.array([k - 1]))
@@ -397,8 +394,8 @@ def _summary(
         "catalogue": {
             "tracks": n,
             "expected_listens": total_listens,
-            "redistributable": _share(lambda sl: public[sl], nbytes, w.listens),
-            "held": len(held),
+            "redistributable": shares["catalogue_public"].out(),
+            "held": len(w.held),
             "unknown_size": int(counts[UNKNOWN_SIZE]),
             "isrc_groups": w.dup_groups,
             "candidates": m,
@@ -411,14 +408,11 @@ def _summary(
             "expected_listens": sel_listens,
             "pct_tracks": round(100.0 * k / n, 4),
             "pct_listens": round(100.0 * sel_listens / total_listens, 4) if total_listens else 0.0,
-            "bytes_held": _masked_sum(nbytes, lambda sl: sel(sl) & held.mask(sl)),
-            "bytes_to_acquire": _masked_sum(nbytes, lambda sl: sel(sl) & ~held.mask(sl)),
-            "tiers": {
-                name: _share(partial(_in_tier, sel, tier, code), nbytes, covered)
-                for code, name in enumerate(TIERS)
-            },
-            "redistributable": _share(lambda sl: sel(sl) & public[sl], nbytes, covered),
-            "dark": _share(lambda sl: sel(sl) & ~public[sl], nbytes, covered),
+            "bytes_held": shares["held"].bytes,
+            "bytes_to_acquire": shares["to_acquire"].bytes,
+            "tiers": {name: shares[name].out() for name in TIERS},
+            "redistributable": shares["public"].out(),
+            "dark": shares["dark"].out(),
         },
         "marginal_listens_per_tb": round(
             marginal_listens_per_tb(cum, selected=k, budget_bytes=options.budget_bytes),
