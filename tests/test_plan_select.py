@@ -400,3 +400,19 @@ def test_sizes_computed_when_read_equal_the_dense_sizes() -> None:
     assert np.array_equal(sizes[idx], dense[idx])
     assert np.array_equal(sizes.held.mask(idx), np.isin(idx, at))
     assert np.array_equal(sizes.held.mask(slice(100, 900)), np.isin(np.arange(100, 900), at))
+
+
+def test_plan_batches_made_ahead_keep_order_errors_and_stop_early() -> None:
+    from musicark.plan.io import _ahead
+
+    assert list(_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield 1
+        raise ValueError("broken batch")
+
+    with pytest.raises(ValueError, match="broken batch"):
+        list(_ahead(failing()))
+    it = _ahead(iter(range(1000)))
+    assert next(it) == 0
+    it.close()  # the writer gave up: the thread ends, nothing blocks

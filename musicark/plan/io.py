@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +65,53 @@ def write_plan(plan: Plan, path: Path) -> None:
             store_schema=True,
             memory_pool=pa.system_memory_pool(),
         ) as writer:
-            for batch in plan.batches(ROW_GROUP):
+            for batch in _ahead(plan.batches(ROW_GROUP)):
                 writer.write_batch(batch, row_group_size=ROW_GROUP)
         tmp.replace(path)
     except OSError as exc:
         with contextlib.suppress(OSError):  # no folder there: nothing to remove
             tmp.unlink(missing_ok=True)
         raise MusicarkError(f"cannot write the plan to {path}: {exc.strerror}") from exc
+
+
+def _ahead(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """`batches`, the next one made on a thread while the caller writes the last one
+    (both mostly outside the GIL: numpy gathers, Parquet encoding and zstd)."""
+    done = object()
+    box: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        box.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(done)
+        except BaseException as exc:  # handed to the caller
+            box.put(exc)
+
+    thread = threading.Thread(target=produce, name="plan-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:  # also when the caller stops early: let the thread finish, never block it
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                box.get(timeout=0.1)
+        thread.join()
 
 
 def copy_file(src: Path, dest: Path) -> None:
