@@ -228,3 +228,20 @@ def test_any_text_is_a_query_or_a_clear_error(text: str) -> None:
     assert parsed.words == tuple(words(parsed.text))
     assert parsed.text == parsed.text.strip() and parsed.text
     assert all(w == w.lower() for w in parsed.words)
+
+
+def test_large_totals_are_lower_bounds(
+    run, catalog: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Past what paging needs, the bands left unscored are not counted: `total` is then
+    at least the count, and says so."""
+    from musicark.search import query
+
+    exact = _search(run, "love")
+    assert exact["total_exact"] is True
+    monkeypatch.setattr(query, "EXHAUSTIVE_BELOW", 0)
+    monkeypatch.setattr(query, "COUNT_UP_TO", 20)
+    bound = _search(run, "love")
+    assert bound["total_exact"] is False and 20 <= bound["total"] < exact["total"]
+    assert bound["hits"] == exact["hits"]
+    assert f"of at least {bound['total']} " in run("search", "love").output
