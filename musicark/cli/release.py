@@ -58,7 +58,7 @@ from musicark.cli.common import archive_option, echo_json, get_archive, progress
     is_flag=True,
     help="Also pack all-rights-reserved and unknown rights (recorded in the release).",
 )
-@click.option("--jobs", type=int, default=0, help="Hashing threads (default: one per core).")
+@click.option("--jobs", type=int, default=0, help="Hashing workers (default: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @archive_option
 def pack_command(

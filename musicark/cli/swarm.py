@@ -87,7 +87,10 @@ def _print_report(rep: VerifyReport, *, verbose: bool) -> None:
     "--jobs",
     type=int,
     default=0,
-    help="Hashing threads (0: two per core); with --executor dask://..., the cluster's workers hash.",
+    help=(
+        "Hashing workers (0: one process per core; two threads per core for a check under"
+        " 64 MiB); with --executor dask://..., the cluster's workers hash."
+    ),
 )
 @click.option("--verbose", "-v", is_flag=True, help="List every file, not only the problems.")
 @click.option(
