@@ -342,3 +342,50 @@ def test_stats_counts_what_was_imported(archive: Archive, run, tmp_path: Path) -
     assert stats["estimated_audio_bytes"] == milliseconds * 80_000 // 8000
     text = run("catalog", "stats").output
     assert "tracks" in text and "cc0" in text
+
+
+def _bulk_archive(root: Path, batch_rows: int = 7) -> Archive:
+    from musicark.archive import open_archive
+
+    config = init_archive(root).root / "musicark.toml"
+    text = config.read_text().replace("batch_rows = 200000", f"batch_rows = {batch_rows}")
+    config.write_text(text.replace("bulk_min_rows = 500000", "bulk_min_rows = 1"))
+    return open_archive(root)
+
+
+def test_several_files_into_an_empty_catalogue_are_one_bulk_load(tmp_path: Path) -> None:
+    rows = [track(i) for i in range(60)]
+    rows[45] = track(3, title="Heard again")  # an id of the first file, again in the third
+    files = [write_jsonl(tmp_path / f"part{k}.jsonl", rows[k * 20 : k * 20 + 20]) for k in range(3)]
+    bulk = _bulk_archive(tmp_path / "bulk")
+    seen: list[str] = []
+    summary = import_catalog(bulk, files, progress=lambda p: seen.append(p.stage))
+    assert (summary.imported, summary.updated, summary.rejected) == (59, 1, 0)
+    assert seen.count("indexes") == 1  # built once, after the last file
+    conn = bulk.connect_catalog(readonly=True)
+    assert conn.execute("SELECT mode, finished FROM imports").fetchall() == [("bulk", 1)] * 3
+    assert conn.execute("SELECT title FROM tracks WHERE external_id = 't3'").fetchall() == [
+        ("Heard again",)
+    ]
+    conn.close()
+    # the same catalogue as file after file, and a second import changes nothing
+    one_by_one = init_archive(tmp_path / "upsert")
+    for f in files:
+        import_catalog(one_by_one, [f])
+    assert dump_catalog(bulk) == dump_catalog(one_by_one)
+    again = import_catalog(bulk, files)  # file after file: t3 goes back and forth once
+    assert (again.imported, again.updated, again.unchanged) == (0, 2, 58)
+    conn = bulk.connect_catalog(readonly=True)
+    assert [m for (m,) in conn.execute("SELECT mode FROM imports")] == ["upsert"] * 3
+    conn.close()
+
+
+def test_files_into_a_catalogue_with_tracks_are_upserted(tmp_path: Path) -> None:
+    archive = _bulk_archive(tmp_path / "ark")
+    import_catalog(archive, [write_jsonl(tmp_path / "first.jsonl", [track(0)])])
+    more = [write_jsonl(tmp_path / f"m{k}.jsonl", [track(k + 1), track(0)]) for k in range(2)]
+    summary = import_catalog(archive, more)
+    assert (summary.imported, summary.unchanged) == (2, 2)
+    conn = archive.connect_catalog(readonly=True)
+    modes = conn.execute("SELECT mode FROM imports ORDER BY rowid").fetchall()
+    assert modes == [("bulk",), ("upsert",), ("upsert",)]
