@@ -389,3 +389,15 @@ def test_files_into_a_catalogue_with_tracks_are_upserted(tmp_path: Path) -> None
     conn = archive.connect_catalog(readonly=True)
     modes = conn.execute("SELECT mode FROM imports ORDER BY rowid").fetchall()
     assert modes == [("bulk",), ("upsert",), ("upsert",)]
+
+
+def test_import_into_an_archive_whose_work_folders_were_removed(tmp_path: Path) -> None:
+    import shutil
+
+    archive = init_archive(tmp_path / "ark")
+    shutil.rmtree(archive.staging_dir)
+    shutil.rmtree(archive.rejects_dir)
+    rows = [track(0), {"id": "broken", "title": None}]
+    summary = import_catalog(archive, [write_jsonl(tmp_path / "c.jsonl", rows)])
+    assert (summary.imported, summary.rejected) == (1, 1)
+    assert summary.files[0].rejects_file and Path(summary.files[0].rejects_file).is_file()

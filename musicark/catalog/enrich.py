@@ -318,6 +318,7 @@ def enrich_catalog(
     max_line = archive.config.catalog.max_line_bytes
     batches = _rows(path, key, field, max_line)
     rejects_path = archive.rejects_dir / f"{path.name}.enrich.rejects.jsonl"
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(archive.catalog_path)
     try:
         _prepare(conn)

@@ -398,9 +398,10 @@ def _import_one(
         else:
             ensure_indexes(conn)
             conn.execute("PRAGMA cache_size=-1048576")  # upserts look ids up all over
+        rejects_path.parent.mkdir(parents=True, exist_ok=True)  # folders the user removed
         if not plan.resume_after:
             rejects_path.write_bytes(b"")
-        stage_dir.mkdir(exist_ok=True)
+        stage_dir.mkdir(parents=True, exist_ok=True)
         job = StageJob(
             path=str(path),
             fmt=fmt,
