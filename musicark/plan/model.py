@@ -180,7 +180,11 @@ class Sizes:
 
     def __getitem__(self, idx: slice | np.ndarray) -> np.ndarray:
         d = self.duration_ms[idx]
-        rate = np.where(self.tier[idx] == TIER_ZERO, self.bitrate_zero, self.bitrate)
-        est = (d.astype(np.int64) * rate.astype(np.int64) + 7999) // 8000
-        out = np.where(d > 0, est, -1).astype(np.int64, copy=False)
+        rate = np.array([0, 0], dtype=np.int64)
+        rate[TIER_MAIN], rate[TIER_ZERO] = self.bitrate, self.bitrate_zero
+        out = rate[self.tier[idx]]  # a new array: worked in place from here
+        out *= d
+        out += 7999
+        out //= 8000
+        out[d <= 0] = -1
         return self.held.apply(out, idx)

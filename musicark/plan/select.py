@@ -269,8 +269,19 @@ def _isrc_parts(isrc_key: np.ndarray) -> tuple[np.ndarray | None, int]:
     return out, parts
 
 
-def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
-    """Keep one candidate per ISRC; it covers the listens of its whole group.
+def _in_part(part_of: np.ndarray, p: int) -> np.ndarray:
+    """Positions of part `p`'s tracks (found a chunk at a time: no catalogue-wide mask)."""
+    pieces = [
+        np.flatnonzero(part_of[start : start + CHUNK] == p) + start
+        for start in _chunked(len(part_of))
+    ]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+
+
+def _one_per_isrc(w: _Work, cols: CatalogColumns) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Keep one candidate per ISRC; it covers the listens of its whole group. Returns the
+    groups' members and what each covers, for `Covered.set_groups` once the ISRC keys
+    are dropped.
 
     Large catalogues are grouped a part at a time (an ISRC's tracks are all in one part),
     so the sort's temporaries stay a fraction of the catalogue.
@@ -279,7 +290,7 @@ def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
     at_all: list[np.ndarray] = []
     values: list[np.ndarray] = []
     for p in range(parts):
-        at = None if part_of is None else np.flatnonzero(part_of == p)
+        at = None if part_of is None else _in_part(part_of, p)
 
         def take(a: np.ndarray, at: np.ndarray | None = at) -> np.ndarray:
             return a if at is None else a[at]
@@ -305,7 +316,7 @@ def _one_per_isrc(w: _Work, cols: CatalogColumns) -> None:
         values.append(covered)
         others = members[~is_rep]
         w.status[others[w.status[others] == CANDIDATE]] = ISRC_DUP
-    w.covered.set_groups(at_all, values)
+    return at_all, values
 
 
 def _low_priority(w: _Work, options: PlanOptions) -> None:
@@ -441,11 +452,13 @@ def make_plan(
     stage = "plan: rank"
     report(progress, Progress(stage, 0, 4, "steps"))
     w = _measure(cols, options, consume=consume)
+    groups: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     if options.one_per_isrc:
-        _one_per_isrc(w, cols)
+        groups = _one_per_isrc(w, cols)
     w.described = _DROPPED
     if consume:
         cols.isrc_key = _DROPPED
+    w.covered.set_groups(*groups)
     report(progress, Progress(stage, 1, 4, "steps"))
     _low_priority(w, options)
     cand = _rank(w, cols, options, consume=consume)
