@@ -1,6 +1,7 @@
 """Acquisition speed against aria2c, and memory against the number of offers, in one run.
 
     .venv/bin/python benchmarks/bench_acquire.py [--files 2000] [--offers 100000] [--corpus DIR]
+        [--cluster]
 
 1. A loopback HTTP server (uvicorn + Starlette StaticFiles, its own process) serves
    --files MP3 files of 1-5 MB (seeded songs, each made unique by an ID3v1 trailer).
@@ -13,6 +14,9 @@
 5. Memory: `musicark acquire` over a list of --offers URLs the server answers 404 for
    (the whole pipeline: offers, resolve, skip, fetch, ledger), and over a tenth of it;
    peak RSS should not grow with the list.
+6. With --cluster: (3) again as `musicark --executor dask://... acquire` on a local Dask
+   cluster of two workers of --cluster-threads threads (started before the clock): its
+   time against (3), and whether it stored the same blobs.
 
 Figures are printed with the load average; compare ratios, the machine is shared.
 """
@@ -105,12 +109,45 @@ def musicark(*args: str, archive: Path) -> list[str]:
     return [str(BIN / "python"), "-m", "musicark", "--archive", str(archive), *args]
 
 
+def blobs_of(archive: Path) -> list[str]:
+    return sorted(p.name for p in (archive / "store").rglob("*") if p.is_file())
+
+
+def on_cluster(
+    work: Path, url_list: Path, env: dict[str, str], t_local: float, threads: int
+) -> dict:
+    from tests.cluster import local_cluster
+
+    init(work / "a3", env)
+    with local_cluster(work / "dask", threads=threads) as c:
+        args = ["--concurrency", "16", "--per-host", "16", "--no-fingerprint", "--json"]
+        t, _, out = timed(
+            [
+                *musicark("--executor", c.where, archive=work / "a3"),
+                *("acquire", f"urls:{url_list}", "--plan", "none", *args),
+            ],
+            env,
+        )
+    summary = json.loads(out)
+    n = len(blobs_of(work / "a1"))
+    blobs = [blobs_of(work / "a1"), blobs_of(work / "a3")]
+    return {
+        "cluster_acquire_seconds": round(t, 2),
+        "cluster_vs_local_acquire": round(t_local / t, 2),
+        "cluster_same_blobs": blobs[0] == blobs[1] and summary["counts"] == {"success": n},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--offers", type=int, default=100_000)
     ap.add_argument("--corpus", type=Path, default=Path(tempfile.gettempdir()) / "bench-acquire")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--cluster", action="store_true", help="also acquire on a local cluster")
+    ap.add_argument(
+        "--cluster-threads", type=int, default=1, help="threads of each of its two workers"
+    )
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     paths = corpus(args.corpus, args.files)
@@ -174,6 +211,8 @@ def main() -> None:
         )
         summary = json.loads(out)
         assert summary["counts"].get("success") == len(paths), summary["counts"]
+        if args.cluster:
+            results.update(on_cluster(work, url_list, env, t_acq, args.cluster_threads))
         # 3. plain ingest of the same files
         init(work / "a2", env)
         t_ing, _, _ = timed(

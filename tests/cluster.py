@@ -42,12 +42,14 @@ class Cluster:
 
         return Client(self.address, timeout=10, set_as_default=False)
 
-    def add_worker(self, *, name: str, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    def add_worker(
+        self, *, name: str, prefix: Sequence[str] = (), threads: int = 1
+    ) -> subprocess.Popen[bytes]:
         """One more worker process (under `prefix`, such as an `unshare` command line)."""
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         cmd = [
             DASK, "worker", self.address, "--host", "127.0.0.1", "--nworkers", "1",
-            "--nthreads", "1", "--no-dashboard", "--name", name,
+            "--nthreads", str(threads), "--no-dashboard", "--name", name,
             "--local-directory", str(self.workdir / name),
         ]  # fmt: skip
         proc = subprocess.Popen(
@@ -104,8 +106,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def local_cluster(workdir: Path, *, workers: int = 2) -> Iterator[Cluster]:
-    """A scheduler and `workers` single-threaded workers, stopped on exit."""
+def local_cluster(workdir: Path, *, workers: int = 2, threads: int = 1) -> Iterator[Cluster]:
+    """A scheduler and `workers` workers of `threads` threads each, stopped on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cluster = Cluster(address=f"tcp://127.0.0.1:{port}", workdir=workdir)
@@ -121,7 +123,7 @@ def local_cluster(workdir: Path, *, workers: int = 2) -> Iterator[Cluster]:
     cluster.procs.append(scheduler)
     try:
         for i in range(workers):
-            cluster.add_worker(name=f"w{i}")
+            cluster.add_worker(name=f"w{i}", threads=threads)
         cluster.wait_workers(workers)
         yield cluster
     finally:
