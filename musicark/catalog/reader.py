@@ -26,7 +26,9 @@ from musicark.errors import CatalogError
 if TYPE_CHECKING:  # Arrow arrives with ADBC's results: row look-ups (ingest) never load it
     import pyarrow as pa
 
-_PUBLIC = ", ".join(f"'{r}'" for r in REDISTRIBUTABLE)
+# A CASE of equalities, not `IN (...)`: SQLite answers an IN list by probing a temporary
+# index for every row (about twice the time over a whole-catalogue read); same result.
+_PUBLIC = " ".join(f"WHEN '{r}' THEN 1" for r in REDISTRIBUTABLE)
 # Track columns a `ColumnReader` reads, by name; `album` and `upc` join the track's album.
 TRACK_FIELDS: dict[str, str] = {
     "rowid": "t.rowid",
@@ -42,7 +44,7 @@ TRACK_FIELDS: dict[str, str] = {
     "track_number": "t.track_number",
     "disc_number": "t.disc_number",
     "rights": "t.rights",
-    "redistributable": f"t.rights IN ({_PUBLIC})",
+    "redistributable": f"CASE t.rights {_PUBLIC} ELSE 0 END",
     "external_ids": "t.external_ids",
     "album": "al.title",
     "upc": "al.upc",
