@@ -4,6 +4,7 @@ through flushes, merges of several levels, a killed run and the next run's catch
 
 from __future__ import annotations
 
+import subprocess
 from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
@@ -106,6 +107,13 @@ def test_killed_run_is_indexed_by_the_next(tmp_path: Path, small: None) -> None:
     values = np.sort(fps[80].view(np.int32))
     half.add(values, np.full(len(values), 81, np.uint32), np.arange(len(values), dtype=np.uint16))
     half._cut(final=True)
+    # while its writer lives (another ingest, now), a segment being written is left alone
+    fpindex.IndexWriter(conn)
+    assert conn.execute("SELECT 1 FROM fp_segments WHERE id = ?", (half.id,)).fetchone()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with transaction(conn):
+        conn.execute("UPDATE fp_segments SET pid = ? WHERE id = ?", (gone.pid, half.id))
     assert fpindex.index_all(conn) == 120 - flushed
     assert not conn.execute("SELECT 1 FROM fp_segments WHERE NOT live").fetchone()
     _check(conn, fps)

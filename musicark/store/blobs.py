@@ -103,3 +103,14 @@ def replace_durably(tmp: Path, dest: Path) -> None:
 
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with that id exists (whoever's it is)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -12,7 +12,8 @@ Postings are derived from `fingerprints`: segments cover contiguous ranges of fi
 ids, and whatever is above the highest indexed id (the buffer of a run that was killed)
 is indexed again by the next writer (`IndexWriter.catch_up`). A segment is written in
 several transactions, invisible (`live = 0`) until one last transaction swaps it for the
-segments it replaces; what a killed merge or flush left behind is removed the same way.
+segments it replaces; what a killed merge or flush left behind is removed by the next
+writer (a segment whose writing process is gone; one another ingest is writing is left).
 
 Segments cover disjoint fingerprint ranges and are read in range order, so the postings of
 a value come out sorted by (fp_id, pos), as they did from the B-tree.
@@ -20,12 +21,14 @@ a value come out sorted by (fp_id, pos), as they did from the B-tree.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 
 import numpy as np
 
 from musicark.sqlite import transaction
+from musicark.store.blobs import process_alive
 
 CHUNK = 384  # postings per chunk row: 3 840 bytes, one 4 KiB page
 FLUSH_POSTINGS = 4_000_000  # the in-memory buffer (~40 MB, ~16 k full-length fingerprints)
@@ -106,9 +109,9 @@ class _SegmentWriter:
         with transaction(conn):
             self.id = int(
                 conn.execute(
-                    "INSERT INTO fp_segments (level, first_fp, last_fp, postings, live)"
-                    " VALUES (?, ?, ?, 0, 0)",
-                    (level, first_fp, last_fp),
+                    "INSERT INTO fp_segments (level, first_fp, last_fp, postings, live, pid)"
+                    " VALUES (?, ?, ?, 0, 0, ?)",
+                    (level, first_fp, last_fp, os.getpid()),
                 ).lastrowid
                 or 0
             )
@@ -235,8 +238,15 @@ class IndexWriter:
         self.buffered = 0
         self.first_fp: int | None = None
         self.last_fp = 0
-        with transaction(conn):  # what a killed flush or merge left
-            _drop(conn, [r[0] for r in conn.execute("SELECT id FROM fp_segments WHERE NOT live")])
+        with transaction(conn):  # what a killed flush or merge left (not a running one)
+            _drop(
+                conn,
+                [
+                    seg
+                    for seg, pid in conn.execute("SELECT id, pid FROM fp_segments WHERE NOT live")
+                    if pid is None or not process_alive(pid)
+                ],
+            )
 
     def add(self, fp_id: int, values: np.ndarray) -> None:
         """Buffer a fingerprint's postings (fingerprints in ascending id order)."""

@@ -47,6 +47,7 @@ from musicark.store.blobs import (
     blob_path_in,
     hash_file,
     is_disk_full,
+    process_alive,
     sync_filesystem,
 )
 from musicark.store.ledger import STORED
@@ -317,7 +318,7 @@ def recover(archive: Archive, conn: sqlite3.Connection) -> int:
     """Remove the blobs an interrupted run renamed into the store but never recorded (its
     process is gone, its pending marks remain); returns how many were removed."""
     rows = conn.execute("SELECT sha256, pid FROM ingest_pending").fetchall()
-    dead = [(sha, pid) for sha, pid in rows if not _alive(pid)]
+    dead = [(sha, pid) for sha, pid in rows if not process_alive(pid)]
     if not dead:
         return 0
     removed = 0
@@ -364,19 +365,9 @@ def _clean_staging(staging: Path) -> None:
     """
     for tmp in staging.glob("*.tmp"):
         pid = tmp.name.split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _batches(items: Iterable[Entry | Issue]) -> Iterable[list[Entry | Issue]]:

@@ -145,6 +145,11 @@ CREATE TABLE fp_chunks (
 );
 CREATE INDEX fp_chunks_at ON fp_chunks(segment, first_value)
 """,
+    # who writes a segment that is not live yet: one left by a process that is gone is
+    # removed, one another ingest is writing now is not
+    """
+ALTER TABLE fp_segments ADD COLUMN pid INTEGER
+""",
 ]
 
 
