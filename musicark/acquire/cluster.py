@@ -17,8 +17,9 @@ Limits, enforced by the coordinator for the whole cluster (`HostBatcher`):
   the rate divided by `--per-host` (and the delay multiplied by it), so the tasks of one
   host together never exceed the rate; with fewer tasks of a host in flight its rate is
   lower than allowed, never higher;
-- Retry-After (429/503) pauses the task that received it; each other task of that host
-  pauses when it receives its own.
+- Retry-After (429/503) pauses the task that received it; what is left of the pause
+  comes back with each of its outcomes, and the coordinator starts every later task of that
+  host with it (tasks already running pause when they receive their own 429).
 
 A job's offers of another host are not tried in the task: they come back as `rest`, and
 the coordinator sends them as a job of their own (to their host's queue).
@@ -27,6 +28,7 @@ the coordinator sends them as a job of their own (to their host's queue).
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -75,6 +77,7 @@ def fetch_on_cluster(
                         crashed(job, f"the download killed its workers ({result.crashed})")
                     continue
                 for outcome in result.result or []:
+                    batcher.hold(result.task.host, outcome.pause)
                     settle(outcome)
             if not followups:
                 break
@@ -96,6 +99,7 @@ class FetchTask:
     settings: HttpSettings  # this task's share of the limits (see `share`)
     ia_base_url: str
     share: int  # tasks of this host that may run at once
+    pause: float = 0.0  # seconds to wait before the first request (the host's Retry-After)
 
 
 def fetch_batch(task: FetchTask) -> list[Outcome]:
@@ -103,6 +107,8 @@ def fetch_batch(task: FetchTask) -> list[Outcome]:
     stop = threading.Event()  # a task runs to its end; the coordinator cancels whole tasks
     with make_client(task.settings) as client:
         downloader = Downloader(client, task.settings, stop, share=task.share)
+        if task.pause > 0:
+            downloader.gate.pause(task.host, task.pause)
         context = SourceContext(downloader=downloader, ia_base_url=task.ia_base_url)
         sources: dict[str, BaseSource] = {}
         for spec in task.sources:
@@ -110,7 +116,12 @@ def fetch_batch(task: FetchTask) -> list[Outcome]:
             if name not in sources:
                 sources[name] = _open(name, argument, spec, context)
         worker = Worker(sources, downloader, Path(task.staging), clean=False)
-        return [worker.run(job, host=task.host, host_of=offer_host) for job in task.jobs]
+        outcomes = []
+        for job in task.jobs:
+            out = worker.run(job, host=task.host, host_of=offer_host)
+            out.pause = downloader.gate.pause_left(task.host)
+            outcomes.append(out)
+        return outcomes
 
 
 def _open(name: str, argument: str, spec: str, context: SourceContext) -> BaseSource:
@@ -148,6 +159,7 @@ class HostBatcher:
         self.queues: dict[str, deque[Job]] = {}
         self.held = 0
         self.running: Counter[str] = Counter()
+        self.paused: dict[str, float] = {}  # host -> monotonic time its pause ends
 
     def limit(self, host: str) -> int:
         """Tasks of `host` at once: --per-host (files on a shared path: --concurrency)."""
@@ -156,6 +168,12 @@ class HostBatcher:
 
     def done(self, task: FetchTask) -> None:
         self.running[task.host] -= 1
+
+    def hold(self, host: str, seconds: float) -> None:
+        """The host asked for a pause (Retry-After): later tasks of it start with it."""
+        if seconds > 0:
+            until = time.monotonic() + seconds
+            self.paused[host] = max(self.paused.get(host, 0.0), until)
 
     def tasks(self, jobs: Iterator[Job]) -> Iterator[Any]:
         """Tasks for `jobs`, lazily; `WAIT` while every host with work is at its limit."""
@@ -197,4 +215,7 @@ class HostBatcher:
         share = self.limit(host)
         rate = self.settings.rate_limit / share if self.settings.rate_limit else 0.0
         settings = replace(self.settings, concurrency=1, per_host=1, rate_limit=rate)
-        return FetchTask(host, jobs, self.sources, self.staging, settings, self.ia_base_url, share)
+        pause = max(0.0, self.paused.get(host, 0.0) - time.monotonic())
+        return FetchTask(
+            host, jobs, self.sources, self.staging, settings, self.ia_base_url, share, pause
+        )

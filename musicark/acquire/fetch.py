@@ -45,6 +45,7 @@ class Outcome:
     failures: list[tuple[Offer, str, str]] = field(default_factory=list)
     stopped: bool = False  # the run is stopping; the job is left for the next run
     rest: list[Offer] = field(default_factory=list)  # offers of another host, not tried
+    pause: float = 0.0  # seconds left of a Retry-After of the task's host (cluster tasks)
 
 
 def offer_hash(offer: Offer) -> str:

@@ -90,6 +90,7 @@ class HostGate:
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._next: dict[str, float] = {}
+        self._paused: dict[str, float] = {}  # until when a host asked us to wait
         self._interval: dict[str, float] = {}
 
     def set_interval(self, host: str, seconds: float) -> None:
@@ -98,7 +99,14 @@ class HostGate:
 
     def pause(self, host: str, seconds: float) -> None:
         with self._lock:
-            self._next[host] = max(self._next.get(host, 0.0), time.monotonic() + seconds)
+            until = time.monotonic() + seconds
+            self._next[host] = max(self._next.get(host, 0.0), until)
+            self._paused[host] = max(self._paused.get(host, 0.0), until)
+
+    def pause_left(self, host: str) -> float:
+        """Seconds left of the longest pause (Retry-After) `host` asked for, or 0."""
+        with self._lock:
+            return max(0.0, self._paused.get(host, 0.0) - time.monotonic())
 
     @contextmanager
     def slot(self, host: str, stop: threading.Event) -> Iterator[None]:
