@@ -28,7 +28,9 @@ def test_every_built_in_follower_is_listed_under_its_event() -> None:
                 ), f"{package} follows {event} but is not in events.FOLLOWERS[{event!r}]"
 
 
-def test_ingest_loads_neither_arrow_nor_the_search_index(tmp_path: Path) -> None:
+def test_ingest_without_fingerprints_loads_no_arrow_search_index_or_chromaprint(
+    tmp_path: Path,
+) -> None:
     music = tmp_path / "in"
     music.mkdir()
     (music / "x.txt").write_text("not audio")
@@ -38,7 +40,7 @@ def test_ingest_loads_neither_arrow_nor_the_search_index(tmp_path: Path) -> None
         "from musicark.store.ingest import ingest\n"
         f"archive = init_archive(Path({str(tmp_path / 'a')!r}))\n"
         f"ingest(archive, [{str(music)!r}], jobs=1, fingerprint=False)\n"
-        "loaded = sorted(m for m in ('pyarrow', 'musicark.search', 'tantivy') if m in sys.modules)\n"
+        "loaded = sorted(m for m in ('pyarrow', 'musicark.search', 'tantivy', 'chromaprint') if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )
     done = subprocess.run(

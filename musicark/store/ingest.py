@@ -293,7 +293,10 @@ def _run(run: _Run, paths: Sequence[str | os.PathLike[str]], stats: WalkStats, j
     with make_executor(
         jobs=jobs,
         kind="processes",
-        preload=PRELOAD,
+        # Chromaprint's library loads a second FFmpeg: not for --no-fingerprint
+        preload=PRELOAD
+        if run.base.fingerprint
+        else tuple(m for m in PRELOAD if m != "chromaprint"),
         where=run.archive.config.ingest.executor,
         shared=(run.staging, run.store),
     ) as executor:
