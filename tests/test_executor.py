@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from musicark.errors import UsageError
-from musicark.executor import WAIT, Outcome, make_executor, resolve_jobs
+from musicark.executor import WAIT, Outcome, cpu_count, make_executor, resolve_jobs
 
 
 def square(x: int) -> int:
@@ -65,9 +65,9 @@ def test_a_worker_that_dies_costs_only_its_task() -> None:
 def test_jobs_setting() -> None:
     assert resolve_jobs(3, 5) == 3
     assert resolve_jobs(None, 5) == 5
-    assert resolve_jobs(None, 0) >= 1
-    with pytest.raises(UsageError):
-        resolve_jobs(0)
+    assert resolve_jobs(None, 0) == resolve_jobs(0, 5) == cpu_count()  # 0: one per core
+    with pytest.raises(UsageError, match="0 \\(one per core\\) or more"):
+        resolve_jobs(-1)
     with pytest.raises(UsageError):
         make_executor(jobs=1, kind="cluster-of-nothing")
 
