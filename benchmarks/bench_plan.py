@@ -7,8 +7,8 @@ Builds a catalogue with `generate_catalog(n)` written as Parquet and imported wi
 `musicark catalog import` (kept in --workdir and reused when it already holds n tracks),
 then runs each contender in its own process, on the same data:
 
-- numpy:   read: `load_catalog` (catalog.sqlite -> Arrow through the catalogue reader ->
-           compact numpy columns, credits and albums joined); plan: `make_plan` with
+- numpy:   read: `load_catalog` (catalog.sqlite -> compact numpy columns through
+           `catalog.scan.Scanner`, credits and albums joined); plan: `make_plan` with
            `consume`, as the CLI runs it (per-byte, one per ISRC, every track ranked
            with its cumulative bytes and listens) + coverage curve, knee and summary
 - duckdb:  read: the same catalogue columns as Arrow tables through the same reader;
@@ -165,9 +165,10 @@ def phase(name: str, root: Path, budget: int, out: Path) -> dict[str, Any]:
     base = _rss_mb()
     res: dict[str, Any] = {"baseline_mb": base}
     if name == "end-to-end":
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = plan_archive(archive, options, out=out)
         res["seconds"] = time.perf_counter() - t0
+        res["cpu_seconds"] = time.process_time() - c0
         res["selected"] = r.plan.summary["selected"]
     elif name == "numpy":
         t0 = time.perf_counter()
@@ -318,7 +319,7 @@ def main() -> None:
     print()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"read, numpy  (load_catalog: Arrow -> numpy columns, joins): {npy['read_seconds']:.2f} s"
+        f"read, numpy  (load_catalog: SQLite -> numpy columns, joins): {npy['read_seconds']:.2f} s"
     )
     print(f"read, DuckDB (the same columns as Arrow tables): {ddb['read_seconds']:.2f} s")
     print(f"plan + curve, numpy  : {npy['seconds']:.2f} s   peak RSS {npy['peak_mb']:,.0f} MB")
@@ -335,6 +336,11 @@ def main() -> None:
         f"   peak RSS {e2e['peak_mb']:,.0f} MB"
         f" ({(e2e['peak_mb'] - e2e['baseline_mb']) * 2**20 / n:.1f} bytes per track"
         f" over the {e2e['baseline_mb']:,.0f} MB after imports)"
+    )
+    print(
+        f"  end to end per million tracks: {e2e['seconds'] / n * 1e6:.2f} s wall,"
+        f" {e2e['cpu_seconds'] / n * 1e6:.2f} CPU-s (both cores);"
+        f" linear to 256 M: {e2e['seconds'] * TARGET_TRACKS / n / 60:.1f} min wall"
     )
     s_n, s_d = npy["selected"], ddb["selected"]
     print(
