@@ -349,3 +349,16 @@ def test_credit_maxima_the_same_in_any_number_of_rowid_ranges(
     for ranges in (2, 3, 7, 64):  # ranges cut tracks' credits apart, and join them again
         k, (p, f) = load._credit_maxima(path, artists, ranges=ranges)
         assert np.array_equal(k, keys) and np.array_equal(p, pop) and np.array_equal(f, fol)
+
+
+def test_scanner_reads_a_catalogue_whose_path_needs_escaping(catalog: Archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from musicark.catalog.scan import TRACK_ROWIDS_SQL, Scanner
+
+    odd = tmp_path / "a ?b#c %41 é" / "catalog.sqlite"
+    odd.parent.mkdir()
+    shutil.copyfile(catalog.catalog_path, odd)
+    with Scanner(odd) as scan:
+        low, high = scan.ints(TRACK_ROWIDS_SQL, 2)[:, 0]
+    assert (low, high) == (1, 3000)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -148,7 +149,8 @@ class Scanner:
             )
         self._lib, self._fill = _kernel()
         db = ctypes.c_void_p()
-        uri = f"file:{self.path}?mode=ro".encode()
+        # %-escaped: a file name may hold '?', '#' or '%', which a URI reads otherwise
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro".encode()
         flags = _OPEN_READONLY | _OPEN_URI | _OPEN_NOMUTEX
         rc = self._lib.sqlite3_open_v2(uri, ctypes.byref(db), flags, None)
         self._db = db
