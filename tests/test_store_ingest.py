@@ -223,3 +223,40 @@ def test_resumes_after_a_crash_between_rename_and_record(run, archive, tmp_path)
     assert data["counts"] == {"unmatched": 1}
     assert not list(staging.iterdir())
     assert run("audit").exit_code == 0
+
+
+def test_a_second_ingest_at_the_same_time_is_refused(run, archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """While one ingest runs, another would take its staged files and pending marks for a
+    crashed run's leftovers: it is refused, naming the running one."""
+    import subprocess
+    import sys
+
+    lock = archive.staging_dir / "ingest.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.pwrite(fd, str(os.getpid()).encode(), 0)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        (tmp_path / "lib").mkdir()
+        make_file(tmp_path / "lib" / "one.ogg", seed=3, seconds=2)
+        refused = run("ingest", tmp_path / "lib", check=False)
+        assert refused.exit_code == 1
+        assert f"another `musicark ingest` (pid {holder.pid})" in refused.output
+        assert len(refused.output.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    data = json.loads(run("ingest", tmp_path / "lib", "--json").output)  # the lock died with it
+    assert data["files"] == 1

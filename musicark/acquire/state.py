@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from pathlib import Path
 
 from musicark.archive import Archive
 from musicark.errors import ArchiveError
+from musicark.locks import exclusive
 from musicark.sqlite import transaction
 from musicark.state import migrate_domain
 
@@ -144,24 +143,12 @@ def acquired_rights(conn: sqlite3.Connection, sha256s: Sequence[str]) -> dict[st
 
 @contextmanager
 def run_lock(folder: Path) -> Iterator[None]:
-    """One acquire at a time per archive: a second run refuses instead of double-fetching.
-
-    An flock dies with its process, so a run killed with -9 never leaves a stale lock.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "acquire.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise ArchiveError(
-                f"another `musicark acquire` is running on this archive (pid {other}); "
-                "wait for it to finish"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    """One acquire at a time per archive: a second run refuses instead of double-fetching."""
+    with exclusive(
+        folder / "acquire.lock",
+        lambda pid: ArchiveError(
+            f"another `musicark acquire` is running on this archive (pid {pid}); "
+            "wait for it to finish"
+        ),
+    ):
         yield
-    finally:
-        os.close(fd)

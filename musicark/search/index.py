@@ -16,7 +16,6 @@ a change twice gives the same index (delete by id, then add).
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 import shutil
@@ -34,6 +33,7 @@ import tantivy
 from musicark.archive import Archive
 from musicark.catalog.reader import CatalogReader
 from musicark.errors import Cancelled, MusicarkError, SearchError
+from musicark.locks import exclusive
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.search.analysis import (
     ANALYZER,
@@ -150,18 +150,14 @@ def _no_cycle_collection() -> Iterator[None]:
 
 @contextmanager
 def _writer_lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SearchError(
-                f"another process is updating the search index at {root}; try again when it ends"
-            ) from None
+    with exclusive(
+        root / ".lock",
+        lambda pid: SearchError(
+            f"another process (pid {pid}) is updating the search index at {root};"
+            " try again when it ends"
+        ),
+    ):
         yield
-    finally:
-        os.close(fd)
 
 
 def open_index(root: Path, generation: str) -> tantivy.Index:

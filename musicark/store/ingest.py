@@ -39,6 +39,7 @@ from musicark import events
 from musicark.archive import Archive
 from musicark.errors import StoreError, UsageError
 from musicark.executor import Executor, make_executor, resolve_jobs
+from musicark.locks import exclusive
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.store import schema
@@ -95,54 +96,66 @@ def ingest(
         raise UsageError("give at least one file or folder to ingest")
     jobs = resolve_jobs(jobs, archive.config.ingest.jobs)
     started = time.perf_counter()
-    conn = schema.connect(archive)
-    try:
-        staging = archive.staging_dir / "ingest"
-        staging.mkdir(parents=True, exist_ok=True)
-        _make_fanout(archive)
-        recover(archive, conn)
-        _clean_staging(staging)
-        with transaction(conn):
-            run_id = int(
-                conn.execute(
-                    "INSERT INTO ingest_runs (started, mode, source) VALUES (?, ?, ?)",
-                    (schema.now(), mode, source),
-                ).lastrowid
-                or 0
-            )
-        summary = IngestSummary(run_id=run_id)
-        matcher = Matcher(archive, conn, tolerance_ms=archive.config.ingest.duration_tolerance_ms)
-        recorder = Recorder(conn, matcher, summary, run_id=run_id, source=source)
-        base = Task(
-            entries=(),
-            mode=mode,
-            fingerprint=fingerprint,
-            store_dir=str(archive.store_dir),
-            staging_dir=str(staging),
-            fanout=archive.config.store.fanout,
-        )
-        stats = WalkStats()
+    staging = archive.staging_dir / "ingest"
+    # one ingest at a time: a second one would take the first one's staged files and
+    # pending marks for a crashed run's leftovers and remove them
+    with exclusive(archive.staging_dir / "ingest.lock", _busy):
+        conn = schema.connect(archive)
         try:
-            _run(_Run(archive, recorder, base, progress), paths, stats, jobs)
-        except sqlite3.Error as exc:
-            raise StoreError(
-                f"{archive.state_path}: {exc}; run the command again to resume"
-            ) from exc
-        finally:
-            matcher.close()
+            staging.mkdir(parents=True, exist_ok=True)
+            _make_fanout(archive)
+            recover(archive, conn)
             _clean_staging(staging)
-        summary.repeated = stats.repeated
-        recorder.finish()
-        summary.seconds = time.perf_counter() - started
-        with transaction(conn):
-            conn.execute(
-                "UPDATE ingest_runs SET finished = ?, summary = ? WHERE id = ?",
-                (schema.now(), json.dumps(summary.to_dict()), run_id),
+            with transaction(conn):
+                run_id = int(
+                    conn.execute(
+                        "INSERT INTO ingest_runs (started, mode, source) VALUES (?, ?, ?)",
+                        (schema.now(), mode, source),
+                    ).lastrowid
+                    or 0
+                )
+            summary = IngestSummary(run_id=run_id)
+            matcher = Matcher(
+                archive, conn, tolerance_ms=archive.config.ingest.duration_tolerance_ms
             )
-    finally:
-        conn.close()
+            recorder = Recorder(conn, matcher, summary, run_id=run_id, source=source)
+            base = Task(
+                entries=(),
+                mode=mode,
+                fingerprint=fingerprint,
+                store_dir=str(archive.store_dir),
+                staging_dir=str(staging),
+                fanout=archive.config.store.fanout,
+            )
+            stats = WalkStats()
+            try:
+                _run(_Run(archive, recorder, base, progress), paths, stats, jobs)
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"{archive.state_path}: {exc}; run the command again to resume"
+                ) from exc
+            finally:
+                matcher.close()
+                _clean_staging(staging)
+            summary.repeated = stats.repeated
+            recorder.finish()
+            summary.seconds = time.perf_counter() - started
+            with transaction(conn):
+                conn.execute(
+                    "UPDATE ingest_runs SET finished = ?, summary = ? WHERE id = ?",
+                    (schema.now(), json.dumps(summary.to_dict()), run_id),
+                )
+        finally:
+            conn.close()
     events.send("store.changed", archive=archive, progress=progress)
     return summary
+
+
+def _busy(pid: str) -> StoreError:
+    return StoreError(
+        f"another `musicark ingest` (pid {pid}) is storing files in this archive;"
+        " run this one when it ends"
+    )
 
 
 class _Run:

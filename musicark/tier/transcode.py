@@ -19,7 +19,6 @@ leaves only a `.part` file (its task runs again elsewhere), which the run remove
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -32,6 +31,7 @@ from typing import Any
 from musicark.archive import Archive
 from musicark.errors import StoreError, UsageError
 from musicark.executor import Outcome, make_executor, resolve_jobs
+from musicark.locks import exclusive
 from musicark.progress import Progress, ProgressCallback, report
 from musicark.sqlite import transaction
 from musicark.store import schema as store_schema
@@ -159,38 +159,36 @@ def transcode(
     t0 = time.perf_counter()
     conn = schema.connect(archive)
     work = archive.staging_dir / "transcode"
-    work.mkdir(parents=True, exist_ok=True)
-    lock = os.open(work / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError("another `musicark transcode` is running in this archive") from None
-        _clear(work)  # what a crashed run (or a killed worker) left
-        jobs_todo = _todo(archive, conn, track_ids, settings, work, summary)
-        versions = library_versions()
-        done = 0
-        report(progress, Progress("transcode", 0, len(jobs_todo), "tracks"))
-        kind = "processes" if workers > 1 else "inline"
-        with make_executor(
-            jobs=workers,
-            kind=kind,
-            where=archive.config.ingest.executor,
-            shared=(work, archive.store_dir),
-        ) as executor:
-            summary.jobs = executor.jobs
-            tasks = _batches(jobs_todo, executor.jobs)
-            for out in executor.run(render_batch, tasks, split=split_batch):
-                for job, res in _pairs(out):
-                    _settle(archive, conn, settings, versions, job, res, out.crashed, summary)
-                done += len(out.task)
-                report(progress, Progress("transcode", done, len(jobs_todo), "tracks"))
-        _clear(work)
+        with exclusive(work / ".lock", _busy):
+            _clear(work)  # what a crashed run (or a killed worker) left
+            jobs_todo = _todo(archive, conn, track_ids, settings, work, summary)
+            versions = library_versions()
+            done = 0
+            report(progress, Progress("transcode", 0, len(jobs_todo), "tracks"))
+            kind = "processes" if workers > 1 else "inline"
+            with make_executor(
+                jobs=workers,
+                kind=kind,
+                where=archive.config.ingest.executor,
+                shared=(work, archive.store_dir),
+            ) as executor:
+                summary.jobs = executor.jobs
+                tasks = _batches(jobs_todo, executor.jobs)
+                for out in executor.run(render_batch, tasks, split=split_batch):
+                    for job, res in _pairs(out):
+                        _settle(archive, conn, settings, versions, job, res, out.crashed, summary)
+                    done += len(out.task)
+                    report(progress, Progress("transcode", done, len(jobs_todo), "tracks"))
+            _clear(work)
     finally:
-        os.close(lock)
         conn.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _busy(pid: str) -> StoreError:
+    return StoreError(f"another `musicark transcode` (pid {pid}) is running in this archive")
 
 
 def _clear(work: Path) -> None:
