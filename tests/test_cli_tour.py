@@ -140,7 +140,8 @@ def test_an_archive_without_a_plan_exits_1(archive: Archive, tmp_path: Path) -> 
     assert run("plan", "show", tmp_path / "nope.parquet", check=False).exit_code == 2
 
 
-def test_plan_outputs_that_cannot_be_written_exit_1(archive: Archive, tmp_path: Path) -> None:
+def test_plan_outputs_that_cannot_be_written_exit_2(archive: Archive, tmp_path: Path) -> None:
+    """Checked before planning (a usage error, exit 2), so nothing is planned or written."""
     from tests.audio import import_catalog_rows, track
 
     import_catalog_rows(archive, [track(f"t{i}", f"Song {i}", "Anna") for i in range(3)], tmp_path)
@@ -153,8 +154,9 @@ def test_plan_outputs_that_cannot_be_written_exit_1(archive: Archive, tmp_path: 
         ["plan", "show", "--plot", blocker / "c.png"],
     ):
         result = run(*args, check=False)
-        assert result.exit_code == 1, (args, result.output)
-        assert result.output.splitlines()[-1].startswith("musicark: error: cannot write")
+        assert result.exit_code == 2, (args, result.output)
+        assert f"{blocker} is not a folder" in result.output
+        assert not (archive.root / "plans").exists() or not any((archive.root / "plans").iterdir())
 
 
 def test_acquire_again_tells_earlier_failures_from_earlier_fetches(
