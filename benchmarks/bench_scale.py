@@ -213,9 +213,9 @@ def _table(n: int, rows: dict[str, dict[str, Any]], base_rss: int) -> list[str]:
     files = max(1, n * FILES // TRACKS)
     gib = 2**30
     out = [
-        "| stage | wall | CPU | peak RSS | disk after | wall at 256 M | CPU at 256 M"
+        "| stage | load after | wall | CPU | peak RSS | disk after | wall at 256 M | CPU at 256 M"
         " | peak RSS at 256 M | disk at 256 M |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     total_wall = total_cpu = 0.0
     for name, r in rows.items():
@@ -229,12 +229,12 @@ def _table(n: int, rows: dict[str, dict[str, Any]], base_rss: int) -> list[str]:
             total_cpu += r["cpu"] * f
             at_wall, at_cpu = f"{r['wall'] * f / 60:.0f} min", f"{r['cpu'] * f / 60:.0f} min"
         out.append(
-            f"| {name} | {r['wall']:.0f} s | {r['cpu']:.0f} s | {r['rss'] / gib:.2f} GiB"
+            f"| {name} | {r.get('load', float('nan')):.1f} | {r['wall']:.0f} s | {r['cpu']:.0f} s | {r['rss'] / gib:.2f} GiB"
             f" | {r['disk'] / gib:.2f} GiB | {at_wall} | {at_cpu} | {rss / gib:.1f} GiB"
             f" | {r['disk'] * f / gib:.0f} GiB |"
         )
     out.append(
-        f"| **total** | {sum(r['wall'] for r in rows.values()):.0f} s"
+        f"| **total** | | {sum(r['wall'] for r in rows.values()):.0f} s"
         f" | {sum(r['cpu'] for r in rows.values()):.0f} s | | | {total_wall / 3600:.1f} h"
         f" | {total_cpu / 3600:.1f} h | | |"
     )
@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="temporary files here")
     parser.add_argument("--keep", type=Path, default=None, help="work in DIR, keep it, resume")
     parser.add_argument("--redo", nargs="+", choices=STAGES, default=[], help="re-measure")
+    parser.add_argument(
+        "--report-only", action="store_true", help="with --keep: the report of the stages done"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "scale.md", help="the report")
     parser.add_argument("--publish-catalog", action="store_true", help="export it on publish")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             done.get("stages", {}).pop(name, None)
         base = "import musicark.plan.make, musicark.cli, numpy, pyarrow.parquet, numba"
         base_rss = (
-            done.get("base_rss")
+            (None if args.redo else done.get("base_rss"))  # libraries may have changed
             or _run([sys.executable, "-c", base], env, work / "base.log")["rss"]
         )
         for name in STAGES:
@@ -287,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows[name] = r
                 extra[name] = r.get("extra", {})
                 print(f"{name:<9} (kept from {saved})", flush=True)
+                continue
+            if args.report_only:
                 continue
             cmd = _commands(args, work)[name]
             r = _run(cmd, env, work / f"{name}.log")
