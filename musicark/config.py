@@ -150,7 +150,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ingest.executor",
         "local",
-        "where the per-file work of ingest, audit --level full and pack's piece hashing runs: "
+        "where the per-file work of ingest, audit --level full, pack's piece hashing, verify,"
+        " transcode and acquire's downloads runs: "
         "local (this machine's cores) or "
         "dask://HOST:PORT (a Dask cluster's workers; store, staging and sources at the same "
         "path on every worker, see docs/scaling.md); --executor overrides it",

@@ -48,6 +48,7 @@ R = TypeVar("R")
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler and to see a first worker
 POLL = 1.0  # seconds between checks that the scheduler is still there
+RETRIES = 3  # times a task whose result vanished with its worker is run again
 PROBE_NAME = ".musicark-probe-"
 
 
@@ -126,6 +127,7 @@ class DaskExecutor(_Base):
             raise ClusterError(f"the Dask executor on {self.where} is closed")
         pending: dict[Any, T] = {}
         again: deque[T] = deque()  # parts of a task that killed its workers
+        tries: dict[int, int] = {}  # id(task) -> times run again after it vanished
         source = iter(tasks)
         exhausted = False
         try:
@@ -153,7 +155,15 @@ class DaskExecutor(_Base):
                     if fut.status == "finished":
                         yield Outcome(task, self._call(fut.result))
                         continue
-                    exc = self._call(fut.exception)
+                    exc = self._call(fut.exception) if fut.status == "error" else None
+                    if exc is None:
+                        # no result and no error (its worker died and the scheduler let the
+                        # key go, as it may on a busy machine): run it again
+                        if tries.get(id(task), 0) < RETRIES:
+                            tries[id(task)] = tries.get(id(task), 0) + 1
+                            again.append(task)
+                            continue
+                        exc = KilledWorker(fut.key, None, RETRIES)  # type: ignore[arg-type]
                     if not isinstance(exc, KilledWorker):
                         raise exc  # a bug in the worker function: it stops the run, as locally
                     parts = list(split(task)) if split is not None else [task]
