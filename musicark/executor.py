@@ -40,6 +40,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import Executor as _PoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from concurrent.futures.thread import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
 from types import TracebackType
@@ -221,6 +222,9 @@ class _PoolBase(_Base):
         self._pool: _PoolExecutor | None = None
         self.ahead = 2 * jobs  # tasks queued per run: no worker waits on the main process
 
+    def _submit(self, fn: Callable[[T], R], task: T) -> Future[R]:
+        return self._get_pool().submit(fn, task)
+
     def _get_pool(self) -> _PoolExecutor:
         raise NotImplementedError
 
@@ -247,7 +251,7 @@ class _PoolBase(_Base):
                             raise waited_for_nothing()
                         break
                     try:
-                        pending[self._get_pool().submit(fn, task)] = task
+                        pending[self._submit(fn, task)] = task
                     except BrokenProcessPool:
                         suspects.append(task)
                         break
@@ -289,7 +293,7 @@ class _PoolBase(_Base):
         while suspects:
             task = suspects.popleft()
             try:
-                result = self._get_pool().submit(fn, task).result()
+                result = self._submit(fn, task).result()
             except BrokenProcessPool:
                 why = self._discard_pool()
                 parts = list(split(task)) if split is not None else [task]
@@ -324,6 +328,24 @@ class ThreadExecutor(_PoolBase):
         return self._pool
 
 
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C held back while workers are forked: raised inside os.fork's hooks (logging's
+    lock release), it would be printed as an ignored exception with a traceback, and the
+    lock left held. Raised after the block instead. Main thread only (signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
+
+
 class ProcessExecutor(_PoolBase):
     """Worker processes: forked (inheriting the parent's imports) when no other thread
     runs, else started from a fork server that imports `preload` once.
@@ -338,6 +360,10 @@ class ProcessExecutor(_PoolBase):
         super().__init__(jobs=jobs)
         self.preload = list(preload)
         self.crashes = 0
+
+    def _submit(self, fn: Callable[[T], R], task: T) -> Future[R]:
+        with _interrupts_deferred():  # a submit may fork a worker
+            return self._get_pool().submit(fn, task)
 
     def _get_pool(self) -> _PoolExecutor:
         if self._pool is None:

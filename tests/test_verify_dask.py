@@ -285,14 +285,33 @@ def test_ctrl_c_stops_the_cluster_work_with_one_line(
 def test_ctrl_c_stops_a_local_verify_the_same_way(big: tuple[Path, Path]) -> None:
     proc = _start_verify("local", big)
     deadline = time.monotonic() + 60
+    workers: set[int] = set()
     while proc.poll() is None and time.monotonic() < deadline:
-        if len(os.listdir(f"/proc/{proc.pid}/task")) >= 4:  # its hashing threads run
+        workers = _children(proc.pid)
+        # its hashing runs: on worker processes (64 MiB and more), else on threads
+        if workers or len(os.listdir(f"/proc/{proc.pid}/task")) >= 4:
             break
         time.sleep(0.01)
+    assert proc.poll() is None, "the verify ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.count("\n") == 1 and "interrupted" in err and not out
+    deadline = time.monotonic() + 10  # and its workers are gone with it
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{w}") for w in workers)
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return found
 
 
 @pytest.mark.slow
