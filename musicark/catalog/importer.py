@@ -363,6 +363,7 @@ def import_file(
         archive,
         path,
         resolve(path, format),
+        file_key(path),
         source=source,
         default_rights=default_rights,
         progress=progress,
@@ -375,6 +376,7 @@ def _import_one(
     archive: Archive,
     path: Path,
     fmt: CatalogFormat,
+    key: str,
     *,
     source: str | None,
     default_rights: str | None,
@@ -386,7 +388,6 @@ def _import_one(
     build the indexes and mark it and the earlier files of the load (`finish`) finished."""
     settings = archive.config.catalog
     rights = normalize_rights(default_rights or settings.default_rights)
-    key = file_key(path)
     summary = FileSummary(path=str(path), format=fmt.name)
     stage_dir = archive.staging_dir / f"import-{key[:16]}"
     rejects_path = archive.rejects_dir / f"{path.name}.{key[:12]}.rejects.jsonl"
@@ -435,7 +436,12 @@ def _import_one(
     return summary
 
 
-def _bulk_together(archive: Archive, paths: Sequence[Path], formats: Sequence[str]) -> bool:
+def _bulk_together(
+    archive: Archive,
+    paths: Sequence[Path],
+    formats: Sequence[CatalogFormat],
+    keys: Sequence[str],
+) -> bool:
     """Whether several files load as one bulk load: appended with the indexes dropped and
     the indexes built once after the last file. Upserting file after file into indexed
     tables of tens of millions of rows rewrites pages all over the catalogue (measured:
@@ -445,12 +451,11 @@ def _bulk_together(archive: Archive, paths: Sequence[Path], formats: Sequence[st
     """
     if len(paths) < 2:
         return False
-    keys = [file_key(p) for p in paths]
     conn = connect(archive.catalog_path, indexes=False)
     try:
         marks = ",".join("?" * len(keys))
         rows = conn.execute(
-            f"SELECT finished, mode FROM imports WHERE file_key IN ({marks})", keys
+            f"SELECT finished, mode FROM imports WHERE file_key IN ({marks})", list(keys)
         ).fetchall()
         if any(finished for finished, _mode in rows):
             return False
@@ -460,7 +465,7 @@ def _bulk_together(archive: Archive, paths: Sequence[Path], formats: Sequence[st
             return False
     finally:
         conn.close()
-    rows_in = sum(get_format(f).estimate_rows(p) for p, f in zip(paths, formats, strict=True))
+    rows_in = sum(f.estimate_rows(p) for p, f in zip(paths, formats, strict=True))
     return bool(rows_in >= archive.config.catalog.bulk_min_rows)
 
 
@@ -485,25 +490,25 @@ def import_catalog(
         normalize_rights(default_rights)
     files = [input_file(p) for p in paths]
     formats = [resolve(p, format) for p in files]
-    together = _bulk_together(archive, files, [f.name for f in formats])
+    keys = [file_key(p) for p in files]
+    together = _bulk_together(archive, files, formats, keys)
     summary = ImportSummary()
-    loaded: list[str] = []
-    for i, (p, fmt) in enumerate(zip(files, formats, strict=True)):
-        last = i == len(files) - 1
+    for i, (p, fmt, key) in enumerate(zip(files, formats, keys, strict=True)):
+        # a bulk load of several files is finished (indexes, `finished`) with its last file
+        finish = None if together and i < len(files) - 1 else keys[:i] if together else []
         summary.files.append(
             _import_one(
                 archive,
                 p,
                 fmt,
+                key,
                 source=source,
                 default_rights=default_rights,
                 progress=progress,
                 together=together,
-                finish=loaded if (last or not together) else None,
+                finish=finish,
             )
         )
-        if together:
-            loaded.append(file_key(p))
     # After a failure the followers catch up at the next import (track_changes keeps the order).
     events.send("catalog.changed", archive=archive, progress=progress)
     return summary
