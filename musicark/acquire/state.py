@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from musicark.archive import Archive
@@ -141,14 +141,12 @@ def acquired_rights(conn: sqlite3.Connection, sha256s: Sequence[str]) -> dict[st
     return out
 
 
-@contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
+def run_lock(folder: Path) -> AbstractContextManager[None]:
     """One acquire at a time per archive: a second run refuses instead of double-fetching."""
-    with exclusive(
+    return exclusive(
         folder / "acquire.lock",
         lambda pid: ArchiveError(
             f"another `musicark acquire` is running on this archive (pid {pid}); "
             "wait for it to finish"
         ),
-    ):
-        yield
+    )

@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,16 +148,14 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-@contextmanager
-def _writer_lock(root: Path) -> Iterator[None]:
-    with exclusive(
+def _writer_lock(root: Path) -> AbstractContextManager[None]:
+    return exclusive(
         root / ".lock",
         lambda pid: SearchError(
             f"another process (pid {pid}) is updating the search index at {root};"
             " try again when it ends"
         ),
-    ):
-        yield
+    )
 
 
 def open_index(root: Path, generation: str) -> tantivy.Index:
